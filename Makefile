@@ -1,0 +1,98 @@
+# spectrum-operator Makefile: the front door, in kubebuilder's order.
+
+# Image URL to use for building/pushing image targets.
+IMG ?= ghcr.io/cloudflare-operator/spectrum-operator:$(VERSION)
+VERSION ?= 0.1.0
+
+# Tool versions, pinned here and nowhere else. controller-gen is a Go `tool`
+# directive in go.mod (so `go tool controller-gen` is always that version).
+ENVTEST_K8S_VERSION ?= 1.37.2
+ENVTEST_ETCD_VERSION ?= 3.6.16
+HELM_VERSION ?= v3.22.0
+
+# Tools and the envtest binaries are cached outside the clone, keyed by
+# version, so a fresh clone on a warm machine does not rebuild them.
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spectrum-operator
+export SPECTRUM_CACHE_DIR := $(CACHE_DIR)
+
+CONTROLLER_GEN ?= go tool controller-gen
+KUBECTL ?= kubectl
+
+# Setting SHELL to bash allows bash commands to be executed by recipes.
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate CRDs, RBAC and webhook configuration from markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." \
+		output:crd:artifacts:config=config/crd/bases \
+		output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
+
+.PHONY: generate
+generate: ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run go fmt against code.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet against code.
+	go vet ./...
+
+.PHONY: verify
+verify: ## Fail when generated files are stale or code is not gofmt-clean.
+	bash hack/verify-generated.sh
+
+.PHONY: envtest
+envtest: ## Build (once, cached) the kube-apiserver and etcd binaries for envtest.
+	@bash hack/envtest-binaries.sh >/dev/null
+
+.PHONY: test
+test: verify vet envtest ## Run all tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" go test ./... -count=1 -timeout 30m
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager and simulator binaries into bin/.
+	go build -o bin/manager ./cmd/manager
+	@if [ -d cmd/spectrum-simulator ]; then go build -o bin/spectrum-simulator ./cmd/spectrum-simulator; fi
+
+.PHONY: run
+run: manifests generate ## Run the manager against the current kubeconfig.
+	go run ./cmd/manager
+
+##@ Deployment
+
+ifndef ignore-not-found
+  ignore-not-found = false
+endif
+
+.PHONY: install
+install: manifests ## Install CRDs into the cluster of the current kubeconfig.
+	$(KUBECTL) apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: manifests ## Uninstall CRDs. Call with ignore-not-found=true to ignore missing resources.
+	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator to the cluster of the current kubeconfig.
+	$(KUBECTL) apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Undeploy the operator. Call with ignore-not-found=true to ignore missing resources.
+	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/default

@@ -1,0 +1,46 @@
+package v1alpha1
+
+// Condition types, in the kstatus vocabulary that kubectl wait, Flux and
+// Argo CD understand.
+const (
+	// ConditionReady is True when the Cloudflare application matches the spec.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the operator is working on the
+	// application or waiting to retry a temporary failure.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the operator cannot make progress until a
+	// person acts: the message says what to do.
+	ConditionStalled = "Stalled"
+)
+
+const (
+	// Finalizer keeps a SpectrumApp until its Cloudflare application is
+	// deleted (or orphaned, per deletionPolicy).
+	Finalizer = "spectrum.cloudflare-operator.io/finalizer"
+
+	// ReconcileRequestedAtAnnotation asks the operator to retry now, even when
+	// the app is Stalled: set it to any new value, such as the current time
+	// (kubectl annotate spectrumapp NAME
+	// spectrum.cloudflare-operator.io/reconcile-requested-at="$(date +%s)" --overwrite).
+	ReconcileRequestedAtAnnotation = "spectrum.cloudflare-operator.io/reconcile-requested-at"
+
+	// AccountPlanAnnotation, on a credentials Secret, tells the operator the
+	// Cloudflare account's plan ("enterprise" or "pay-as-you-go"), so that
+	// admission can reject what a Pay-as-you-go account refuses.
+	AccountPlanAnnotation = "spectrum.cloudflare-operator.io/account-plan"
+
+	// DefaultCredentialsKey is the Secret key read when credentialsRef.key is
+	// empty.
+	DefaultCredentialsKey = "apiToken"
+)
+
+// AccountPlan is a Cloudflare account's Spectrum plan.
+type AccountPlan string
+
+const (
+	// PlanEnterprise accounts may use every Spectrum field.
+	PlanEnterprise AccountPlan = "enterprise"
+	// PlanPayAsYouGo accounts (without the paid add-on) may send only
+	// protocol, dns and originDirect, and have one application per protocol.
+	PlanPayAsYouGo AccountPlan = "pay-as-you-go"
+)

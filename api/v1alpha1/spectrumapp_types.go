@@ -1,0 +1,284 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// SpectrumAppSpec is the desired Cloudflare Spectrum application, plus the
+// Kubernetes-side settings that say where and how to manage it.
+//
+// The Cloudflare fields mirror the Spectrum apps API
+// (POST /zones/{zone_id}/spectrum/apps); fields left unset are not sent, so
+// Cloudflare applies its own defaults.
+type SpectrumAppSpec struct {
+	// ZoneID is the ID of the Cloudflare zone that owns the application's
+	// hostname: 32 lowercase hexadecimal characters, shown on the zone's
+	// Overview page in the dashboard. It cannot change: to move an application
+	// to another zone, create a new SpectrumApp.
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{32}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="zoneID is immutable; create a new SpectrumApp to use another zone"
+	ZoneID string `json:"zoneID"`
+
+	// CredentialsRef names the Secret, in the SpectrumApp's own namespace, that
+	// holds the Cloudflare API token (a token with Zone > Spectrum > Edit on the
+	// zone). When omitted, the operator's default credentials are used, if the
+	// cluster admin configured them.
+	// +optional
+	CredentialsRef *SecretKeyReference `json:"credentialsRef,omitempty"`
+
+	// DeletionPolicy says what happens to the Cloudflare application when this
+	// SpectrumApp is deleted: Delete (the default) removes it from Cloudflare;
+	// Orphan leaves it running at Cloudflare, unmanaged.
+	// +kubebuilder:default=Delete
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// Protocol is the edge port or port range Cloudflare listens on:
+	// "tcp/PORT", "udp/PORT" or a range such as "tcp/1000-2000".
+	// Cloudflare field: protocol.
+	// +kubebuilder:validation:Pattern=`^(tcp|udp)/[0-9]{1,5}(-[0-9]{1,5})?$`
+	Protocol string `json:"protocol"`
+
+	// DNS is the hostname clients connect to and how Cloudflare publishes it.
+	// Cloudflare field: dns.
+	DNS DNS `json:"dns"`
+
+	// OriginDirect lists origin addresses as URIs: "tcp://IP:PORT",
+	// "udp://IP:PORT" or a port range "tcp://IP:START-END". IPv6 addresses go
+	// in brackets: "tcp://[2001:db8::1]:443". Several entries load-balance.
+	// Set exactly one of originDirect and originDNS.
+	// Cloudflare field: origin_direct.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=300
+	// +listType=atomic
+	// +optional
+	OriginDirect []string `json:"originDirect,omitempty"`
+
+	// OriginDNS points the application at an origin by DNS name instead of by
+	// address. Set exactly one of originDirect and originDNS.
+	// Cloudflare field: origin_dns.
+	// +optional
+	OriginDNS *OriginDNS `json:"originDNS,omitempty"`
+
+	// OriginPort is the origin port, or a port range such as "3000-4000", used
+	// with originDNS. Required unless originDNS.type is SRV (the SRV record
+	// carries the port). A range must hold as many ports as the protocol's edge
+	// range. Cloudflare field: origin_port.
+	// +kubebuilder:validation:XIntOrString
+	// +optional
+	OriginPort *intstr.IntOrString `json:"originPort,omitempty"`
+
+	// IPFirewall applies the zone's IP Access rules to this application
+	// (TCP applications). Cloudflare field: ip_firewall.
+	// +optional
+	IPFirewall *bool `json:"ipFirewall,omitempty"`
+
+	// ProxyProtocol sends the client's address to the origin: off, v1, v2, or
+	// simple (UDP). Cloudflare field: proxy_protocol.
+	// +kubebuilder:validation:Enum=off;v1;v2;simple
+	// +optional
+	ProxyProtocol string `json:"proxyProtocol,omitempty"`
+
+	// TLS is how Cloudflare terminates and re-establishes TLS: off, flexible
+	// (TLS to the client only), full (TLS to the origin, any certificate) or
+	// strict (TLS to the origin with a valid certificate).
+	// Cloudflare field: tls.
+	// +kubebuilder:validation:Enum=off;flexible;full;strict
+	// +optional
+	TLS string `json:"tls,omitempty"`
+
+	// TrafficType is how Cloudflare treats the traffic: direct (plain TCP/UDP
+	// proxy, Cloudflare's default), http or https (HTTP features such as WAF
+	// and caching apply). Cloudflare field: traffic_type.
+	// +kubebuilder:validation:Enum=direct;http;https
+	// +optional
+	TrafficType string `json:"trafficType,omitempty"`
+
+	// EdgeIPs chooses the edge addresses: dynamic (Cloudflare-assigned, used
+	// with a CNAME dns.type) or static BYOIP addresses (with an ADDRESS
+	// dns.type; needs the BYOIP entitlement). Cloudflare field: edge_ips.
+	// +optional
+	EdgeIPs *EdgeIPs `json:"edgeIPs,omitempty"`
+
+	// ArgoSmartRouting routes traffic over Argo Smart Routing (TCP with
+	// trafficType direct; UDP is beta). Needs the Argo entitlement.
+	// Cloudflare field: argo_smart_routing.
+	// +optional
+	ArgoSmartRouting *bool `json:"argoSmartRouting,omitempty"`
+
+	// VirtualNetworkID routes to a private origin through this Cloudflare
+	// Tunnel virtual network (a UUID). Needs originDirect with exactly one
+	// "tcp|udp://IP:PORT" address, no port range, and a route for that IP in
+	// the network. Cloudflare field: virtual_network_id.
+	// +optional
+	VirtualNetworkID string `json:"virtualNetworkID,omitempty"`
+}
+
+// DNS is the application's hostname and how Cloudflare publishes it.
+type DNS struct {
+	// Type is CNAME (Cloudflare-assigned dynamic edge IPs) or ADDRESS (static
+	// edge IPs, BYOIP). It cannot change once the application exists.
+	// +kubebuilder:validation:Enum=CNAME;ADDRESS
+	Type string `json:"type"`
+
+	// Name is the fully qualified hostname of the application, inside the
+	// zone, for example "ssh.example.com".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// OriginDNS is an origin reached by DNS name.
+type OriginDNS struct {
+	// Name is the origin's hostname, for example "origin.example.com".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// TTL is how many seconds Cloudflare caches the resolution of Name.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	TTL *int32 `json:"ttl,omitempty"`
+
+	// Type is the record type resolved: "" (A and AAAA, the default), A,
+	// AAAA, or SRV (the SRV record supplies the port, so originPort may be
+	// omitted).
+	// +kubebuilder:validation:Enum="";A;AAAA;SRV
+	// +optional
+	Type string `json:"type,omitempty"`
+}
+
+// EdgeIPs chooses the addresses Cloudflare's edge answers on.
+type EdgeIPs struct {
+	// Type is dynamic (Cloudflare assigns addresses; needs dns.type CNAME) or
+	// static (your own BYOIP addresses; needs dns.type ADDRESS).
+	// +kubebuilder:validation:Enum=dynamic;static
+	Type string `json:"type"`
+
+	// Connectivity, for dynamic edge IPs, is which address families are
+	// assigned: all (the default), ipv4 or ipv6.
+	// +kubebuilder:validation:Enum=all;ipv4;ipv6
+	// +optional
+	Connectivity string `json:"connectivity,omitempty"`
+
+	// IPs, for static edge IPs, are the BYOIP addresses to answer on; they
+	// must come from a prefix allocated to the account.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=45
+	// +listType=atomic
+	// +optional
+	IPs []string `json:"ips,omitempty"`
+}
+
+// SecretKeyReference names a key of a Secret in the SpectrumApp's namespace.
+// There is deliberately no namespace field: an application can only use
+// credentials from its own namespace.
+type SecretKeyReference struct {
+	// Name is the Secret's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key is the key in the Secret's data that holds the API token.
+	// +kubebuilder:default=apiToken
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// DeletionPolicy says what happens at Cloudflare when a SpectrumApp is deleted.
+// +kubebuilder:validation:Enum=Delete;Orphan
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyDelete removes the Cloudflare application.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	// DeletionPolicyOrphan leaves the Cloudflare application in place.
+	DeletionPolicyOrphan DeletionPolicy = "Orphan"
+)
+
+// SpectrumAppStatus is what the operator last observed.
+type SpectrumAppStatus struct {
+	// ApplicationID is the Cloudflare application's ID. It is recorded the
+	// moment Cloudflare creates (or the operator adopts) the application.
+	// +optional
+	ApplicationID string `json:"applicationID,omitempty"`
+
+	// ObservedGeneration is the metadata.generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions follow the kstatus conventions: Ready is True when the
+	// Cloudflare application matches the spec; Reconciling is True while work
+	// or a retry is in progress; Stalled is True when only a person can
+	// unblock it (the message says what to do).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// CreatedOn is when Cloudflare created the application.
+	// +optional
+	CreatedOn *metav1.Time `json:"createdOn,omitempty"`
+
+	// ModifiedOn is when Cloudflare last modified the application.
+	// +optional
+	ModifiedOn *metav1.Time `json:"modifiedOn,omitempty"`
+
+	// EdgeIPs are the edge addresses Cloudflare reports for the application,
+	// where it returns them.
+	// +listType=atomic
+	// +optional
+	EdgeIPs []string `json:"edgeIPs,omitempty"`
+
+	// Adopted is true when the operator found an existing Cloudflare
+	// application with this hostname and protocol and took it over instead of
+	// creating a duplicate.
+	// +optional
+	Adopted bool `json:"adopted,omitempty"`
+
+	// LastHandledReconcileAt is the value of the
+	// spectrum.cloudflare-operator.io/reconcile-requested-at annotation that
+	// the operator last acted on.
+	// +optional
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+}
+
+// SpectrumApp is a Cloudflare Spectrum application: a TCP or UDP proxy at
+// Cloudflare's edge in front of your origin. The operator creates, updates
+// and deletes it through the Cloudflare API and keeps it in sync.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sapp;sapps,categories=cloudflare
+// +kubebuilder:printcolumn:name="Hostname",type=string,JSONPath=`.spec.dns.name`
+// +kubebuilder:printcolumn:name="Protocol",type=string,JSONPath=`.spec.protocol`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SpectrumApp struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired Spectrum application.
+	Spec SpectrumAppSpec `json:"spec"`
+
+	// Status is what the operator last observed.
+	// +optional
+	Status SpectrumAppStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// SpectrumAppList is a list of SpectrumApps.
+type SpectrumAppList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SpectrumApp `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SpectrumApp{}, &SpectrumAppList{})
+}
