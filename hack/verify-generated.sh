@@ -21,6 +21,7 @@ tar -C "$root" --exclude=./bin --exclude=./.git -cf - . | tar -C "$scratch/tree"
 
 stale=0
 for path in api config/crd config/rbac config/webhook; do
+  [[ -e "$root/$path" || -e "$scratch/tree/$path" ]] || continue
   if ! diff -r -q "$root/$path" "$scratch/tree/$path" >/dev/null; then
     echo "generated files under $path are stale; run 'make manifests generate' and commit:" >&2
     diff -r -u "$root/$path" "$scratch/tree/$path" | head -40 >&2 || true
