@@ -137,7 +137,9 @@ type OriginDNS struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 
-	// TTL is how many seconds Cloudflare caches the resolution of Name.
+	// TTL is how many seconds Cloudflare caches the resolution of Name: at
+	// least 600 (Cloudflare's published minimum). Omit it for Cloudflare's
+	// default.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	TTL *int32 `json:"ttl,omitempty"`

@@ -1,0 +1,205 @@
+// Package v1alpha1 holds the admission webhook for SpectrumApp v1alpha1. It
+// is thin: the rules live in internal/spectrum/rules; the webhook only finds
+// what they need from the cluster (the account's plan and its other apps) and
+// turns violations into an Invalid error that lists every one.
+package v1alpha1
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
+)
+
+var log = logf.Log.WithName("spectrumapp-webhook")
+
+// Options configure the SpectrumApp webhook.
+type Options struct {
+	// DefaultPlan is the account plan assumed when nothing says otherwise: for
+	// apps without credentialsRef (they use the operator's default
+	// credentials), and for credentials Secrets that are missing or carry no
+	// account-plan annotation. Empty means enterprise (no plan limits).
+	DefaultPlan spectrumv1alpha1.AccountPlan
+}
+
+// SetupSpectrumAppWebhookWithManager registers the validating webhook for
+// SpectrumApp with the manager's webhook server.
+func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
+	if !knownPlan(opts.DefaultPlan) {
+		return fmt.Errorf("unknown default account plan %q: use %q or %q",
+			opts.DefaultPlan, spectrumv1alpha1.PlanEnterprise, spectrumv1alpha1.PlanPayAsYouGo)
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &spectrumv1alpha1.SpectrumApp{}).
+		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan}).
+		Complete()
+}
+
+// +kubebuilder:webhook:path=/validate-spectrum-cloudflare-operator-io-v1alpha1-spectrumapp,mutating=false,failurePolicy=fail,sideEffects=None,groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=create;update,versions=v1alpha1,name=vspectrumapp-v1alpha1.kb.io,admissionReviewVersions=v1
+
+// The plan lookup reads credentials Secrets' metadata, and the one-app-per-protocol
+// rule lists the namespace's SpectrumApps, both through the manager's cache.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=get;list;watch
+
+// SpectrumAppCustomValidator validates SpectrumApps on create and update.
+type SpectrumAppCustomValidator struct {
+	// Client reads credentials Secrets and sibling SpectrumApps; the
+	// manager's cached client.
+	Client client.Reader
+	// DefaultPlan: see Options.DefaultPlan.
+	DefaultPlan spectrumv1alpha1.AccountPlan
+}
+
+var _ admission.Validator[*spectrumv1alpha1.SpectrumApp] = &SpectrumAppCustomValidator{}
+
+var specPath = field.NewPath("spec")
+
+// ValidateCreate checks every rule, including what the account's plan allows.
+func (v *SpectrumAppCustomValidator) ValidateCreate(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) (admission.Warnings, error) {
+	vs := rules.ValidateSpec(&app.Spec, specPath)
+	planVs, warnings, err := v.validatePlan(ctx, app, true)
+	if err != nil {
+		return warnings, err
+	}
+	return warnings, invalid(app, append(vs, planVs...))
+}
+
+// ValidateUpdate checks a changed spec. An object being deleted is never
+// checked, so that removing the finalizer cannot be blocked; nor is an update
+// that leaves the spec alone (metadata, such as the finalizer the operator
+// adds), so that a rule tightened in a later release does not freeze
+// existing objects.
+func (v *SpectrumAppCustomValidator) ValidateUpdate(ctx context.Context, oldApp, newApp *spectrumv1alpha1.SpectrumApp) (admission.Warnings, error) {
+	if newApp.DeletionTimestamp != nil || equality.Semantic.DeepEqual(oldApp.Spec, newApp.Spec) {
+		return nil, nil
+	}
+	vs := rules.ValidateUpdate(&oldApp.Spec, &newApp.Spec, specPath)
+	// Apps that already share a protocol (created before the account was
+	// marked Pay-as-you-go) may still be edited; only a change that could
+	// create the clash is checked against the siblings.
+	checkSiblings := oldApp.Spec.Protocol != newApp.Spec.Protocol ||
+		credentialsName(&oldApp.Spec) != credentialsName(&newApp.Spec)
+	planVs, warnings, err := v.validatePlan(ctx, newApp, checkSiblings)
+	if err != nil {
+		return warnings, err
+	}
+	return warnings, invalid(newApp, append(vs, planVs...))
+}
+
+// ValidateDelete allows every delete: what happens at Cloudflare is the
+// operator's job (deletionPolicy).
+func (v *SpectrumAppCustomValidator) ValidateDelete(context.Context, *spectrumv1alpha1.SpectrumApp) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// validatePlan looks up the account's plan and, for Pay-as-you-go, the
+// account's other apps, and applies the plan rules.
+func (v *SpectrumAppCustomValidator) validatePlan(ctx context.Context, app *spectrumv1alpha1.SpectrumApp, checkSiblings bool) (rules.Violations, admission.Warnings, error) {
+	plan, warnings, err := v.accountPlan(ctx, app)
+	if err != nil || plan != spectrumv1alpha1.PlanPayAsYouGo {
+		return nil, warnings, err
+	}
+	var siblings []spectrumv1alpha1.SpectrumAppSpec
+	if checkSiblings {
+		if siblings, err = v.siblings(ctx, app); err != nil {
+			return nil, warnings, err
+		}
+	}
+	return rules.ValidatePlan(plan, &app.Spec, siblings, specPath), warnings, nil
+}
+
+// accountPlan reads the account-plan annotation of the app's credentials
+// Secret. A missing Secret is not an admission error (the operator reports
+// it on the object); the plan then defaults, with a warning.
+func (v *SpectrumAppCustomValidator) accountPlan(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) (spectrumv1alpha1.AccountPlan, admission.Warnings, error) {
+	def := v.DefaultPlan
+	if def == "" {
+		def = spectrumv1alpha1.PlanEnterprise
+	}
+	name := credentialsName(&app.Spec)
+	if name == "" {
+		return def, nil, nil
+	}
+
+	// Only the annotations are needed: reading the Secret's metadata keeps
+	// the manager from caching every Secret's data in the cluster.
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := v.Client.Get(ctx, types.NamespacedName{Namespace: app.Namespace, Name: name}, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return def, admission.Warnings{fmt.Sprintf(
+			"credentials Secret %q not found: assuming account plan %q until it exists", name, def)}, nil
+	case err != nil:
+		log.Error(err, "Reading credentials Secret", "secret", types.NamespacedName{Namespace: app.Namespace, Name: name})
+		return "", nil, apierrors.NewInternalError(fmt.Errorf("reading credentials Secret %q: %w", name, err))
+	}
+
+	plan := spectrumv1alpha1.AccountPlan(secret.Annotations[spectrumv1alpha1.AccountPlanAnnotation])
+	switch {
+	case plan == "":
+		return def, nil, nil
+	case !knownPlan(plan):
+		return def, admission.Warnings{fmt.Sprintf(
+			"credentials Secret %q: unknown %s annotation %q (use %q or %q): assuming %q",
+			name, spectrumv1alpha1.AccountPlanAnnotation, plan,
+			spectrumv1alpha1.PlanEnterprise, spectrumv1alpha1.PlanPayAsYouGo, def)}, nil
+	}
+	return plan, nil, nil
+}
+
+// siblings are the other SpectrumApps of the same Cloudflare account, as far
+// as the cluster can tell: same namespace and same credentials Secret (or
+// both on the operator's default credentials).
+func (v *SpectrumAppCustomValidator) siblings(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) ([]spectrumv1alpha1.SpectrumAppSpec, error) {
+	var list spectrumv1alpha1.SpectrumAppList
+	if err := v.Client.List(ctx, &list, client.InNamespace(app.Namespace)); err != nil {
+		log.Error(err, "Listing SpectrumApps", "namespace", app.Namespace)
+		return nil, apierrors.NewInternalError(fmt.Errorf("listing SpectrumApps: %w", err))
+	}
+	creds := credentialsName(&app.Spec)
+	var specs []spectrumv1alpha1.SpectrumAppSpec
+	for i := range list.Items {
+		other := &list.Items[i]
+		if other.Name == app.Name || credentialsName(&other.Spec) != creds {
+			continue
+		}
+		specs = append(specs, other.Spec)
+	}
+	return specs, nil
+}
+
+// credentialsName is the app's credentials Secret name, "" for the
+// operator's default credentials.
+func credentialsName(spec *spectrumv1alpha1.SpectrumAppSpec) string {
+	if spec.CredentialsRef == nil {
+		return ""
+	}
+	return spec.CredentialsRef.Name
+}
+
+func knownPlan(p spectrumv1alpha1.AccountPlan) bool {
+	return p == "" || p == spectrumv1alpha1.PlanEnterprise || p == spectrumv1alpha1.PlanPayAsYouGo
+}
+
+// invalid returns nil for no violations, else one Invalid error listing them
+// all, so kubectl shows every mistake at once.
+func invalid(app *spectrumv1alpha1.SpectrumApp, vs rules.Violations) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	gk := spectrumv1alpha1.GroupVersion.WithKind("SpectrumApp").GroupKind()
+	return apierrors.NewInvalid(gk, app.Name, vs.FieldErrors())
+}

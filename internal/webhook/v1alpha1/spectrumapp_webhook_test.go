@@ -1,0 +1,431 @@
+package v1alpha1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+)
+
+const zoneID = "023e105f4ecef8ad9ca31a8372d0c353"
+
+// manifest is a SpectrumApp as a user would write it; spec is YAML indented
+// by two spaces, without zoneID.
+func manifest(t *testing.T, ns, name, spec string) *unstructured.Unstructured {
+	t.Helper()
+	doc := fmt.Sprintf(`apiVersion: spectrum.cloudflare-operator.io/v1alpha1
+kind: SpectrumApp
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  zoneID: %s
+%s`, name, ns, zoneID, spec)
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+		t.Fatalf("bad test manifest: %v\n%s", err, doc)
+	}
+	return u
+}
+
+func create(t *testing.T, obj client.Object) error {
+	t.Helper()
+	return k8sClient.Create(context.Background(), obj)
+}
+
+func mustCreate(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := create(t, obj); err != nil {
+		t.Fatalf("create %s: %v", obj.GetName(), err)
+	}
+}
+
+// cause is one expected field error: its path and Cloudflare code (0 for a
+// rule without one).
+type cause struct {
+	field string
+	code  int
+}
+
+// expectDenied checks that err is the apiserver refusing the object as
+// Invalid with exactly the expected field errors, each naming its code.
+func expectDenied(t *testing.T, err error, want ...cause) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("request was allowed, want denied with %v", want)
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || !apierrors.IsInvalid(err) {
+		t.Fatalf("want an Invalid status error, got %T: %v", err, err)
+	}
+	causes := status.Status().Details.Causes
+	if len(causes) != len(want) {
+		t.Errorf("got %d causes, want %d: %v", len(causes), len(want), err)
+	}
+	used := make([]bool, len(causes))
+	for _, w := range want {
+		found := false
+		for i, c := range causes {
+			if used[i] || c.Field != w.field {
+				continue
+			}
+			if w.code != 0 && !strings.HasSuffix(c.Message, fmt.Sprintf("(Cloudflare error %d)", w.code)) {
+				continue
+			}
+			used[i], found = true, true
+			break
+		}
+		if !found {
+			t.Errorf("no cause %s (Cloudflare error %d) in: %v", w.field, w.code, err)
+		}
+	}
+}
+
+// waitCached waits until the manager's cache, which the webhook reads, has
+// caught up with obj, so a test does not race the informer.
+func waitCached(t *testing.T, obj client.Object) {
+	t.Helper()
+	copyObj := obj.DeepCopyObject().(client.Object)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cached.Get(context.Background(), client.ObjectKeyFromObject(obj), copyObj)
+		if err == nil && copyObj.GetResourceVersion() == obj.GetResourceVersion() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache never saw %s at resourceVersion %s (last error %v)", obj.GetName(), obj.GetResourceVersion(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Each documented invalid-spec code, sent as a manifest through the
+// apiserver, comes back denied at the right field with the right code.
+func TestCreateRejectsInvalidSpecs(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name string
+		spec string
+		want []cause
+	}{
+		{"11000 no origin", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh.example.com}
+`, []cause{{"spec.originDirect", 11000}}},
+		{"11000 both origins", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh.example.com}
+  originDirect: ["tcp://192.0.2.1:22"]
+  originDNS: {name: _ssh._tcp.example.com, type: SRV}
+`, []cause{{"spec.originDNS", 11000}}},
+		{"11001 originDNS without originPort", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh.example.com}
+  originDNS: {name: origin.example.com}
+`, []cause{{"spec.originPort", 11001}}},
+		{"11001 ttl below the minimum", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh.example.com}
+  originDNS: {name: origin.example.com, ttl: 60}
+  originPort: 22
+`, []cause{{"spec.originDNS.ttl", 11001}}},
+		{"11001 bad originDNS name", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh.example.com}
+  originDNS: {name: "origin..example.com"}
+  originPort: 22
+`, []cause{{"spec.originDNS.name", 11001}}},
+		{"11002 IPv6 without brackets", `
+  protocol: tcp/443
+  dns: {type: CNAME, name: tls.example.com}
+  originDirect: ["tcp://2001:db8::1:443"]
+`, []cause{{"spec.originDirect[0]", 11002}}},
+		{"11002 hostname in originDirect", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh.example.com}
+  originDirect: ["tcp://192.0.2.1:22", "tcp://origin.example.com:22"]
+`, []cause{{"spec.originDirect[1]", 11002}}},
+		{"11002 port count mismatch", `
+  protocol: tcp/1000-1010
+  dns: {type: CNAME, name: game.example.com}
+  originDirect: ["tcp://192.0.2.1:2000-2005"]
+`, []cause{{"spec.originDirect[0]", 11002}}},
+		{"11001 originPort count mismatch", `
+  protocol: tcp/1000-1010
+  dns: {type: CNAME, name: game.example.com}
+  originDNS: {name: origin.example.com}
+  originPort: "2000-2005"
+`, []cause{{"spec.originPort", 11001}}},
+		{"11004 ADDRESS without static edge IPs", `
+  protocol: tcp/22
+  dns: {type: ADDRESS, name: ssh.example.com}
+  originDirect: ["tcp://192.0.2.1:22"]
+`, []cause{{"spec.dns.type", 11004}}},
+		{"11004 static edge IPs without ips", `
+  protocol: tcp/22
+  dns: {type: ADDRESS, name: ssh.example.com}
+  originDirect: ["tcp://192.0.2.1:22"]
+  edgeIPs: {type: static}
+`, []cause{{"spec.edgeIPs.ips", 11004}}},
+		{"11041 virtual network with originDNS", `
+  protocol: tcp/5432
+  dns: {type: CNAME, name: db.example.com}
+  originDNS: {name: db.internal.example.com}
+  originPort: 5432
+  virtualNetworkID: 0f4c5c3e-2a55-4f2e-9c1e-8e4a5b6c7d8e
+`, []cause{{"spec.originDNS", 11041}}},
+		{"11042 virtual network with two addresses", `
+  protocol: tcp/5432
+  dns: {type: CNAME, name: db.example.com}
+  originDirect: ["tcp://10.0.0.5:5432", "tcp://10.0.0.6:5432"]
+  virtualNetworkID: 0f4c5c3e-2a55-4f2e-9c1e-8e4a5b6c7d8e
+`, []cause{{"spec.originDirect", 11042}}},
+		{"11043 virtual network with a port range", `
+  protocol: tcp/5432-5433
+  dns: {type: CNAME, name: db.example.com}
+  originDirect: ["tcp://10.0.0.5:5432-5433"]
+  virtualNetworkID: 0f4c5c3e-2a55-4f2e-9c1e-8e4a5b6c7d8e
+`, []cause{{"spec.protocol", 11043}, {"spec.originDirect[0]", 11043}}},
+		{"11045 virtual network id not a UUID", `
+  protocol: tcp/5432
+  dns: {type: CNAME, name: db.example.com}
+  originDirect: ["tcp://10.0.0.5:5432"]
+  virtualNetworkID: office
+`, []cause{{"spec.virtualNetworkID", 11045}}},
+		{"protocol port out of range", `
+  protocol: tcp/70000
+  dns: {type: CNAME, name: ssh.example.com}
+  originDirect: ["tcp://192.0.2.1:22"]
+`, []cause{{"spec.protocol", 0}}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := create(t, manifest(t, ns, fmt.Sprintf("app-%d", i), tc.spec))
+			expectDenied(t, err, tc.want...)
+		})
+	}
+}
+
+// kubectl users see the rule's own words, path first and code last.
+func TestDeniedMessageIsReadable(t *testing.T) {
+	ns := newNamespace(t)
+	err := create(t, manifest(t, ns, "ipv6", `
+  protocol: tcp/443
+  dns: {type: CNAME, name: tls.example.com}
+  originDirect: ["tcp://2001:db8::1:443"]
+`))
+	want := `spec.originDirect[0]: Invalid value: "tcp://2001:db8::1:443": IPv6 origin must be in brackets, e.g. tcp://[2001:db8::1]:443 (Cloudflare error 11002)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v\ndoes not contain %s", err, want)
+	}
+	if !strings.Contains(err.Error(), `admission webhook "vspectrumapp-v1alpha1.kb.io" denied the request`) {
+		t.Errorf("not denied by our webhook: %v", err)
+	}
+}
+
+// One object with many mistakes reports all of them in one answer.
+func TestCreateReportsEveryViolation(t *testing.T) {
+	ns := newNamespace(t)
+	err := create(t, manifest(t, ns, "everything-wrong", `
+  protocol: tcp/1000-1010
+  dns: {type: ADDRESS, name: game.example.com}
+  originDirect:
+  - tcp://2001:db8::1:1000
+  - udp://192.0.2.1:2000-2005
+  originPort: 22
+  trafficType: http
+  argoSmartRouting: true
+  virtualNetworkID: not-a-uuid
+`))
+	expectDenied(t, err,
+		cause{"spec.originDirect[0]", 11002},
+		cause{"spec.originDirect[1]", 11002}, // udp behind tcp
+		cause{"spec.originDirect[1]", 11002}, // 6 ports behind 11
+		cause{"spec.originPort", 11000},
+		cause{"spec.dns.type", 11004},
+		cause{"spec.argoSmartRouting", 0},
+		cause{"spec.virtualNetworkID", 11045},
+		cause{"spec.originDirect", 11042},
+		cause{"spec.protocol", 11043},
+		cause{"spec.originDirect[1]", 11043},
+	)
+}
+
+const sshSpec = `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh.example.com}
+  originDirect: ["tcp://192.0.2.1:22"]
+`
+
+func getApp(t *testing.T, ns, name string) *spectrumv1alpha1.SpectrumApp {
+	t.Helper()
+	app := &spectrumv1alpha1.SpectrumApp{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, app); err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
+func TestUpdate(t *testing.T) {
+	ns := newNamespace(t)
+	mustCreate(t, manifest(t, ns, "ssh", sshSpec))
+
+	t.Run("valid change is allowed", func(t *testing.T) {
+		app := getApp(t, ns, "ssh")
+		app.Spec.OriginDirect = []string{"tcp://192.0.2.2:22"}
+		if err := k8sClient.Update(context.Background(), app); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("11004 dns.type cannot change", func(t *testing.T) {
+		app := getApp(t, ns, "ssh")
+		app.Spec.DNS.Type = "ADDRESS"
+		app.Spec.EdgeIPs = &spectrumv1alpha1.EdgeIPs{Type: "static", IPs: []string{"198.51.100.1"}}
+		err := k8sClient.Update(context.Background(), app)
+		expectDenied(t, err, cause{"spec.dns.type", 11004})
+		if err != nil && !strings.Contains(err.Error(), "create a new SpectrumApp") {
+			t.Errorf("message does not say what to do: %v", err)
+		}
+	})
+
+	// The CRD's CEL rule answers before the webhook is asked; both say the
+	// same thing.
+	t.Run("zoneID is immutable", func(t *testing.T) {
+		app := getApp(t, ns, "ssh")
+		app.Spec.ZoneID = "fedcba9876543210fedcba9876543210"
+		err := k8sClient.Update(context.Background(), app)
+		expectDenied(t, err, cause{"spec.zoneID", 0})
+		if err != nil && !strings.Contains(err.Error(), "create a new SpectrumApp") {
+			t.Errorf("message does not say what to do: %v", err)
+		}
+	})
+
+	t.Run("invalid change is denied", func(t *testing.T) {
+		app := getApp(t, ns, "ssh")
+		app.Spec.OriginDirect = []string{"tcp://2001:db8::1:22"}
+		expectDenied(t, k8sClient.Update(context.Background(), app), cause{"spec.originDirect[0]", 11002})
+	})
+}
+
+// payAsYouGo makes a credentials Secret marked Pay-as-you-go and waits until
+// the webhook can see it.
+func payAsYouGo(t *testing.T, ns, name string) {
+	t.Helper()
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   ns,
+			Name:        name,
+			Annotations: map[string]string{spectrumv1alpha1.AccountPlanAnnotation: string(spectrumv1alpha1.PlanPayAsYouGo)},
+		},
+		StringData: map[string]string{spectrumv1alpha1.DefaultCredentialsKey: "not-a-real-token"},
+	}
+	mustCreate(t, secret)
+	waitCached(t, secret)
+}
+
+func TestPayAsYouGo(t *testing.T) {
+	ns := newNamespace(t)
+	payAsYouGo(t, ns, "payg")
+	const payg = "\n  credentialsRef: {name: payg}"
+
+	t.Run("10012 fields beyond protocol, dns and originDirect", func(t *testing.T) {
+		err := create(t, manifest(t, ns, "extras", sshSpec+payg+`
+  tls: "off"
+  edgeIPs: {type: dynamic}
+`))
+		expectDenied(t, err, cause{"spec.tls", 10012}, cause{"spec.edgeIPs", 10012})
+	})
+
+	first := manifest(t, ns, "ssh-1", sshSpec+payg)
+	mustCreate(t, first)
+	waitCached(t, first)
+
+	t.Run("11034 one app per protocol", func(t *testing.T) {
+		err := create(t, manifest(t, ns, "ssh-2", strings.Replace(sshSpec, "ssh.example.com", "ssh2.example.com", 1)+payg))
+		expectDenied(t, err, cause{"spec.protocol", 11034})
+	})
+
+	t.Run("another protocol is fine", func(t *testing.T) {
+		mustCreate(t, manifest(t, ns, "rdp", `
+  protocol: tcp/3389
+  dns: {type: CNAME, name: rdp.example.com}
+  originDirect: ["tcp://192.0.2.1:3389"]`+payg))
+	})
+
+	t.Run("other credentials are another account", func(t *testing.T) {
+		// No annotation and no Secret at all: the default plan
+		// (enterprise here) applies, with a warning.
+		mustCreate(t, manifest(t, ns, "ssh-other-account", sshSpec+"\n  credentialsRef: {name: missing}"))
+	})
+
+	t.Run("metadata changes and deletion are never blocked", func(t *testing.T) {
+		// Created before the account was marked Pay-as-you-go: now it
+		// breaks 10012, but a finalizer can still come and go.
+		legacy := manifest(t, ns, "legacy", sshSpec+"\n  credentialsRef: {name: later-payg}\n  tls: \"off\"")
+		legacy.SetFinalizers([]string{spectrumv1alpha1.Finalizer})
+		mustCreate(t, legacy)
+		payAsYouGo(t, ns, "later-payg")
+
+		app := getApp(t, ns, "legacy")
+		app.Labels = map[string]string{"touched": "yes"}
+		if err := k8sClient.Update(context.Background(), app); err != nil {
+			t.Fatalf("metadata-only update denied: %v", err)
+		}
+		app = getApp(t, ns, "legacy")
+		app.Spec.TLS = "full"
+		expectDenied(t, k8sClient.Update(context.Background(), app), cause{"spec.tls", 10012})
+
+		if err := k8sClient.Delete(context.Background(), app); err != nil {
+			t.Fatal(err)
+		}
+		app = getApp(t, ns, "legacy")
+		app.Finalizers = nil
+		app.Spec.TLS = "full" // even with a spec change, a deleting object is not validated
+		if err := k8sClient.Update(context.Background(), app); err != nil {
+			t.Fatalf("finalizer removal on a deleting object denied: %v", err)
+		}
+		err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(app), app)
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("object still there after its finalizer was removed: %v", err)
+		}
+	})
+}
+
+// Every sample in config/samples is accepted by the real apiserver.
+func TestSamplesAreAccepted(t *testing.T) {
+	ns := newNamespace(t)
+	files, err := filepath.Glob(filepath.Join("..", "..", "..", "config", "samples", "spectrum_*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples found (err %v)", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(data, &u.Object); err != nil {
+				t.Fatal(err)
+			}
+			u.SetNamespace(ns)
+			if err := create(t, u); err != nil {
+				t.Fatalf("sample denied: %v", err)
+			}
+		})
+	}
+}
