@@ -1,0 +1,209 @@
+package spectrum
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestClassifyTable walks the table entry by entry: each code, answered with
+// its documented status, gets the entry's class and reason, and the message
+// carries the code, the status, the Ray ID and the resolution.
+func TestClassifyTable(t *testing.T) {
+	for _, e := range table {
+		codes := e.codes
+		if len(codes) == 0 {
+			codes = []int{0}
+		}
+		for _, code := range codes {
+			t.Run(fmt.Sprintf("%s/%d/%d", e.reason, code, e.status), func(t *testing.T) {
+				apiErr := &APIError{HTTPStatus: e.status, RayID: "8a1b2c3d4e5f6a7b-SJC", Method: "POST", Path: "/zones/z/spectrum/apps"}
+				if code != 0 {
+					apiErr.Errors = []ErrorDetail{{Code: code, Message: "what Cloudflare said"}}
+				}
+				got := Classify(fmt.Errorf("creating the app: %w", apiErr))
+				if got.Class != e.class || got.Reason != e.reason || got.Resolution != e.resolution {
+					t.Fatalf("Classify = %v %s, want %v %s", got.Class, got.Reason, e.class, e.reason)
+				}
+				if got.HTTPStatus != e.status || got.RayID != apiErr.RayID {
+					t.Errorf("facts = HTTP %d ray %q", got.HTTPStatus, got.RayID)
+				}
+				mustContain(t, got.Message, fmt.Sprintf("HTTP %d", e.status), apiErr.RayID, e.resolution)
+				if code != 0 {
+					mustContain(t, got.Message, fmt.Sprint(code), "what Cloudflare said")
+					if len(got.Codes) != 1 || got.Codes[0] != code {
+						t.Errorf("Codes = %v", got.Codes)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestClassifyDocumentedCodes pins the class and reason of every code in the
+// API notes, so that a table edit that changes one is deliberate.
+func TestClassifyDocumentedCodes(t *testing.T) {
+	cases := []struct {
+		code, status int
+		class        Class
+		reason       string
+	}{
+		{10002, 500, Retryable, "CloudflareInternalError"},
+		{10002, 503, Retryable, "CloudflareInternalError"},
+		{10012, 400, NeedsHuman, "PlanFieldNotAllowed"},
+		{11000, 400, InvalidSpec, "InvalidOriginConfig"},
+		{11001, 400, InvalidSpec, "InvalidOriginDNS"},
+		{11002, 400, InvalidSpec, "InvalidOriginAddress"},
+		{11004, 400, InvalidSpec, "DNSTypeMismatch"},
+		{11014, 403, NeedsHuman, "FTPNotEnabled"},
+		{11018, 403, NeedsHuman, "BYOIPNotEnabled"},
+		{11019, 400, NeedsHuman, "EdgeIPsNotAuthorized"},
+		{11026, 403, NeedsHuman, "ArgoNotEnabled"},
+		{11033, 400, NeedsHuman, "EdgeIPInUse"},
+		{11034, 400, NeedsHuman, "PlanAppLimitReached"},
+		{11041, 400, InvalidSpec, "VirtualNetworkWithOriginDNS"},
+		{11042, 400, InvalidSpec, "VirtualNetworkMultipleOrigins"},
+		{11043, 400, InvalidSpec, "VirtualNetworkPortRange"},
+		{11044, 400, NeedsHuman, "VirtualNetworkRouteMissing"},
+		{11045, 400, InvalidSpec, "InvalidVirtualNetworkID"},
+		{11050, 400, NeedsHuman, "OriginDNSInAnotherZone"},
+		{12005, 400, NeedsHuman, "IPv4QuotaExhausted"},
+		{13002, 400, NeedsHuman, "ProtocolNotAvailable"},
+		{16001, 400, NeedsHuman, "HostnameInAnotherZone"},
+		{10000, 401, NeedsHuman, "AuthenticationFailed"},
+		{10000, 403, NeedsHuman, "AuthenticationFailed"},
+		{9109, 401, NeedsHuman, "AuthenticationFailed"},
+		{9109, 403, NeedsHuman, "AuthenticationFailed"},
+		{971, 429, Retryable, "RateLimited"},
+		{10100, 429, Retryable, "RateLimited"},
+		{10300, 429, Retryable, "RateLimited"},
+		{10006, 404, Retryable, "AppNotFound"},
+	}
+	for _, tc := range cases {
+		got := Classify(&APIError{HTTPStatus: tc.status, Errors: []ErrorDetail{{Code: tc.code}}})
+		if got.Class != tc.class || got.Reason != tc.reason {
+			t.Errorf("code %d HTTP %d: got %v %s, want %v %s", tc.code, tc.status, got.Class, got.Reason, tc.class, tc.reason)
+		}
+	}
+}
+
+func TestClassifyWithoutKnownCode(t *testing.T) {
+	cases := []struct {
+		name   string
+		err    *APIError
+		class  Class
+		reason string
+	}{
+		{"unknown code on 500", &APIError{HTTPStatus: 500, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareUnavailable"},
+		{"unknown code on 502", &APIError{HTTPStatus: 502, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareUnavailable"},
+		{"unknown code on 400", &APIError{HTTPStatus: 400, Errors: []ErrorDetail{{Code: 99999}}}, NeedsHuman, "UnknownCloudflareError"},
+		{"unknown code on 409", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 99999}}}, NeedsHuman, "UnknownCloudflareError"},
+		{"429 whatever the code", &APIError{HTTPStatus: 429, Errors: []ErrorDetail{{Code: 11026}}}, Retryable, "RateLimited"},
+		{"429 without body", &APIError{HTTPStatus: 429, BodyProblem: "empty response body"}, Retryable, "RateLimited"},
+		{"401 without code", &APIError{HTTPStatus: 401}, NeedsHuman, "AuthenticationFailed"},
+		{"403 without code", &APIError{HTTPStatus: 403}, NeedsHuman, "PermissionDenied"},
+		{"404 without code", &APIError{HTTPStatus: 404}, Retryable, "AppNotFound"},
+		{"HTML 502", &APIError{HTTPStatus: 502, BodyProblem: "response is not JSON (text/html)"}, Retryable, "CloudflareUnavailable"},
+		{"undecodable 200", &APIError{HTTPStatus: 200, BodyProblem: "truncated JSON"}, Retryable, "UnexpectedResponse"},
+		{"undecodable 400", &APIError{HTTPStatus: 400, BodyProblem: "empty response body"}, NeedsHuman, "UnknownCloudflareError"},
+		{"human code beats retryable", &APIError{HTTPStatus: 500, Errors: []ErrorDetail{{Code: 10002}, {Code: 11026}}}, NeedsHuman, "ArgoNotEnabled"},
+		{"first human code wins", &APIError{HTTPStatus: 400, Errors: []ErrorDetail{{Code: 99999}, {Code: 11000}, {Code: 16001}}}, InvalidSpec, "InvalidOriginConfig"},
+	}
+	for _, tc := range cases {
+		got := Classify(tc.err)
+		if got.Class != tc.class || got.Reason != tc.reason {
+			t.Errorf("%s: got %v %s, want %v %s", tc.name, got.Class, got.Reason, tc.class, tc.reason)
+		}
+	}
+}
+
+func TestClassifyTransportErrors(t *testing.T) {
+	cases := map[string]error{
+		"request error":     &RequestError{Method: "GET", Path: "/zones/z/spectrum/apps", Err: errors.New("connection reset by peer")},
+		"connection reset":  fmt.Errorf("read: %w", syscall.ECONNRESET),
+		"refused":           &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)},
+		"unexpected EOF":    io.ErrUnexpectedEOF,
+		"deadline":          context.DeadlineExceeded,
+		"canceled":          context.Canceled,
+		"net timeout":       &net.DNSError{Err: "timeout", IsTimeout: true},
+		"wrapped deadline":  &RequestError{Err: fmt.Errorf("reading body: %w", context.DeadlineExceeded)},
+		"EOF mid-response":  io.EOF,
+		"dns not found":     &net.DNSError{Err: "no such host", Name: "api.cloudflare.com", IsNotFound: true},
+		"op error on write": &net.OpError{Op: "write", Err: syscall.EPIPE},
+	}
+	for name, err := range cases {
+		got := Classify(err)
+		if got.Class != Retryable || got.Reason != ReasonNetworkError {
+			t.Errorf("%s: got %v %s, want Retryable NetworkError", name, got.Class, got.Reason)
+		}
+		if got.HTTPStatus != 0 || !strings.Contains(got.Message, "could not be reached") {
+			t.Errorf("%s: message %q", name, got.Message)
+		}
+	}
+}
+
+func TestClassifyOwnRateLimit(t *testing.T) {
+	err := &RequestError{Method: "GET", Path: "/p", Err: fmt.Errorf("%w: pause", ErrRateLimited)}
+	got := Classify(err)
+	if got.Class != Retryable || got.Reason != ReasonRateLimited {
+		t.Fatalf("got %v %s", got.Class, got.Reason)
+	}
+}
+
+func TestClassifyNilAndUnknown(t *testing.T) {
+	if got := Classify(nil); got.Class != 0 || got.Reason != "" {
+		t.Errorf("Classify(nil) = %+v", got)
+	}
+	if got := Classify(errors.New("something odd")); got.Class != Retryable || got.Reason != ReasonUnexpectedError {
+		t.Errorf("unknown error: %v %s", got.Class, got.Reason)
+	}
+}
+
+func TestClassifyRetryAfterInMessage(t *testing.T) {
+	got := Classify(&APIError{HTTPStatus: 429, RetryAfter: 30 * time.Second, Errors: []ErrorDetail{{Code: 10100, Message: "More than 1200 requests per 300 seconds reached."}}})
+	if got.RetryAfter != 30*time.Second {
+		t.Errorf("RetryAfter = %s", got.RetryAfter)
+	}
+	mustContain(t, got.Message, "10100", "HTTP 429", "wait 30s")
+}
+
+func TestClassifyMultipleCodesMessage(t *testing.T) {
+	got := Classify(&APIError{HTTPStatus: 400, Method: "POST", Path: "/zones/z/spectrum/apps",
+		Errors: []ErrorDetail{{Code: 11000, Message: "one."}, {Code: 11001, Message: "two"}}})
+	mustContain(t, got.Message, "errors 11000, 11001 (HTTP 400)", "one; two")
+}
+
+// Every reason is a stable CamelCase word and every resolution a sentence.
+func TestTableIsWellFormed(t *testing.T) {
+	seenCodes := map[int]bool{}
+	for _, e := range table {
+		if e.reason == "" || strings.ContainsAny(e.reason, " -_.") || e.reason[0] < 'A' || e.reason[0] > 'Z' {
+			t.Errorf("reason %q is not CamelCase", e.reason)
+		}
+		if !strings.HasSuffix(e.resolution, ".") || e.class == 0 || e.status == 0 {
+			t.Errorf("entry %s is incomplete", e.reason)
+		}
+		for _, c := range e.codes {
+			if seenCodes[c] {
+				t.Errorf("code %d is in the table twice", c)
+			}
+			seenCodes[c] = true
+		}
+	}
+}
+
+func mustContain(t *testing.T, text string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(text, p) {
+			t.Errorf("%q does not contain %q", text, p)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package spectrum
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for Options.
+const (
+	DefaultBaseURL   = "https://api.cloudflare.com/client/v4"
+	DefaultTimeout   = 30 * time.Second
+	DefaultUserAgent = "spectrum-operator"
+)
+
+// The apps API returns at most 100 apps per page; asking for the maximum
+// keeps a list of a big zone to few requests of the shared budget.
+const (
+	listPageSize = 100
+	// maxListPages stops a list whose pagination never ends (a server bug)
+	// from looping forever: 100,000 apps is far beyond any zone.
+	maxListPages = 1000
+)
+
+// Observer is told about every request the client sends: its method, the
+// HTTP status (0 when no answer came) and the first Cloudflare error code (0
+// when none). It must be fast and must not block.
+type Observer func(method string, statusCode int, code int)
+
+// Options configure an APIClient.
+type Options struct {
+	// BaseURL of the API; DefaultBaseURL when empty.
+	BaseURL string
+	// Token is the API token, sent as "Authorization: Bearer".
+	Token string
+	// HTTPClient sends the requests; a client of its own when nil.
+	HTTPClient *http.Client
+	// Timeout bounds each HTTP request, body included; DefaultTimeout when
+	// zero. Waiting for the rate limiter is bounded by the caller's context
+	// only.
+	Timeout time.Duration
+	// Limiter is the token's request budget; no limit when nil.
+	Limiter *RateLimiter
+	// UserAgent is sent with every request; DefaultUserAgent when empty.
+	UserAgent string
+	// Observer, when set, is told about every request.
+	Observer Observer
+}
+
+// APIClient is the Client that talks HTTP to Cloudflare.
+//
+// It never retries: a retried POST whose first attempt was applied creates a
+// duplicate app, and for the other methods the controller's requeue, guided
+// by Classify, is the one retry policy.
+type APIClient struct {
+	baseURL    string
+	credential *credential
+	httpClient *http.Client
+	timeout    time.Duration
+	limiter    *RateLimiter
+	userAgent  string
+	observer   Observer
+}
+
+// credential keeps the token inside a closure: fmt prints a func as an
+// address, so printing a client with any verb, or a panic's dump of one,
+// never shows the token.
+type credential struct{ token func() string }
+
+func newCredential(token string) *credential {
+	return &credential{token: func() string { return token }}
+}
+
+// redact removes the token from text that came from elsewhere (an error
+// message echoing a header, a transport error), so no error, condition or
+// log line can carry it.
+func (c *credential) redact(text string) string {
+	token := c.token()
+	if token == "" {
+		return text
+	}
+	return strings.ReplaceAll(text, token, "[REDACTED]")
+}
+
+var _ Client = (*APIClient)(nil)
+
+// NewClient returns a client with opts.
+func NewClient(opts Options) *APIClient {
+	client := &APIClient{
+		baseURL:    strings.TrimRight(opts.BaseURL, "/"),
+		credential: newCredential(opts.Token),
+		httpClient: opts.HTTPClient,
+		timeout:    opts.Timeout,
+		limiter:    opts.Limiter,
+		userAgent:  opts.UserAgent,
+		observer:   opts.Observer,
+	}
+	if client.baseURL == "" {
+		client.baseURL = DefaultBaseURL
+	}
+	if client.httpClient == nil {
+		client.httpClient = &http.Client{}
+	}
+	if client.timeout <= 0 {
+		client.timeout = DefaultTimeout
+	}
+	if client.userAgent == "" {
+		client.userAgent = DefaultUserAgent
+	}
+	return client
+}
+
+func appsPath(zoneID string) string {
+	return "/zones/" + url.PathEscape(zoneID) + "/spectrum/apps"
+}
+
+func appPath(zoneID, appID string) string {
+	return appsPath(zoneID) + "/" + url.PathEscape(appID)
+}
+
+// ListApps implements Client.
+func (c *APIClient) ListApps(ctx context.Context, zoneID string) ([]App, error) {
+	var apps []App
+	for page := 1; page <= maxListPages; page++ {
+		query := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(listPageSize)}}
+		var pageApps []App
+		info, err := c.do(ctx, http.MethodGet, appsPath(zoneID), query, nil, &pageApps)
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, pageApps...)
+		if isLastPage(info, page, len(pageApps), len(apps)) {
+			return apps, nil
+		}
+	}
+	return nil, &RequestError{Method: http.MethodGet, Path: appsPath(zoneID),
+		Err: fmt.Errorf("pagination did not end after %d pages", maxListPages)}
+}
+
+// isLastPage decides from result_info, tolerating responses without it
+// (one page) or with only some of its counts.
+func isLastPage(info *ResultInfo, page, pageLen, seen int) bool {
+	switch {
+	case info == nil || pageLen == 0:
+		return true
+	case info.TotalPages > 0:
+		return page >= info.TotalPages
+	case info.TotalCount > 0:
+		return seen >= info.TotalCount
+	default:
+		perPage := info.PerPage
+		if perPage <= 0 {
+			perPage = listPageSize
+		}
+		return pageLen < perPage
+	}
+}
+
+// GetApp implements Client.
+func (c *APIClient) GetApp(ctx context.Context, zoneID, appID string) (App, error) {
+	var app App
+	_, err := c.do(ctx, http.MethodGet, appPath(zoneID, appID), nil, nil, &app)
+	return app, err
+}
+
+// CreateApp implements Client. It is sent once, whatever happens.
+func (c *APIClient) CreateApp(ctx context.Context, zoneID string, app App) (App, error) {
+	var created App
+	_, err := c.do(ctx, http.MethodPost, appsPath(zoneID), nil, requestBody(app), &created)
+	return created, err
+}
+
+// UpdateApp implements Client.
+func (c *APIClient) UpdateApp(ctx context.Context, zoneID, appID string, app App) (App, error) {
+	var updated App
+	_, err := c.do(ctx, http.MethodPut, appPath(zoneID, appID), nil, requestBody(app), &updated)
+	return updated, err
+}
+
+// DeleteApp implements Client.
+func (c *APIClient) DeleteApp(ctx context.Context, zoneID, appID string) error {
+	_, err := c.do(ctx, http.MethodDelete, appPath(zoneID, appID), nil, nil, nil)
+	return err
+}
+
+// requestBody drops the fields only Cloudflare sets.
+func requestBody(app App) App {
+	app.ID = ""
+	app.CreatedOn = nil
+	app.ModifiedOn = nil
+	return app
+}
+
+// do sends one request and decodes its answer into result.
+func (c *APIClient) do(ctx context.Context, method, path string, query url.Values, body, result any) (*ResultInfo, error) {
+	requestFailed := func(err error) error {
+		return &RequestError{Method: method, Path: path, Err: err, cause: c.credential.redact(err.Error())}
+	}
+
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return nil, requestFailed(fmt.Errorf("encoding the request: %w", err))
+		}
+	}
+	if c.limiter != nil {
+		if err := c.limiter.Wait(ctx); err != nil {
+			return nil, requestFailed(err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := c.newRequest(ctx, method, path, query, payload)
+	if err != nil {
+		return nil, requestFailed(err)
+	}
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		c.observe(method, 0, 0)
+		return nil, requestFailed(unwrapURLError(err))
+	}
+	raw, truncated, err := readBody(resp.Body)
+	if err != nil {
+		c.observe(method, 0, 0)
+		return nil, requestFailed(err)
+	}
+	if c.limiter != nil {
+		c.limiter.observe(resp.StatusCode, resp.Header)
+	}
+
+	info, err := decodeResponse(response{
+		method: method, path: path, status: resp.StatusCode,
+		header: resp.Header, body: raw, truncated: truncated,
+	}, result)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		c.redactAPIError(apiErr)
+		c.observe(method, resp.StatusCode, firstCode(apiErr))
+		return nil, apiErr
+	}
+	c.observe(method, resp.StatusCode, 0)
+	return info, err
+}
+
+func (c *APIClient) newRequest(ctx context.Context, method, path string, query url.Values, payload []byte) (*http.Request, error) {
+	target := c.baseURL + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.credential.token())
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// readBody reads at most maxResponseBytes and says whether there was more.
+func readBody(body io.ReadCloser) ([]byte, bool, error) {
+	defer body.Close()
+	raw, err := io.ReadAll(io.LimitReader(body, maxResponseBytes+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(raw) > maxResponseBytes {
+		return raw[:maxResponseBytes], true, nil
+	}
+	return raw, false, nil
+}
+
+// unwrapURLError drops *url.Error's "Get \"https://...\":" prefix: the
+// RequestError already names the method and path.
+func unwrapURLError(err error) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return urlErr.Err
+	}
+	return err
+}
+
+func (c *APIClient) redactAPIError(apiErr *APIError) {
+	for i := range apiErr.Errors {
+		apiErr.Errors[i].Message = c.credential.redact(apiErr.Errors[i].Message)
+	}
+	apiErr.BodyProblem = c.credential.redact(apiErr.BodyProblem)
+	apiErr.RayID = c.credential.redact(apiErr.RayID)
+}
+
+func (c *APIClient) observe(method string, status, code int) {
+	if c.observer != nil {
+		c.observer(method, status, code)
+	}
+}
+
+func firstCode(apiErr *APIError) int {
+	if len(apiErr.Errors) == 0 {
+		return 0
+	}
+	return apiErr.Errors[0].Code
+}

@@ -1,0 +1,243 @@
+package spectrum
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+)
+
+// Cloudflare's defaults for optional fields: an app that leaves a field
+// unset reads back with these values.
+const (
+	defaultProxyProtocol = "off"
+	defaultTLS           = "off"
+	defaultTrafficType   = "direct"
+	defaultConnectivity  = "all"
+)
+
+// FromSpec returns the app a spec asks for: only the Cloudflare fields, and
+// optional fields left unset stay unset so that Cloudflare's defaults apply.
+func FromSpec(spec *v1alpha1.SpectrumAppSpec) App {
+	app := App{
+		Protocol:         spec.Protocol,
+		DNS:              DNS{Type: spec.DNS.Type, Name: spec.DNS.Name},
+		OriginDirect:     slices.Clone(spec.OriginDirect),
+		IPFirewall:       cloneBool(spec.IPFirewall),
+		ProxyProtocol:    spec.ProxyProtocol,
+		TLS:              spec.TLS,
+		TrafficType:      spec.TrafficType,
+		ArgoSmartRouting: cloneBool(spec.ArgoSmartRouting),
+		VirtualNetworkID: spec.VirtualNetworkID,
+	}
+	if spec.OriginDNS != nil {
+		app.OriginDNS = &OriginDNS{Name: spec.OriginDNS.Name, Type: spec.OriginDNS.Type}
+		if spec.OriginDNS.TTL != nil {
+			ttl := *spec.OriginDNS.TTL
+			app.OriginDNS.TTL = &ttl
+		}
+	}
+	if spec.OriginPort != nil {
+		port := originPortFromSpec(*spec.OriginPort)
+		app.OriginPort = &port
+	}
+	if spec.EdgeIPs != nil {
+		app.EdgeIPs = &EdgeIPs{
+			Type:         spec.EdgeIPs.Type,
+			Connectivity: spec.EdgeIPs.Connectivity,
+			IPs:          slices.Clone(spec.EdgeIPs.IPs),
+		}
+	}
+	return app
+}
+
+// originPortFromSpec reads the spec's port. A string that is not a port
+// becomes port 0, which the rule set rejects with the code Cloudflare would.
+func originPortFromSpec(port intstr.IntOrString) OriginPort {
+	if port.Type == intstr.Int {
+		return OriginPort{Start: int(port.IntVal)}
+	}
+	parsed, err := ParseOriginPort(port.StrVal)
+	if err != nil {
+		return OriginPort{}
+	}
+	return parsed
+}
+
+// ToSpec returns the spec fields of an app, for running the rule set on an
+// API request body. Kubernetes-only fields (zoneID, credentials, deletion
+// policy) stay empty.
+func ToSpec(app App) v1alpha1.SpectrumAppSpec {
+	spec := v1alpha1.SpectrumAppSpec{
+		Protocol:         app.Protocol,
+		DNS:              v1alpha1.DNS{Type: app.DNS.Type, Name: app.DNS.Name},
+		OriginDirect:     slices.Clone(app.OriginDirect),
+		IPFirewall:       cloneBool(app.IPFirewall),
+		ProxyProtocol:    app.ProxyProtocol,
+		TLS:              app.TLS,
+		TrafficType:      app.TrafficType,
+		ArgoSmartRouting: cloneBool(app.ArgoSmartRouting),
+		VirtualNetworkID: app.VirtualNetworkID,
+	}
+	if app.OriginDNS != nil {
+		spec.OriginDNS = &v1alpha1.OriginDNS{Name: app.OriginDNS.Name, Type: app.OriginDNS.Type}
+		if app.OriginDNS.TTL != nil {
+			ttl := *app.OriginDNS.TTL
+			spec.OriginDNS.TTL = &ttl
+		}
+	}
+	if app.OriginPort != nil {
+		var port intstr.IntOrString
+		if app.OriginPort.IsRange() {
+			port = intstr.FromString(app.OriginPort.String())
+		} else {
+			port = intstr.FromInt32(int32(app.OriginPort.Start))
+		}
+		spec.OriginPort = &port
+	}
+	if app.EdgeIPs != nil {
+		spec.EdgeIPs = &v1alpha1.EdgeIPs{
+			Type:         app.EdgeIPs.Type,
+			Connectivity: app.EdgeIPs.Connectivity,
+			IPs:          slices.Clone(app.EdgeIPs.IPs),
+		}
+	}
+	return spec
+}
+
+// Differs reports whether observed fails to match desired in any field
+// desired sets. See Differences.
+func Differs(desired, observed App) bool {
+	return len(Differences(desired, observed)) > 0
+}
+
+// Differences names the API fields in which observed does not match desired.
+// Only fields desired sets count: an unset optional field means "whatever
+// Cloudflare chose", and the read-only id and timestamps never count. Values
+// Cloudflare fills in by default ("off", "direct", "all", false) match an
+// absent observed value. origin_direct is compared in order, since Cloudflare
+// keeps it in order; edge IPs as a set.
+func Differences(desired, observed App) []string {
+	var fields []string
+	differ := func(field string, differs bool) {
+		if differs {
+			fields = append(fields, field)
+		}
+	}
+	differ("protocol", !strings.EqualFold(desired.Protocol, observed.Protocol))
+	differ("dns.type", !strings.EqualFold(desired.DNS.Type, observed.DNS.Type))
+	differ("dns.name", !sameHostname(desired.DNS.Name, observed.DNS.Name))
+	if len(desired.OriginDirect) > 0 {
+		differ("origin_direct", !slices.Equal(desired.OriginDirect, observed.OriginDirect))
+	}
+	if desired.OriginDNS != nil {
+		fields = append(fields, originDNSDifferences(*desired.OriginDNS, observed.OriginDNS)...)
+	}
+	if desired.OriginPort != nil {
+		differ("origin_port", observed.OriginPort == nil || desired.OriginPort.String() != observed.OriginPort.String())
+	}
+	if desired.IPFirewall != nil {
+		differ("ip_firewall", *desired.IPFirewall != boolOrFalse(observed.IPFirewall))
+	}
+	if desired.ProxyProtocol != "" {
+		differ("proxy_protocol", desired.ProxyProtocol != orDefault(observed.ProxyProtocol, defaultProxyProtocol))
+	}
+	if desired.TLS != "" {
+		differ("tls", desired.TLS != orDefault(observed.TLS, defaultTLS))
+	}
+	if desired.TrafficType != "" {
+		differ("traffic_type", desired.TrafficType != orDefault(observed.TrafficType, defaultTrafficType))
+	}
+	if desired.EdgeIPs != nil {
+		fields = append(fields, edgeIPsDifferences(*desired.EdgeIPs, observed.EdgeIPs)...)
+	}
+	if desired.ArgoSmartRouting != nil {
+		differ("argo_smart_routing", *desired.ArgoSmartRouting != boolOrFalse(observed.ArgoSmartRouting))
+	}
+	if desired.VirtualNetworkID != "" {
+		differ("virtual_network_id", !strings.EqualFold(desired.VirtualNetworkID, observed.VirtualNetworkID))
+	}
+	return fields
+}
+
+func originDNSDifferences(desired OriginDNS, observed *OriginDNS) []string {
+	if observed == nil {
+		return []string{"origin_dns"}
+	}
+	var fields []string
+	if !sameHostname(desired.Name, observed.Name) {
+		fields = append(fields, "origin_dns.name")
+	}
+	// "" is a value here (A and AAAA), and old apps come back without the
+	// field, which means the same.
+	if !strings.EqualFold(desired.Type, observed.Type) {
+		fields = append(fields, "origin_dns.type")
+	}
+	if desired.TTL != nil && (observed.TTL == nil || *desired.TTL != *observed.TTL) {
+		fields = append(fields, "origin_dns.ttl")
+	}
+	return fields
+}
+
+func edgeIPsDifferences(desired EdgeIPs, observed *EdgeIPs) []string {
+	if observed == nil {
+		// Apps that predate edge_ips read back without it, and were given
+		// dynamic addresses on all families.
+		observed = &EdgeIPs{Type: "dynamic", Connectivity: defaultConnectivity}
+	}
+	var fields []string
+	if !strings.EqualFold(desired.Type, observed.Type) {
+		fields = append(fields, "edge_ips.type")
+	}
+	if desired.Connectivity != "" && desired.Connectivity != orDefault(observed.Connectivity, defaultConnectivity) {
+		fields = append(fields, "edge_ips.connectivity")
+	}
+	if len(desired.IPs) > 0 && !sameAddresses(desired.IPs, observed.IPs) {
+		fields = append(fields, "edge_ips.ips")
+	}
+	return fields
+}
+
+// sameHostname compares DNS names, which are case-insensitive and may carry
+// a trailing root dot.
+func sameHostname(a, b string) bool {
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}
+
+// sameAddresses compares IP lists as sets, in canonical form: Cloudflare
+// may return them in another order or spelling (2001:DB8::1, 2001:db8::1).
+func sameAddresses(a, b []string) bool {
+	return slices.Equal(canonicalAddressSet(a), canonicalAddressSet(b))
+}
+
+func canonicalAddressSet(addresses []string) []string {
+	set := make([]string, 0, len(addresses))
+	for _, address := range addresses {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(address)); err == nil {
+			address = ip.String()
+		}
+		set = append(set, address)
+	}
+	slices.Sort(set)
+	return slices.Compact(set)
+}
+
+func orDefault(value, fallback string) string {
+	if value == "" {
+		return fallback
+	}
+	return value
+}
+
+func boolOrFalse(b *bool) bool { return b != nil && *b }
+
+func cloneBool(b *bool) *bool {
+	if b == nil {
+		return nil
+	}
+	v := *b
+	return &v
+}

@@ -1,0 +1,79 @@
+// Package spectrum is the only place that talks to the Cloudflare Spectrum
+// apps API. The rest of the operator sees the narrow Client interface below;
+// tests hand it the simulator in package spectrumtest.
+package spectrum
+
+import (
+	"context"
+	"time"
+)
+
+// Client manages the Spectrum applications of Cloudflare zones.
+//
+// Every error it returns is either an *APIError (Cloudflare answered) or a
+// transport error (Cloudflare did not answer); Classify tells which kind of
+// failure it is and what to do about it.
+type Client interface {
+	// ListApps returns every application of the zone, following all pages.
+	ListApps(ctx context.Context, zoneID string) ([]App, error)
+	// GetApp returns one application; a missing one is an *APIError with
+	// HTTP status 404 (see IsNotFound).
+	GetApp(ctx context.Context, zoneID, appID string) (App, error)
+	// CreateApp creates an application and returns it as Cloudflare stored
+	// it. It is never retried automatically: a retried POST whose first
+	// attempt was applied would create a duplicate.
+	CreateApp(ctx context.Context, zoneID string, app App) (App, error)
+	// UpdateApp replaces the application's configuration.
+	UpdateApp(ctx context.Context, zoneID, appID string, app App) (App, error)
+	// DeleteApp deletes the application.
+	DeleteApp(ctx context.Context, zoneID, appID string) error
+}
+
+// App is a Spectrum application as the API sends and returns it.
+type App struct {
+	ID         string     `json:"id,omitempty"`
+	CreatedOn  *time.Time `json:"created_on,omitempty"`
+	ModifiedOn *time.Time `json:"modified_on,omitempty"`
+
+	Protocol         string      `json:"protocol"`
+	DNS              DNS         `json:"dns"`
+	OriginDirect     []string    `json:"origin_direct,omitempty"`
+	OriginDNS        *OriginDNS  `json:"origin_dns,omitempty"`
+	OriginPort       *OriginPort `json:"origin_port,omitempty"`
+	IPFirewall       *bool       `json:"ip_firewall,omitempty"`
+	ProxyProtocol    string      `json:"proxy_protocol,omitempty"`
+	TLS              string      `json:"tls,omitempty"`
+	TrafficType      string      `json:"traffic_type,omitempty"`
+	EdgeIPs          *EdgeIPs    `json:"edge_ips,omitempty"`
+	ArgoSmartRouting *bool       `json:"argo_smart_routing,omitempty"`
+	VirtualNetworkID string      `json:"virtual_network_id,omitempty"`
+}
+
+// DNS is the application's hostname record.
+type DNS struct {
+	Type string `json:"type"`
+	Name string `json:"name"`
+}
+
+// OriginDNS is an origin reached by DNS name.
+type OriginDNS struct {
+	Name string `json:"name"`
+	TTL  *int32 `json:"ttl,omitempty"`
+	Type string `json:"type,omitempty"`
+}
+
+// EdgeIPs are the edge addresses the application answers on.
+type EdgeIPs struct {
+	Type         string   `json:"type"`
+	Connectivity string   `json:"connectivity,omitempty"`
+	IPs          []string `json:"ips,omitempty"`
+}
+
+// OriginPort is a single origin port or a range "START-END". The API accepts
+// and returns a number for a single port and a string for a range.
+type OriginPort struct {
+	// Start is the first (or only) port.
+	Start int
+	// End is the last port of a range; 0 for a single port.
+	End int
+}

@@ -1,0 +1,79 @@
+package spectrumtest
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDemoConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig("../../../config/simulator/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Accounts) != 2 || len(cfg.Zones) != 2 || len(cfg.Apps) != 1 || cfg.RateLimit.Window.Duration != 300*time.Second {
+		t.Errorf("demo config read as %+v", cfg)
+	}
+	if _, err := New(cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The complete example in docs/simulator.md must stay a valid config.
+func TestDocumentedConfigLoads(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/simulator.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, found := strings.Cut(string(doc), "```yaml\n")
+	example, _, closed := strings.Cut(rest, "```")
+	if !found || !closed {
+		t.Fatal("docs/simulator.md has no yaml example")
+	}
+	cfg, err := ParseConfig([]byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Accounts) != 2 || len(cfg.Tokens) != 3 || len(cfg.Zones) != 2 || len(cfg.Faults) != 1 {
+		t.Errorf("documented config read as %+v", cfg)
+	}
+}
+
+func TestConfigRejectsMistakes(t *testing.T) {
+	cases := map[string]struct {
+		yaml string
+		want string
+	}{
+		"unknown field": {`accounts: [{id: a, plan: enterprise, entitlement: {argo: true}}]`, "unknown field"},
+		"bad plan":      {`accounts: [{id: a, plan: free}]`, `plan must be`},
+		"bad zone id": {`
+accounts: [{id: a, plan: enterprise}]
+zones: [{id: example, name: example.com, account: a}]`, "32 lowercase hex"},
+		"unknown account": {`
+accounts: [{id: a, plan: enterprise}]
+tokens: [{token: t, account: b}]`, `unknown account "b"`},
+		"bad prefix":      {`accounts: [{id: a, plan: enterprise, byoipPrefixes: [203.0.113.0/33]}]`, "byoipPrefixes"},
+		"bad vnet":        {`accounts: [{id: a, plan: enterprise, virtualNetworks: [{id: net}]}]`, "not a UUID"},
+		"bad fault":       {`faults: [{kind: explode}]`, `unknown fault kind`},
+		"latency no time": {`faults: [{kind: latency}]`, `positive latency`},
+		"bad duration":    {`rateLimit: {window: soon}`, `duration`},
+		"app in no zone":  {`apps: [{zone: 023e105f4ecef8ad9ca31a8372d0c353, app: {protocol: tcp/22}}]`, "unknown zone"},
+	}
+	for name, tc := range cases {
+		_, err := ParseConfig([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestConfigJSON(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`{"accounts":[{"id":"a","plan":"pay-as-you-go"}],"rateLimit":{"limit":10,"window":1.5,"enforce":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RateLimit.Window.Duration != 1500*time.Millisecond || !cfg.RateLimit.Enforce {
+		t.Errorf("rate limit read as %+v", cfg.RateLimit)
+	}
+}

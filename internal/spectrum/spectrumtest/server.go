@@ -1,0 +1,393 @@
+// Package spectrumtest is a stateful simulator of the Cloudflare Spectrum
+// apps API, faithful to the project's API notes: accounts with plans and
+// entitlements, tokens, zones with quotas and allowed ports, the documented
+// error codes in the situations that cause them (400 validation codes come
+// from the shared rule set, as the admission webhook's do), pagination,
+// rate-limit headers, and injected faults. Tests use NewServer; the
+// spectrum-simulator binary serves the same handler.
+package spectrumtest
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+)
+
+const (
+	// APIPrefix is where the API is served, as at api.cloudflare.com.
+	APIPrefix = "/client/v4"
+	// AdminPrefix is where the simulator's own control API is served.
+	AdminPrefix = "/_simulator"
+
+	defaultPerPage = 20
+	maxPerPage     = 100
+	maxRequestBody = 1 << 20
+	rayColo        = "SJC"
+)
+
+// Simulator is the simulated API as an http.Handler: the API under
+// APIPrefix, the control API under AdminPrefix. It is safe for concurrent
+// use.
+type Simulator struct {
+	cfg       Config
+	rateLimit RateLimitConfig
+	admin     http.Handler
+
+	mu     sync.Mutex
+	world  *world
+	faults faultSet
+	calls  map[string]int
+}
+
+// New returns a simulator of the world cfg describes.
+func New(cfg Config) (*Simulator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Simulator{cfg: cfg, rateLimit: cfg.RateLimit, calls: map[string]int{}}
+	if s.rateLimit.Limit == 0 {
+		s.rateLimit.Limit = 1200
+	}
+	if s.rateLimit.Window.Duration == 0 {
+		s.rateLimit.Window.Duration = 300 * time.Second
+	}
+	s.reset()
+	s.admin = s.adminHandler()
+	return s, nil
+}
+
+// reset restores the world and faults of the config. The caller holds the
+// lock, or has not shared s yet.
+func (s *Simulator) reset() {
+	s.world = newWorld(s.cfg)
+	s.faults = faultSet{}
+	for _, f := range s.cfg.Faults {
+		if _, err := s.faults.add(f); err != nil {
+			panic(err) // Validate checked every fault.
+		}
+	}
+}
+
+// Server is a Simulator listening on 127.0.0.1.
+type Server struct {
+	*Simulator
+	// URL is the API base URL, for spectrum.Options.BaseURL.
+	URL string
+	// AdminURL is the control API's base URL.
+	AdminURL string
+
+	server *httptest.Server
+}
+
+// NewServer starts a simulator of cfg on a free loopback port. Like
+// httptest.NewServer it panics when it cannot start (here also on an invalid
+// config); call Close when done.
+func NewServer(cfg Config) *Server {
+	sim, err := New(cfg)
+	if err != nil {
+		panic(fmt.Sprintf("spectrumtest: invalid config: %v", err))
+	}
+	server := httptest.NewServer(sim)
+	return &Server{Simulator: sim, URL: server.URL + APIPrefix, AdminURL: server.URL + AdminPrefix, server: server}
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.server.Close() }
+
+// ServeHTTP implements http.Handler.
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, AdminPrefix+"/"):
+		s.admin.ServeHTTP(w, r)
+	case strings.HasPrefix(r.URL.Path, APIPrefix+"/"):
+		s.serveAPI(w, r)
+	default:
+		writeEnvelope(w, &answer{failure: refuse(http.StatusNotFound, codeNoRoute, "No route for that URI")})
+	}
+}
+
+// answer is one API response before it is written.
+type answer struct {
+	result     any
+	resultInfo *spectrum.ResultInfo
+	failure    *failure
+	header     http.Header
+}
+
+func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, APIPrefix)
+	s.mu.Lock()
+	s.calls[r.Method]++
+	latency, fault := s.faults.strike(r.Method, path)
+	s.mu.Unlock()
+
+	if latency != nil && !sleep(r.Context(), latency.Latency.Duration) {
+		return
+	}
+	if fault != nil && fault.Kind != FaultResponseLost {
+		injectFailure(w, fault)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+	if err != nil {
+		return
+	}
+
+	s.mu.Lock()
+	a := s.handle(r, path, body)
+	s.mu.Unlock()
+
+	if fault != nil {
+		resetConnection(w)
+		return
+	}
+	writeEnvelope(w, a)
+}
+
+func injectFailure(w http.ResponseWriter, fault *Fault) {
+	switch fault.Kind {
+	case FaultConnectionReset:
+		resetConnection(w)
+	case FaultInternalError:
+		writeEnvelope(w, &answer{failure: refuse(http.StatusInternalServerError, codeInternalError, "An unknown error has occurred")})
+	case FaultUnavailable:
+		writeEnvelope(w, &answer{failure: refuse(http.StatusServiceUnavailable, codeInternalError,
+			"A dependency is temporarily unavailable; please try again")})
+	case FaultRateLimited:
+		wait := max(fault.RetryAfterSeconds, 1)
+		header := http.Header{}
+		header.Set("Retry-After", strconv.Itoa(wait))
+		header.Set("X-RateLimit-Reset", time.Now().Add(time.Duration(wait)*time.Second).UTC().Format(http.TimeFormat))
+		writeEnvelope(w, &answer{header: header, failure: refuse(http.StatusTooManyRequests, codeRateLimited,
+			"More than 1200 requests per 300 seconds reached. Please wait and consider throttling your request speed")})
+	case FaultBadGateway:
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("cf-ray", newRayID())
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, badGatewayPage)
+	}
+}
+
+// handle answers an API request. The caller holds the lock.
+func (s *Simulator) handle(r *http.Request, path string, body []byte) *answer {
+	zoneID, appID, routed := parseAppsPath(path)
+	if !routed {
+		return &answer{failure: refuse(http.StatusNotFound, codeNoRoute, "No route for that URI")}
+	}
+	tok, f := s.world.authenticate(r.Header.Get("Authorization"))
+	if f != nil {
+		return &answer{failure: f}
+	}
+	header, f := s.spendBudget(tok)
+	if f != nil {
+		return &answer{header: header, failure: f}
+	}
+	a := s.route(r, tok, zoneID, appID, body)
+	a.header = header
+	return a
+}
+
+func (s *Simulator) route(r *http.Request, tok *token, zoneID, appID string, body []byte) *answer {
+	z, f := s.world.authorizeZone(tok, zoneID)
+	if f != nil {
+		return &answer{failure: f}
+	}
+	switch {
+	case appID == "" && r.Method == http.MethodGet:
+		return s.list(z, r)
+	case appID == "" && r.Method == http.MethodPost:
+		app, f := s.world.admit(tok, z, body, nil)
+		if f != nil {
+			return &answer{failure: f}
+		}
+		stored := s.world.create(z.id, app)
+		return &answer{result: render(s.world.apps[stored.App.ID])}
+	case appID == "" || r.Method == http.MethodPost:
+		return &answer{failure: refuse(http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method %s not allowed for this endpoint", r.Method)}
+	}
+	stored := s.world.app(z.id, appID)
+	if stored == nil {
+		return &answer{failure: refuse(http.StatusNotFound, codeAppNotFound, "Spectrum application %s not found", appID)}
+	}
+	switch r.Method {
+	case http.MethodGet:
+		return &answer{result: render(stored)}
+	case http.MethodPut, http.MethodPatch:
+		app, f := s.world.admit(tok, z, body, stored)
+		if f != nil {
+			return &answer{failure: f}
+		}
+		s.world.update(stored, app)
+		return &answer{result: render(stored)}
+	case http.MethodDelete:
+		delete(s.world.apps, appID)
+		return &answer{result: map[string]string{"id": appID}}
+	}
+	return &answer{failure: refuse(http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method %s not allowed for this endpoint", r.Method)}
+}
+
+// parseAppsPath splits "/zones/{zone}/spectrum/apps[/{app}]".
+func parseAppsPath(path string) (zoneID, appID string, ok bool) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) < 4 || len(parts) > 5 || parts[0] != "zones" || parts[1] == "" || parts[2] != "spectrum" || parts[3] != "apps" {
+		return "", "", false
+	}
+	if len(parts) == 5 {
+		if parts[4] == "" {
+			return "", "", false
+		}
+		appID = parts[4]
+	}
+	return parts[1], appID, true
+}
+
+// authenticate finds the caller's token.
+func (w *world) authenticate(authorization string) (*token, *failure) {
+	secret, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok || strings.TrimSpace(secret) == "" {
+		return nil, refuse(http.StatusUnauthorized, codeAuthentication, "Authentication error")
+	}
+	tok := w.tokens[strings.TrimSpace(secret)]
+	if tok == nil || tok.revoked {
+		return nil, refuse(http.StatusForbidden, codeInvalidToken, "Invalid access token")
+	}
+	return tok, nil
+}
+
+// authorizeZone finds a zone of the token's account. Like Cloudflare it
+// does not tell a zone that does not exist from one the token may not see.
+func (w *world) authorizeZone(tok *token, zoneID string) (*zone, *failure) {
+	z := w.zones[zoneID]
+	if z == nil || z.account != tok.account {
+		return nil, refuse(http.StatusForbidden, codeAuthentication, "Authentication error")
+	}
+	return z, nil
+}
+
+// spendBudget counts a request against the token's budget and reports it in
+// the X-RateLimit-* headers; beyond the budget, when enforced, it refuses
+// with 429 until the window ends.
+func (s *Simulator) spendBudget(tok *token) (http.Header, *failure) {
+	now := time.Now()
+	window := s.rateLimit.Window.Duration
+	if now.Sub(tok.windowStart) >= window {
+		tok.windowStart, tok.used = now, 0
+	}
+	tok.used++
+	header := http.Header{}
+	header.Set("X-RateLimit-Limit", strconv.Itoa(s.rateLimit.Limit))
+	header.Set("X-RateLimit-Remaining", strconv.Itoa(max(s.rateLimit.Limit-tok.used, 0)))
+	if !s.rateLimit.Enforce || tok.used <= s.rateLimit.Limit {
+		return header, nil
+	}
+	reset := tok.windowStart.Add(window)
+	wait := int((reset.Sub(now) + time.Second - 1) / time.Second)
+	header.Set("Retry-After", strconv.Itoa(max(wait, 1)))
+	header.Set("X-RateLimit-Reset", reset.UTC().Format(http.TimeFormat))
+	return header, refuse(http.StatusTooManyRequests, codeRateLimited,
+		"More than %d requests per %s reached. Please wait and consider throttling your request speed", s.rateLimit.Limit, window)
+}
+
+// list answers one page of the zone's apps.
+func (s *Simulator) list(z *zone, r *http.Request) *answer {
+	query := r.URL.Query()
+	page := max(atoiOr(query.Get("page"), 1), 1)
+	perPage := min(max(atoiOr(query.Get("per_page"), defaultPerPage), 1), maxPerPage)
+	apps := s.world.appsOf(func(a *storedApp) bool { return a.zoneID == z.id })
+	sortApps(apps, query.Get("order"), query.Get("direction"))
+
+	total := len(apps)
+	start := min((page-1)*perPage, total)
+	end := min(start+perPage, total)
+	result := make([]any, 0, end-start)
+	for _, a := range apps[start:end] {
+		result = append(result, render(a))
+	}
+	return &answer{result: result, resultInfo: &spectrum.ResultInfo{
+		Page: page, PerPage: perPage, Count: len(result), TotalCount: total,
+		TotalPages: (total + perPage - 1) / perPage,
+	}}
+}
+
+// sortApps orders by one of the API's order fields; creation order
+// otherwise.
+func sortApps(apps []*storedApp, order, direction string) {
+	key := func(a, b *storedApp) int { return cmp.Compare(a.seq, b.seq) }
+	switch order {
+	case "protocol":
+		key = func(a, b *storedApp) int { return cmp.Compare(a.app.Protocol, b.app.Protocol) }
+	case "app_id":
+		key = func(a, b *storedApp) int { return cmp.Compare(a.app.ID, b.app.ID) }
+	case "dns":
+		key = func(a, b *storedApp) int { return cmp.Compare(a.app.DNS.Name, b.app.DNS.Name) }
+	case "modified_on":
+		key = func(a, b *storedApp) int { return a.app.ModifiedOn.Compare(*b.app.ModifiedOn) }
+	}
+	slices.SortStableFunc(apps, key)
+	if direction == "desc" {
+		slices.Reverse(apps)
+	}
+}
+
+func atoiOr(text string, fallback int) int {
+	n, err := strconv.Atoi(text)
+	if err != nil {
+		return fallback
+	}
+	return n
+}
+
+// writeEnvelope writes the v4 envelope with a Ray ID, as every Cloudflare
+// answer has.
+func writeEnvelope(w http.ResponseWriter, a *answer) {
+	for name, values := range a.header {
+		w.Header()[name] = values
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("cf-ray", newRayID())
+	envelope := map[string]any{
+		"success":  a.failure == nil,
+		"errors":   []spectrum.ErrorDetail{},
+		"messages": []any{},
+		"result":   a.result,
+	}
+	status := http.StatusOK
+	if a.failure != nil {
+		envelope["errors"] = a.failure.errors
+		envelope["result"] = nil
+		status = a.failure.status
+	}
+	if a.resultInfo != nil {
+		envelope["result_info"] = a.resultInfo
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(envelope)
+}
+
+// newRayID looks like Cloudflare's: 16 hex digits and the colo.
+func newRayID() string {
+	return randomHex(8) + "-" + rayColo
+}
+
+// sleep waits d or until ctx ends, reporting whether the wait completed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
