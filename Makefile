@@ -75,6 +75,18 @@ build: ## Build the manager and simulator binaries into bin/.
 run: manifests generate ## Run the manager against the current kubeconfig.
 	go run ./cmd/manager
 
+.PHONY: dev-up
+dev-up: ## Start a local kube-apiserver + etcd, the simulator and the manager (bin/dev/kubeconfig).
+	@bash hack/dev.sh up
+
+.PHONY: dev-down
+dev-down: ## Stop what dev-up started.
+	@bash hack/dev.sh down
+
+.PHONY: demo
+demo: ## Show the operator at work on the local control plane and the simulator.
+	@bash hack/demo.sh
+
 ##@ Deployment
 
 ifndef ignore-not-found

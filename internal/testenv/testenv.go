@@ -42,6 +42,9 @@ type Options struct {
 	// pointed at a local serving host, port and certificate directory that
 	// the returned Environment's WebhookInstallOptions describe.
 	WithWebhooks bool
+	// Root is the repository checkout to read config/ from; RepoRoot when
+	// empty.
+	Root string
 }
 
 // New returns an envtest.Environment for the operator, or an error telling the
@@ -51,7 +54,10 @@ func New(opts Options) (*envtest.Environment, error) {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: these tests need real kube-apiserver and etcd binaries; " +
 			"run them with `make test`, or export KUBEBUILDER_ASSETS=\"$(bash hack/envtest-binaries.sh)\"")
 	}
-	root := RepoRoot()
+	root := opts.Root
+	if root == "" {
+		root = RepoRoot()
+	}
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,

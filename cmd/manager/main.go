@@ -1,0 +1,241 @@
+// Command manager runs the spectrum-operator: the SpectrumApp controller and
+// its validating admission webhook.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	webhookv1alpha1 "github.com/cloudflare-operator/spectrum-operator/internal/webhook/v1alpha1"
+)
+
+var (
+	scheme   = runtime.NewScheme()
+	setupLog = ctrl.Log.WithName("setup")
+)
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+}
+
+// config is everything the command line sets.
+type config struct {
+	metricsAddr, probeAddr string
+	secureMetrics          bool
+	enableHTTP2            bool
+	leaderElect            bool
+	leaderElectionNS       string
+
+	enableWebhooks    bool
+	webhookHost       string
+	webhookPort       int
+	webhookCertDir    string
+	webhookSelfSigned bool
+	webhookConfigName string
+	webhookService    string
+	webhookHosts      string
+
+	apiURL            string
+	requestsPerSecond float64
+	burst             int
+	requestTimeout    time.Duration
+
+	defaultCredentials    string
+	defaultCredentialsKey string
+	defaultPlan           string
+	resyncPeriod          time.Duration
+	workers               int
+	watchNamespaces       string
+}
+
+func parseFlags() (config, zap.Options) {
+	var c config
+	flag.StringVar(&c.metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS, :8080 for HTTP); 0 disables it.")
+	flag.BoolVar(&c.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&c.enableHTTP2, "enable-http2", false, "Serve the metrics and webhook servers over HTTP/2 (off: HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
+	flag.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles at a time.")
+	flag.StringVar(&c.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
+
+	flag.BoolVar(&c.enableWebhooks, "enable-webhooks", true, "Serve the validating admission webhook.")
+	flag.StringVar(&c.webhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
+	flag.IntVar(&c.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	flag.StringVar(&c.webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: controller-runtime's).")
+	flag.BoolVar(&c.webhookSelfSigned, "webhook-self-signed", false, "Generate a CA and serving certificate into --webhook-cert-dir when missing, and write the CA into --webhook-config-name's caBundle.")
+	flag.StringVar(&c.webhookConfigName, "webhook-config-name", "spectrum-operator-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle --webhook-self-signed keeps current.")
+	flag.StringVar(&c.webhookService, "webhook-service-name", "spectrum-operator-webhook-service", "Service in front of the webhook, for the certificate's DNS names.")
+	flag.StringVar(&c.webhookHosts, "webhook-cert-hosts", "", "Extra comma-separated DNS names or IPs for the self-signed certificate.")
+
+	flag.StringVar(&c.apiURL, "cloudflare-api-url", spectrum.DefaultBaseURL, "Base URL of the Cloudflare API (point it at the simulator to test).")
+	flag.Float64Var(&c.requestsPerSecond, "cloudflare-requests-per-second", spectrum.DefaultRequestsPerSecond, "Request budget per API token (Cloudflare allows 1,200 per 5 minutes).")
+	flag.IntVar(&c.burst, "cloudflare-burst", spectrum.DefaultBurst, "Burst of the per-token request budget.")
+	flag.DurationVar(&c.requestTimeout, "cloudflare-request-timeout", spectrum.DefaultTimeout, "Timeout of each Cloudflare API request.")
+
+	flag.StringVar(&c.defaultCredentials, "default-credentials-secret", "", "NAMESPACE/NAME of the Secret whose token is used by SpectrumApps without credentialsRef.")
+	flag.StringVar(&c.defaultCredentialsKey, "default-credentials-key", v1alpha1.DefaultCredentialsKey, "Key of the token in --default-credentials-secret.")
+	flag.StringVar(&c.defaultPlan, "default-account-plan", string(v1alpha1.PlanEnterprise), "Cloudflare account plan assumed when a credentials Secret does not say: enterprise or pay-as-you-go.")
+	flag.DurationVar(&c.resyncPeriod, "resync-period", 5*time.Minute, "How often Ready apps are compared with Cloudflare to undo changes made outside Kubernetes.")
+	flag.IntVar(&c.workers, "max-concurrent-reconciles", 4, "SpectrumApps reconciled in parallel.")
+	flag.StringVar(&c.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (default: all).")
+
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	return c, opts
+}
+
+func main() {
+	cfg, zapOpts := parseFlags()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(cfg); err != nil {
+		setupLog.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	defaultCredentials, err := parseDefaultCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	restCfg := ctrl.GetConfigOrDie()
+	mgr, err := ctrl.NewManager(restCfg, managerOptions(cfg))
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	requests := spectrum.NewRequestsCounter()
+	appMetrics := controller.NewAppMetrics()
+	metrics.Registry.MustRegister(requests, appMetrics)
+	connector := spectrum.NewConnector(spectrum.ConnectorOptions{
+		BaseURL:           cfg.apiURL,
+		RequestsPerSecond: cfg.requestsPerSecond,
+		Burst:             cfg.burst,
+		Timeout:           cfg.requestTimeout,
+		Requests:          requests,
+	})
+	reconciler := &controller.SpectrumAppReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("spectrum-operator"),
+		Connector:               connector,
+		DefaultCredentials:      defaultCredentials,
+		ResyncPeriod:            cfg.resyncPeriod,
+		MaxConcurrentReconciles: cfg.workers,
+		Metrics:                 appMetrics,
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the controller: %w", err)
+	}
+
+	if cfg.enableWebhooks {
+		if err := setupWebhook(mgr, cfg); err != nil {
+			return err
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	readyCheck := healthz.Ping
+	if cfg.enableWebhooks {
+		readyCheck = mgr.GetWebhookServer().StartedChecker()
+	}
+	if err := mgr.AddReadyzCheck("readyz", readyCheck); err != nil {
+		return err
+	}
+
+	setupLog.Info("starting manager", "cloudflareAPI", cfg.apiURL, "resyncPeriod", cfg.resyncPeriod, "webhooks", cfg.enableWebhooks)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+func managerOptions(cfg config) ctrl.Options {
+	var tlsOpts []func(*tls.Config)
+	if !cfg.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOpts := metricsserver.Options{
+		BindAddress:   cfg.metricsAddr,
+		SecureServing: cfg.secureMetrics,
+		TLSOpts:       tlsOpts,
+	}
+	if cfg.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	opts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  cfg.probeAddr,
+		LeaderElection:          cfg.leaderElect,
+		LeaderElectionID:        "spectrum-operator.cloudflare-operator.io",
+		LeaderElectionNamespace: cfg.leaderElectionNS,
+		// Reconciles end quickly; releasing the lease on exit lets a new
+		// leader start at once instead of waiting for it to expire.
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host:    cfg.webhookHost,
+			Port:    cfg.webhookPort,
+			CertDir: cfg.webhookCertDir,
+			TLSOpts: tlsOpts,
+		}),
+	}
+	if namespaces := splitList(cfg.watchNamespaces); len(namespaces) > 0 {
+		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			opts.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
+}
+
+func parseDefaultCredentials(cfg config) (controller.DefaultCredentials, error) {
+	if cfg.defaultCredentials == "" {
+		return controller.DefaultCredentials{}, nil
+	}
+	namespace, name, ok := strings.Cut(cfg.defaultCredentials, "/")
+	if !ok || namespace == "" || name == "" {
+		return controller.DefaultCredentials{}, fmt.Errorf("--default-credentials-secret must be NAMESPACE/NAME, got %q", cfg.defaultCredentials)
+	}
+	return controller.DefaultCredentials{Namespace: namespace, Name: name, Key: cfg.defaultCredentialsKey}, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func setupWebhook(mgr ctrl.Manager, cfg config) error {
+	if cfg.webhookSelfSigned {
+		if err := addSelfSignedCertificates(mgr, cfg); err != nil {
+			return err
+		}
+	}
+	return webhookv1alpha1.SetupSpectrumAppWebhookWithManager(mgr, webhookv1alpha1.Options{
+		DefaultPlan: v1alpha1.AccountPlan(cfg.defaultPlan),
+	})
+}

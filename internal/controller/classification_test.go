@@ -1,0 +1,124 @@
+package controller_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
+)
+
+// A failure that needs a person stalls the app with the Cloudflare code,
+// HTTP status, Ray ID and resolution, emits one Warning, and is not retried.
+func TestNeedsAHumanStallsWithoutRetrying(t *testing.T) {
+	cases := []struct {
+		name       string
+		mutate     func(*v1alpha1.SpectrumApp)
+		reason     string
+		wantInText []string
+	}{
+		{"argo not entitled", func(a *v1alpha1.SpectrumApp) { a.Spec.ArgoSmartRouting = ptr.To(true) },
+			"", []string{"11026", "403"}},
+		{"hostname in another zone", func(a *v1alpha1.SpectrumApp) { a.Spec.DNS.Name = "taken.example.com" },
+			"", []string{"16001", "400"}},
+		{"ftp not entitled", func(a *v1alpha1.SpectrumApp) {
+			a.Spec.Protocol = "tcp/21"
+			a.Spec.OriginDirect = []string{"tcp://192.0.2.10:21"}
+		}, "", []string{"11014", "403"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, enterpriseToken)
+			name := fmt.Sprintf("stalled-%d", i)
+			app := f.app(name, zoneMain, "example.com")
+			tc.mutate(app)
+			f.create(app)
+
+			stalled := f.waitForCondition(name, v1alpha1.ConditionStalled, metav1.ConditionTrue, tc.reason)
+			defer f.deleteAndWait(name)
+			ready := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionReady)
+			if ready == nil || ready.Status != metav1.ConditionFalse {
+				t.Fatalf("Ready = %+v, want False", ready)
+			}
+			if meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionReconciling) != nil {
+				t.Errorf("a stalled app must not say Reconciling")
+			}
+			for _, want := range append(tc.wantInText, "ray") {
+				if !strings.Contains(strings.ToLower(ready.Message), strings.ToLower(want)) {
+					t.Errorf("Ready message %q lacks %q", ready.Message, want)
+				}
+			}
+			warning := f.waitForEvent(name, corev1.EventTypeWarning, ready.Reason)
+			if !strings.Contains(warning.Note, tc.wantInText[0]) {
+				t.Errorf("warning event %q lacks code %s", warning.Note, tc.wantInText[0])
+			}
+
+			// Not requeued: no further create attempt while nothing changes.
+			posts := calls.count("POST", zoneMain, "list")
+			time.Sleep(3 * time.Second)
+			if got := calls.count("POST", zoneMain, "list") - posts; got != 0 {
+				t.Errorf("%d more create attempts for a stalled app; want 0", got)
+			}
+			if n := countEvents(f.events(name), corev1.EventTypeWarning); n != 1 {
+				t.Errorf("%d warning events, want exactly 1", n)
+			}
+		})
+	}
+}
+
+func countEvents(events []eventsv1.Event, eventType string) int {
+	n := 0
+	for _, e := range events {
+		if e.Type == eventType {
+			n++
+		}
+	}
+	return n
+}
+
+// Temporary failures say Reconciling, are retried with backoff, and end Ready.
+func TestRetryableFailuresAreRetried(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault spectrumtest.Fault
+	}{
+		{"internal error 10002", spectrumtest.Fault{Kind: spectrumtest.FaultInternalError, Method: "POST", Count: 2}},
+		{"unavailable 503", spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "POST", Count: 2}},
+		{"rate limited 429", spectrumtest.Fault{Kind: spectrumtest.FaultRateLimited, Method: "POST", Count: 1, RetryAfterSeconds: 1}},
+		{"connection reset", spectrumtest.Fault{Kind: spectrumtest.FaultConnectionReset, Method: "POST", Count: 2}},
+		{"html 502", spectrumtest.Fault{Kind: spectrumtest.FaultBadGateway, Method: "POST", Count: 1}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, enterpriseToken)
+			name := fmt.Sprintf("retry-%d", i)
+			tc.fault.PathPrefix = "/zones/" + zoneMain
+			if _, err := sim.AddFault(tc.fault); err != nil {
+				t.Fatal(err)
+			}
+			f.create(f.app(name, zoneMain, "example.com"))
+			// The failure is told once, as retryable, before the app ends Ready.
+			warning := f.waitForEvent(name, corev1.EventTypeWarning, "")
+			if !strings.Contains(warning.Note, "retries with backoff") {
+				t.Errorf("warning %s: %q does not say it will be retried", warning.Reason, warning.Note)
+			}
+			ready := f.waitForCondition(name, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+			defer f.deleteAndWait(name)
+			if meta.FindStatusCondition(ready.Status.Conditions, v1alpha1.ConditionReconciling) != nil ||
+				meta.FindStatusCondition(ready.Status.Conditions, v1alpha1.ConditionStalled) != nil {
+				t.Errorf("a Ready app keeps Reconciling/Stalled: %v", ready.Status.Conditions)
+			}
+			if stored := simApps(zoneMain, ready.Spec.DNS.Name); len(stored) != 1 {
+				t.Errorf("simulator holds %d apps for %s, want 1", len(stored), name)
+			}
+		})
+	}
+}

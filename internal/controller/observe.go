@@ -1,0 +1,214 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+)
+
+var specPath = field.NewPath("spec")
+
+// observe finds the app's Cloudflare application: by the ID in status, or,
+// before the first create, an existing app with the same hostname and
+// protocol, which is adopted instead of duplicated.
+func (r *SpectrumAppReconciler) observe(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp) (spectrum.App, bool, error) {
+	if app.Status.ApplicationID == "" {
+		existing, found, err := r.findAdoptable(ctx, cf, app)
+		if err != nil || !found {
+			return spectrum.App{}, false, err
+		}
+		app.Status.ApplicationID = existing.ID
+		app.Status.Adopted = true
+		r.Recorder.Eventf(app, nil, "Normal", eventAdopted, "Adopt",
+			"Adopted existing Cloudflare Spectrum application %s with the same hostname and protocol", existing.ID)
+		return existing, true, nil
+	}
+	listed, found, err := r.zones.byID(ctx, cf, app.Spec.ZoneID, app.Status.ApplicationID)
+	if err != nil || found {
+		return listed, found, err
+	}
+	// Missing from the zone's listing: confirm with one get before
+	// recreating, since the listing may predate an app made elsewhere.
+	got, err := cf.GetApp(ctx, app.Spec.ZoneID, app.Status.ApplicationID)
+	if spectrum.IsNotFound(err) {
+		return spectrum.App{}, false, nil
+	}
+	if err != nil {
+		return spectrum.App{}, false, err
+	}
+	r.zones.put(cf, app.Spec.ZoneID, got)
+	return got, true, nil
+}
+
+// findAdoptable looks in the zone for an application with the app's
+// hostname and protocol.
+func (r *SpectrumAppReconciler) findAdoptable(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp) (spectrum.App, bool, error) {
+	return r.zones.byName(ctx, cf, app.Spec.ZoneID, app.Spec.DNS.Name, app.Spec.Protocol)
+}
+
+// recordObserved copies what Cloudflare reports into status.
+func recordObserved(app *v1alpha1.SpectrumApp, observed spectrum.App) {
+	app.Status.ApplicationID = observed.ID
+	app.Status.CreatedOn = metaTime(observed.CreatedOn)
+	app.Status.ModifiedOn = metaTime(observed.ModifiedOn)
+	app.Status.EdgeIPs = nil
+	if observed.EdgeIPs != nil && len(observed.EdgeIPs.IPs) > 0 {
+		app.Status.EdgeIPs = append([]string(nil), observed.EdgeIPs.IPs...)
+	}
+}
+
+func metaTime(t *time.Time) *metav1.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	m := metav1.NewTime(t.UTC().Truncate(time.Second))
+	return &m
+}
+
+func joinFields(fields []string) string { return strings.Join(fields, ", ") }
+
+// zoneCache holds one listing per zone and client (that is, per API token),
+// shared by every reconcile: checking N apps of a zone for drift costs one
+// list call per page per period, not N gets. The operator's own writes go
+// into the listing as they succeed, so it never hides them.
+type zoneCache struct {
+	maxAge time.Duration
+
+	mu    sync.Mutex
+	zones map[zoneKey]*zoneListing
+}
+
+type zoneKey struct {
+	client spectrum.Client
+	zoneID string
+}
+
+type zoneListing struct {
+	// fetching serializes the refresh: concurrent reconciles of one zone
+	// wait for a single list call instead of each making their own.
+	fetching  sync.Mutex
+	fetchedAt time.Time
+	apps      map[string]spectrum.App
+	byName    map[nameKey]string
+}
+
+func newZoneCache(maxAge time.Duration) *zoneCache {
+	if maxAge <= 0 {
+		maxAge = time.Minute
+	}
+	return &zoneCache{maxAge: maxAge, zones: map[zoneKey]*zoneListing{}}
+}
+
+func (c *zoneCache) listing(cf spectrum.Client, zoneID string) *zoneListing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := zoneKey{cf, zoneID}
+	l, ok := c.zones[key]
+	if !ok {
+		l = &zoneListing{}
+		c.zones[key] = l
+	}
+	return l
+}
+
+// refresh lists the zone's applications again when the last listing is
+// older than maxAge or was invalidated.
+func (c *zoneCache) refresh(ctx context.Context, cf spectrum.Client, zoneID string) (*zoneListing, error) {
+	l := c.listing(cf, zoneID)
+	l.fetching.Lock()
+	defer l.fetching.Unlock()
+	c.mu.Lock()
+	fresh := l.apps != nil && time.Since(l.fetchedAt) <= c.maxAge
+	c.mu.Unlock()
+	if fresh {
+		return l, nil
+	}
+	apps, err := cf.ListApps(ctx, zoneID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l.apps = make(map[string]spectrum.App, len(apps))
+	l.byName = make(map[nameKey]string, len(apps))
+	for _, a := range apps {
+		l.store(a)
+	}
+	l.fetchedAt = time.Now()
+	return l, nil
+}
+
+// byID returns the zone's application with that ID, if the listing has it.
+func (c *zoneCache) byID(ctx context.Context, cf spectrum.Client, zoneID, appID string) (spectrum.App, bool, error) {
+	l, err := c.refresh(ctx, cf, zoneID)
+	if err != nil {
+		return spectrum.App{}, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	app, ok := l.apps[appID]
+	return app, ok, nil
+}
+
+// byName returns the zone's application with that hostname and protocol.
+func (c *zoneCache) byName(ctx context.Context, cf spectrum.Client, zoneID, hostname, protocol string) (spectrum.App, bool, error) {
+	l, err := c.refresh(ctx, cf, zoneID)
+	if err != nil {
+		return spectrum.App{}, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := l.byName[newNameKey(hostname, protocol)]
+	if !ok {
+		return spectrum.App{}, false, nil
+	}
+	return l.apps[id], true, nil
+}
+
+func (c *zoneCache) put(cf spectrum.Client, zoneID string, app spectrum.App) {
+	l := c.listing(cf, zoneID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.apps != nil {
+		l.store(app)
+	}
+}
+
+func (c *zoneCache) remove(cf spectrum.Client, zoneID, appID string) {
+	l := c.listing(cf, zoneID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if app, ok := l.apps[appID]; ok {
+		delete(l.byName, newNameKey(app.DNS.Name, app.Protocol))
+		delete(l.apps, appID)
+	}
+}
+
+func (c *zoneCache) invalidate(cf spectrum.Client, zoneID string) {
+	l := c.listing(cf, zoneID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l.apps, l.byName = nil, nil
+}
+
+func (l *zoneListing) store(app spectrum.App) {
+	if old, ok := l.apps[app.ID]; ok {
+		delete(l.byName, newNameKey(old.DNS.Name, old.Protocol))
+	}
+	l.apps[app.ID] = app
+	l.byName[newNameKey(app.DNS.Name, app.Protocol)] = app.ID
+}
+
+// nameKey identifies an application by what adoption matches on.
+type nameKey struct{ hostname, protocol string }
+
+func newNameKey(hostname, protocol string) nameKey {
+	return nameKey{strings.ToLower(strings.TrimSuffix(hostname, ".")), strings.ToLower(protocol)}
+}

@@ -1,0 +1,19 @@
+package controller
+
+import (
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+)
+
+// specOrRequestChanged lets through the updates that can change the outcome:
+// a new generation (spec), new annotations (a retry request), or the start of
+// deletion. Status writes, including our own, do not wake the controller.
+func specOrRequestChanged() predicate.Predicate {
+	return predicate.Or(
+		predicate.GenerationChangedPredicate{},
+		predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+		}},
+	)
+}

@@ -1,0 +1,140 @@
+package controller_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
+)
+
+// A create applied at Cloudflare whose answer was lost must not be repeated:
+// the next attempt finds the app by hostname and protocol and adopts it.
+func TestAdoptsAfterALostCreateResponse(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	if _, err := sim.AddFault(spectrumtest.Fault{
+		Kind: spectrumtest.FaultResponseLost, Method: "POST", PathPrefix: "/zones/" + zoneMain, Count: 1,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	app := f.app("lost", zoneMain, "example.com")
+	f.create(app)
+	ready := f.waitForCondition("lost", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	defer f.deleteAndWait("lost")
+
+	stored := simApps(zoneMain, app.Spec.DNS.Name)
+	if len(stored) != 1 {
+		t.Fatalf("simulator holds %d apps for the hostname, want exactly 1 (no duplicate)", len(stored))
+	}
+	if ready.Status.ApplicationID != stored[0].ID || !ready.Status.Adopted {
+		t.Fatalf("status %+v, want adopted app %s", ready.Status, stored[0].ID)
+	}
+	f.waitForEvent("lost", corev1.EventTypeNormal, "Adopted")
+}
+
+// A pay-as-you-go account may have one app per protocol: the second one
+// stalls with 11034 (no webhook here, so Cloudflare's answer is what stalls).
+func TestPayAsYouGoOneAppPerProtocol(t *testing.T) {
+	f := newFixture(t, paygToken)
+	first := f.app("first", zonePAYG, "payg.example")
+	f.create(first)
+	f.waitForCondition("first", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	defer f.deleteAndWait("first")
+
+	second := f.app("second", zonePAYG, "payg.example")
+	f.create(second)
+	stalled := f.waitForCondition("second", v1alpha1.ConditionStalled, metav1.ConditionTrue, "")
+	defer f.deleteAndWait("second")
+	if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, "11034") {
+		t.Fatalf("Stalled message %q lacks 11034", c.Message)
+	}
+}
+
+// A stalled app is retried when the user asks with the annotation, and
+// becomes Ready once the entitlement is granted.
+func TestStalledAppRecoversAfterEntitlementAndRetryRequest(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	app := f.app("argo", zoneMain, "example.com")
+	app.Spec.ArgoSmartRouting = ptr.To(true)
+	f.create(app)
+	stalled := f.waitForCondition("argo", v1alpha1.ConditionStalled, metav1.ConditionTrue, "")
+	defer f.deleteAndWait("argo")
+
+	if err := sim.SetEntitlement(enterprise, spectrumtest.EntitlementArgo, true); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sim.SetEntitlement(enterprise, spectrumtest.EntitlementArgo, false) }()
+	requestedAt := time.Now().Format(time.RFC3339Nano)
+	if stalled.Annotations == nil {
+		stalled.Annotations = map[string]string{}
+	}
+	stalled.Annotations[v1alpha1.ReconcileRequestedAtAnnotation] = requestedAt
+	if err := k8sClient.Update(f.ctx, stalled); err != nil {
+		t.Fatal(err)
+	}
+	ready := f.waitForCondition("argo", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	if ready.Status.LastHandledReconcileAt != requestedAt {
+		t.Errorf("lastHandledReconcileAt %q, want %q", ready.Status.LastHandledReconcileAt, requestedAt)
+	}
+	if meta.FindStatusCondition(ready.Status.Conditions, v1alpha1.ConditionStalled) != nil {
+		t.Errorf("Ready app still Stalled: %v", ready.Status.Conditions)
+	}
+}
+
+// Missing credentials are a clear Stalled reason, fixed by creating the
+// Secret (which the controller watches).
+func TestMissingSecretStallsThenRecovers(t *testing.T) {
+	f := newFixture(t, "")
+	f.create(f.app("nosecret", zoneMain, "example.com"))
+	stalled := f.waitForCondition("nosecret", v1alpha1.ConditionStalled, metav1.ConditionTrue, "CredentialsSecretNotFound")
+	defer f.deleteAndWait("nosecret")
+	if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, "cloudflare") {
+		t.Errorf("message %q does not name the Secret", c.Message)
+	}
+
+	f.createSecret("cloudflare", enterpriseToken)
+	f.waitForCondition("nosecret", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+}
+
+// When admission is bypassed, the controller still never sends an invalid
+// app to Cloudflare.
+func TestInvalidSpecIsNeverSent(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	app := f.app("invalid", zoneMain, "example.com")
+	app.Spec.OriginDirect = []string{"tcp://2001:db8::1:22"}
+	posts := calls.count("POST", zoneMain, "list")
+	f.create(app)
+	stalled := f.waitForCondition("invalid", v1alpha1.ConditionStalled, metav1.ConditionTrue, "InvalidSpec")
+	defer f.deleteAndWait("invalid")
+	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
+	if !strings.Contains(c.Message, "spec.originDirect[0]") || !strings.Contains(c.Message, "11002") {
+		t.Errorf("message %q lacks the field path and code 11002", c.Message)
+	}
+	if got := calls.count("POST", zoneMain, "list") - posts; got != 0 {
+		t.Errorf("%d creates sent for an invalid app; want 0", got)
+	}
+}
+
+// The API token never appears in status or events.
+func TestTokenNeverInStatusOrEvents(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	app := f.app("secretive", zoneMain, "example.com")
+	app.Spec.ArgoSmartRouting = ptr.To(true)
+	f.create(app)
+	stalled := f.waitForCondition("secretive", v1alpha1.ConditionStalled, metav1.ConditionTrue, "")
+	defer f.deleteAndWait("secretive")
+	text := fmt.Sprintf("%+v", stalled.Status)
+	for _, e := range f.events("secretive") {
+		text += e.Note + e.Reason
+	}
+	if strings.Contains(text, enterpriseToken) {
+		t.Fatalf("the API token leaked into status or events: %s", text)
+	}
+}

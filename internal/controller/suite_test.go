@@ -1,0 +1,366 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
+)
+
+// The suite runs the real reconciler in a manager against a real
+// kube-apiserver and etcd, with the Spectrum API simulator standing in for
+// Cloudflare. No admission webhook is installed here, which also lets tests
+// send what admission would have rejected.
+
+const (
+	enterpriseToken = "test-enterprise-token-5f1c9a"
+	paygToken       = "test-payg-token-7d2e4b"
+
+	zoneMain   = "0123456789abcdef0123456789abcdef" // enterprise, example.com
+	zoneDrift  = "1123456789abcdef0123456789abcdef" // enterprise, drift.example
+	zonePAYG   = "2123456789abcdef0123456789abcdef" // pay-as-you-go, payg.example
+	enterprise = "ent-account"
+	payg       = "payg-account"
+
+	resyncPeriod = 2 * time.Second
+)
+
+var (
+	k8sClient client.Client
+	sim       *spectrumtest.Simulator
+	calls     = &callLog{counts: map[string]int{}}
+)
+
+// callLog counts API requests by method, zone and kind (list or one app),
+// which the simulator's per-method counters do not tell apart.
+type callLog struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (l *callLog) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if zone, rest, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, spectrumtest.APIPrefix+"/zones/"), "/spectrum/apps"); ok {
+			kind := "list"
+			if rest != "" {
+				kind = "app"
+			}
+			l.mu.Lock()
+			l.counts[r.Method+" "+zone+" "+kind]++
+			l.mu.Unlock()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// count returns the requests with method to zone of kind ("list" or "app").
+func (l *callLog) count(method, zone, kind string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts[method+" "+zone+" "+kind]
+}
+
+// writes returns the POST, PUT, PATCH and DELETE requests to zone.
+func (l *callLog) writes(zone string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for key, c := range l.counts {
+		method, rest, _ := strings.Cut(key, " ")
+		if method != http.MethodGet && strings.HasPrefix(rest, zone+" ") {
+			n += c
+		}
+	}
+	return n
+}
+
+func simulatorConfig() spectrumtest.Config {
+	return spectrumtest.Config{
+		Accounts: []spectrumtest.AccountConfig{
+			{ID: enterprise, Plan: spectrumtest.PlanEnterprise,
+				Entitlements:  spectrumtest.Entitlements{BYOIP: true},
+				BYOIPPrefixes: []string{"198.51.100.0/24"}},
+			{ID: payg, Plan: spectrumtest.PlanPayAsYouGo},
+		},
+		Tokens: []spectrumtest.TokenConfig{
+			{Token: enterpriseToken, Account: enterprise, IPPrefixesPermission: true},
+			{Token: paygToken, Account: payg},
+		},
+		Zones: []spectrumtest.ZoneConfig{
+			{ID: zoneMain, Name: "example.com", Account: enterprise},
+			{ID: zoneDrift, Name: "drift.example", Account: enterprise},
+			{ID: zonePAYG, Name: "payg.example", Account: payg},
+		},
+		HostnamesInOtherZones: []string{"taken.example.com"},
+	}
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(zapLevel()))))
+	env, err := testenv.New(testenv.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+
+	sim, err = spectrumtest.New(simulatorConfig())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	server := httptest.NewServer(calls.wrap(sim))
+	defer server.Close()
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  testenv.Scheme(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	reconciler := &controller.SpectrumAppReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("spectrum-operator"),
+		Connector: spectrum.NewConnector(spectrum.ConnectorOptions{
+			BaseURL:           server.URL + spectrumtest.APIPrefix,
+			RequestsPerSecond: 500,
+			Burst:             100,
+			Timeout:           2 * time.Second,
+		}),
+		ResyncPeriod:            resyncPeriod,
+		MaxConcurrentReconciles: 4,
+		Metrics:                 controller.NewAppMetrics(),
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// Tests read straight from the apiserver, not the manager's cache, so
+	// they see their own writes at once.
+	k8sClient, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		fmt.Fprintln(os.Stderr, "cache did not sync")
+		return 1
+	}
+	return m.Run()
+}
+
+func zapLevel() int8 {
+	if os.Getenv("TEST_VERBOSE_LOGS") != "" {
+		return -2
+	}
+	return 10 // silent: errors are asserted through status and events.
+}
+
+// fixture is one test's namespace with its credentials Secret.
+type fixture struct {
+	t         *testing.T
+	ctx       context.Context
+	namespace string
+}
+
+func newFixture(t *testing.T, token string) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ctrl-"}}
+	if err := k8sClient.Create(ctx, ns); err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	f := &fixture{t: t, ctx: ctx, namespace: ns.Name}
+	if token != "" {
+		f.createSecret("cloudflare", token)
+	}
+	return f
+}
+
+func (f *fixture) createSecret(name, token string) {
+	f.t.Helper()
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace},
+		Data:       map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(token)},
+	}
+	if err := k8sClient.Create(f.ctx, secret); err != nil {
+		f.t.Fatalf("creating Secret: %v", err)
+	}
+}
+
+// app returns a valid TCP app in zone with a unique hostname.
+func (f *fixture) app(name, zoneID, zoneName string) *v1alpha1.SpectrumApp {
+	return &v1alpha1.SpectrumApp{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace},
+		Spec: v1alpha1.SpectrumAppSpec{
+			ZoneID:         zoneID,
+			CredentialsRef: &v1alpha1.SecretKeyReference{Name: "cloudflare"},
+			Protocol:       "tcp/22",
+			DNS:            v1alpha1.DNS{Type: "CNAME", Name: name + "." + f.namespace + "." + zoneName},
+			OriginDirect:   []string{"tcp://192.0.2.10:22"},
+		},
+	}
+}
+
+func (f *fixture) create(app *v1alpha1.SpectrumApp) {
+	f.t.Helper()
+	if err := k8sClient.Create(f.ctx, app); err != nil {
+		f.t.Fatalf("creating SpectrumApp: %v", err)
+	}
+}
+
+func (f *fixture) get(name string) *v1alpha1.SpectrumApp {
+	f.t.Helper()
+	app := &v1alpha1.SpectrumApp{}
+	if err := k8sClient.Get(f.ctx, types.NamespacedName{Namespace: f.namespace, Name: name}, app); err != nil {
+		f.t.Fatalf("getting SpectrumApp %s: %v", name, err)
+	}
+	return app
+}
+
+// eventually polls cond until it returns "" or the timeout passes; the last
+// non-empty answer says what was still wrong.
+func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		problem := cond()
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, problem)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitForCondition waits until the app's condition has status and reason and
+// describes the current generation.
+func (f *fixture) waitForCondition(name, conditionType string, status metav1.ConditionStatus, reason string) *v1alpha1.SpectrumApp {
+	f.t.Helper()
+	var app *v1alpha1.SpectrumApp
+	eventually(f.t, 20*time.Second, func() string {
+		app = f.get(name)
+		c := meta.FindStatusCondition(app.Status.Conditions, conditionType)
+		switch {
+		case c == nil:
+			return fmt.Sprintf("%s has no %s condition; conditions %v", name, conditionType, app.Status.Conditions)
+		case c.Status != status || (reason != "" && c.Reason != reason):
+			return fmt.Sprintf("%s is %s=%s (%s: %s), want %s (%s)", name, conditionType, c.Status, c.Reason, c.Message, status, reason)
+		case c.ObservedGeneration != app.Generation:
+			return fmt.Sprintf("%s condition describes generation %d, object is at %d", name, c.ObservedGeneration, app.Generation)
+		}
+		return ""
+	})
+	return app
+}
+
+// events returns the events about the named object, oldest first.
+func (f *fixture) events(name string) []eventsv1.Event {
+	f.t.Helper()
+	var list eventsv1.EventList
+	if err := k8sClient.List(f.ctx, &list, client.InNamespace(f.namespace)); err != nil {
+		f.t.Fatalf("listing events: %v", err)
+	}
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitForEvent waits for an event with type and reason (any when empty)
+// about name.
+func (f *fixture) waitForEvent(name, eventType, reason string) eventsv1.Event {
+	f.t.Helper()
+	var found eventsv1.Event
+	eventually(f.t, 10*time.Second, func() string {
+		var seen []string
+		for _, e := range f.events(name) {
+			if e.Type == eventType && (reason == "" || e.Reason == reason) {
+				found = e
+				return ""
+			}
+			seen = append(seen, e.Type+"/"+e.Reason)
+		}
+		return fmt.Sprintf("no %s event %s about %s; saw %v", eventType, reason, name, seen)
+	})
+	return found
+}
+
+// simApps returns the simulator's apps in zone with that hostname.
+func simApps(zoneID, hostname string) []spectrum.App {
+	var out []spectrum.App
+	for _, stored := range sim.Apps() {
+		if stored.ZoneID == zoneID && strings.EqualFold(stored.App.DNS.Name, hostname) {
+			out = append(out, stored.App)
+		}
+	}
+	return out
+}
+
+// waitForDeletion waits until the SpectrumApp is gone from the apiserver.
+func (f *fixture) waitForDeletion(name string) {
+	f.t.Helper()
+	eventually(f.t, 20*time.Second, func() string {
+		app := &v1alpha1.SpectrumApp{}
+		err := k8sClient.Get(f.ctx, types.NamespacedName{Namespace: f.namespace, Name: name}, app)
+		if apierrors.IsNotFound(err) {
+			return ""
+		}
+		return fmt.Sprintf("%s still exists (finalizers %v, conditions %v)", name, app.Finalizers, app.Status.Conditions)
+	})
+}
+
+// deleteAndWait deletes the SpectrumApp and waits until it is gone.
+func (f *fixture) deleteAndWait(name string) {
+	f.t.Helper()
+	app := &v1alpha1.SpectrumApp{ObjectMeta: metav1.ObjectMeta{Namespace: f.namespace, Name: name}}
+	if err := k8sClient.Delete(f.ctx, app); err != nil && !apierrors.IsNotFound(err) {
+		f.t.Fatalf("deleting %s: %v", name, err)
+	}
+	f.waitForDeletion(name)
+}
