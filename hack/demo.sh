@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# make demo: the operator at work on a local control plane and the Spectrum
+# API simulator, with no cluster and no Cloudflare account.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '\033[36m$ %s\033[0m\n' "$*"; "$@"; }
+
+bold "1/5 Starting the local control plane, the Spectrum API simulator and the operator"
+eval "$(bash hack/dev.sh up)"
+
+bold "2/5 Applying the samples (config/samples) and waiting until Cloudflare has them"
+run kubectl apply -k config/samples
+run kubectl wait --for=condition=Ready spectrumapps --all --timeout=90s
+run kubectl get spectrumapps
+
+bold "3/5 An app only a person can fix: Argo Smart Routing on an account without it"
+cat <<'YAML' | tee /dev/stderr | kubectl apply -f -
+apiVersion: spectrum.cloudflare-operator.io/v1alpha1
+kind: SpectrumApp
+metadata:
+  name: ssh-argo
+spec:
+  zoneID: 023e105f4ecef8ad9ca31a8372d0c353
+  credentialsRef: {name: cloudflare-credentials}
+  protocol: tcp/2222
+  dns: {type: CNAME, name: ssh-argo.example.com}
+  originDirect: ["tcp://192.0.2.10:22"]
+  argoSmartRouting: true
+YAML
+run kubectl wait --for=condition=Stalled spectrumapp/ssh-argo --timeout=60s
+run kubectl describe spectrumapp ssh-argo
+
+bold "4/5 A mistake the webhook rejects before anything reaches Cloudflare"
+bad='apiVersion: spectrum.cloudflare-operator.io/v1alpha1
+kind: SpectrumApp
+metadata:
+  name: broken
+spec:
+  zoneID: 023e105f4ecef8ad9ca31a8372d0c353
+  credentialsRef: {name: cloudflare-credentials}
+  protocol: tcp/5432
+  dns: {type: ADDRESS, name: db.example.com}
+  originDirect: ["tcp://2001:db8::5:5432", "tcp://192.0.2.7:5432"]
+  virtualNetworkID: my-network'
+printf '%s\n' "$bad"
+printf '\033[36m$ kubectl apply -f broken.yaml\033[0m\n'
+if printf '%s\n' "$bad" | kubectl apply -f - ; then
+  echo "demo: the webhook accepted an invalid app" >&2
+  exit 1
+fi
+
+bold "5/5 Keep playing"
+cat <<EOF
+The operator, the simulator and the control plane keep running:
+
+  export KUBECONFIG=$KUBECONFIG
+  kubectl get spectrumapps                  # short name: sapp
+  kubectl explain spectrumapp.spec          # every field, documented
+  kubectl annotate spectrumapp ssh-argo spectrum.cloudflare-operator.io/reconcile-requested-at="\$(date +%s)" --overwrite
+  curl -s http://127.0.0.1:18787/_simulator/state   # the simulated Cloudflare (docs/simulator.md)
+  tail -f bin/dev/manager.log
+
+Grant Argo to the simulated account, then ask for a retry, and ssh-argo becomes Ready:
+
+  curl -s -X POST http://127.0.0.1:18787/_simulator/... (see docs/simulator.md)
+
+Stop everything with:  make dev-down
+EOF
