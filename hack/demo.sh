@@ -13,12 +13,15 @@ eval "$(bash hack/dev.sh up)"
 
 bold "2/5 Applying the samples (config/samples) and waiting until Cloudflare has them"
 run kubectl apply -k config/samples
-run kubectl wait --for=condition=Ready spectrumapps --all --timeout=90s
+run kubectl wait --for=condition=Ready spectrumapps -l app.kubernetes.io/name=spectrum-operator --timeout=90s
 run kubectl get spectrumapps
 
 bold "3/5 An app only a person can fix: Argo Smart Routing on an account without it"
-cat <<'YAML' | tee /dev/stderr | kubectl apply -f -
-apiVersion: spectrum.cloudflare-operator.io/v1alpha1
+# A second demo run starts this step afresh.
+kubectl delete spectrumapp ssh-argo --ignore-not-found --wait=true >/dev/null
+curl -sf -X POST http://127.0.0.1:18787/_simulator/entitlements \
+  -d '{"account":"9a7806061c88ada191ed06f989cc3dac","entitlement":"argo","enabled":false}' >/dev/null
+argo='apiVersion: spectrum.cloudflare-operator.io/v1alpha1
 kind: SpectrumApp
 metadata:
   name: ssh-argo
@@ -28,8 +31,10 @@ spec:
   protocol: tcp/2222
   dns: {type: CNAME, name: ssh-argo.example.com}
   originDirect: ["tcp://192.0.2.10:22"]
-  argoSmartRouting: true
-YAML
+  argoSmartRouting: true'
+printf '%s\n' "$argo"
+printf '\033[36m$ kubectl apply -f ssh-argo.yaml\033[0m\n'
+printf '%s\n' "$argo" | kubectl apply -f -
 run kubectl wait --for=condition=Stalled spectrumapp/ssh-argo --timeout=60s
 run kubectl describe spectrumapp ssh-argo
 
@@ -59,13 +64,15 @@ The operator, the simulator and the control plane keep running:
   export KUBECONFIG=$KUBECONFIG
   kubectl get spectrumapps                  # short name: sapp
   kubectl explain spectrumapp.spec          # every field, documented
-  kubectl annotate spectrumapp ssh-argo spectrum.cloudflare-operator.io/reconcile-requested-at="\$(date +%s)" --overwrite
   curl -s http://127.0.0.1:18787/_simulator/state   # the simulated Cloudflare (docs/simulator.md)
   tail -f bin/dev/manager.log
 
 Grant Argo to the simulated account, then ask for a retry, and ssh-argo becomes Ready:
 
-  curl -s -X POST http://127.0.0.1:18787/_simulator/... (see docs/simulator.md)
+  curl -s -X POST http://127.0.0.1:18787/_simulator/entitlements \\
+    -d '{"account":"9a7806061c88ada191ed06f989cc3dac","entitlement":"argo","enabled":true}'
+  kubectl annotate spectrumapp ssh-argo spectrum.cloudflare-operator.io/reconcile-requested-at="\$(date +%s)" --overwrite
+  kubectl wait --for=condition=Ready spectrumapp/ssh-argo
 
 Stop everything with:  make dev-down
 EOF
