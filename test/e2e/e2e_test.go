@@ -1,0 +1,294 @@
+// Package e2e drives the operator as a user does: the real manager, simulator
+// and control-plane binaries started by hack/dev.sh, and the real kubectl.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The e2e environment uses its own directory and ports, so it can run next
+// to a developer's `make dev-up`.
+var devEnv = []string{
+	"DEV_DIR=bin/e2e",
+	"SIM_ADDR=127.0.0.1:28787",
+	"WEBHOOK_PORT=29443",
+	"PROBE_ADDR=127.0.0.1:28081",
+	"METRICS_ADDR=127.0.0.1:28080",
+	"RESYNC_PERIOD=5s",
+}
+
+const (
+	simulatorURL = "http://127.0.0.1:28787"
+	zoneID       = "023e105f4ecef8ad9ca31a8372d0c353" // example.com in config/simulator/demo.yaml
+	token        = "demo-enterprise-token"
+)
+
+var (
+	repoRoot   string
+	kubeconfig string
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Join(filepath.Dir(file), "..", "..")
+	kubeconfig = filepath.Join(repoRoot, "bin", "e2e", "kubeconfig")
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the end-to-end tests with `make test`")
+		os.Exit(1)
+	}
+	if out, err := devScript("up"); err != nil {
+		fmt.Fprintf(os.Stderr, "hack/dev.sh up failed: %v\n%s", err, out)
+		_, _ = devScript("down")
+		os.Exit(1)
+	}
+	code := m.Run()
+	if out, err := devScript("down"); err != nil {
+		fmt.Fprintf(os.Stderr, "hack/dev.sh down failed: %v\n%s", err, out)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func devScript(verb string) (string, error) {
+	cmd := exec.Command("bash", "hack/dev.sh", verb)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), devEnv...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kubectl runs kubectl against the e2e control plane; stdin may be empty.
+func kubectl(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func mustKubectl(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := kubectl(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// newNamespace creates a namespace with the credentials Secret the apps use.
+func newNamespace(t *testing.T, name string) string {
+	t.Helper()
+	ns := fmt.Sprintf("e2e-%s-%d", name, time.Now().UnixNano()%100000)
+	mustKubectl(t, "", "create", "namespace", ns)
+	mustKubectl(t, "", "-n", ns, "create", "secret", "generic", "cloudflare-credentials", "--from-literal=apiToken="+token)
+	return ns
+}
+
+func appManifest(name, hostname, extra string) string {
+	return fmt.Sprintf(`apiVersion: spectrum.cloudflare-operator.io/v1alpha1
+kind: SpectrumApp
+metadata:
+  name: %s
+spec:
+  zoneID: %s
+  credentialsRef: {name: cloudflare-credentials}
+  protocol: tcp/22
+  dns: {type: CNAME, name: %s}
+  originDirect: ["tcp://192.0.2.10:22"]
+%s`, name, zoneID, hostname, extra)
+}
+
+// simulatorApp is one app as the simulator's control API lists it.
+type simulatorApp struct {
+	ZoneID string `json:"zoneID"`
+	App    struct {
+		ID           string   `json:"id"`
+		OriginDirect []string `json:"origin_direct"`
+		DNS          struct {
+			Name string `json:"name"`
+		} `json:"dns"`
+	} `json:"app"`
+}
+
+func simulatorApps(t *testing.T, hostname string) []simulatorApp {
+	t.Helper()
+	resp, err := http.Get(simulatorURL + "/_simulator/apps")
+	if err != nil {
+		t.Fatalf("reading the simulator's apps: %v", err)
+	}
+	defer resp.Body.Close()
+	var all []simulatorApp
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatalf("decoding the simulator's apps: %v", err)
+	}
+	var out []simulatorApp
+	for _, a := range all {
+		if a.App.DNS.Name == hostname {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		problem := cond()
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, problem)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func TestLifecycleWithKubectl(t *testing.T) {
+	ns := newNamespace(t, "life")
+	hostname := ns + ".example.com"
+	mustKubectl(t, appManifest("ssh", hostname, ""), "-n", ns, "apply", "-f", "-")
+	mustKubectl(t, "", "-n", ns, "wait", "--for=condition=Ready", "spectrumapp/ssh", "--timeout=60s")
+
+	// kubectl get shows the printer columns.
+	table := mustKubectl(t, "", "-n", ns, "get", "spectrumapps")
+	header := strings.Fields(strings.SplitN(table, "\n", 2)[0])
+	if got, want := strings.Join(header, " "), "NAME HOSTNAME PROTOCOL READY REASON AGE"; got != want {
+		t.Errorf("kubectl get columns %q, want %q", got, want)
+	}
+	if row := strings.Fields(strings.Split(table, "\n")[1]); len(row) < 5 ||
+		strings.Join(row[:5], " ") != "ssh "+hostname+" tcp/22 True Synced" {
+		t.Errorf("kubectl get row %q", row)
+	}
+	// The short name and the category work too.
+	if out := mustKubectl(t, "", "-n", ns, "get", "sapp,cloudflare", "-o", "name"); !strings.Contains(out, "spectrumapp.spectrum.cloudflare-operator.io/ssh") {
+		t.Errorf("kubectl get sapp,cloudflare: %q", out)
+	}
+	apps := simulatorApps(t, hostname)
+	if len(apps) != 1 {
+		t.Fatalf("simulator holds %d apps for %s, want 1", len(apps), hostname)
+	}
+	id := strings.TrimSpace(mustKubectl(t, "", "-n", ns, "get", "spectrumapp", "ssh", "-o", "jsonpath={.status.applicationID}"))
+	if id != apps[0].App.ID {
+		t.Errorf("status.applicationID %q, simulator has %q", id, apps[0].App.ID)
+	}
+
+	// Update.
+	mustKubectl(t, "", "-n", ns, "patch", "spectrumapp", "ssh", "--type=merge",
+		"-p", `{"spec":{"originDirect":["tcp://192.0.2.77:22"]}}`)
+	eventually(t, 30*time.Second, func() string {
+		apps := simulatorApps(t, hostname)
+		if len(apps) != 1 || strings.Join(apps[0].App.OriginDirect, ",") != "tcp://192.0.2.77:22" {
+			return fmt.Sprintf("simulator holds %+v, want the patched origin", apps)
+		}
+		return ""
+	})
+	mustKubectl(t, "", "-n", ns, "wait", "--for=condition=Ready", "spectrumapp/ssh", "--timeout=60s")
+
+	// Delete waits for the finalizer, which deletes the Cloudflare app.
+	mustKubectl(t, "", "-n", ns, "delete", "spectrumapp", "ssh", "--wait=true", "--timeout=60s")
+	if apps := simulatorApps(t, hostname); len(apps) != 0 {
+		t.Fatalf("simulator still holds %+v after kubectl delete", apps)
+	}
+}
+
+func TestAdmissionRejectionNamesFieldAndCode(t *testing.T) {
+	ns := newNamespace(t, "admission")
+	bad := strings.Replace(appManifest("bad", ns+".example.com", ""), "tcp://192.0.2.10:22", "tcp://2001:db8::1:22", 1)
+	out, err := kubectl(t, bad, "-n", ns, "apply", "-f", "-")
+	if err == nil {
+		t.Fatalf("kubectl apply accepted an unbracketed IPv6 origin:\n%s", out)
+	}
+	for _, want := range []string{
+		`The SpectrumApp "bad" is invalid`,
+		"spec.originDirect[0]",
+		"IPv6 origin must be in brackets, e.g. tcp://[2001:db8::1]:22",
+		"(Cloudflare error 11002)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rejection lacks %q:\n%s", want, out)
+		}
+	}
+	if out, _ := kubectl(t, "", "-n", ns, "get", "spectrumapp", "bad"); !strings.Contains(out, "NotFound") {
+		t.Errorf("the rejected app was stored: %s", out)
+	}
+}
+
+func TestStalledAppDescribeShowsWhatToDo(t *testing.T) {
+	ns := newNamespace(t, "stalled")
+	mustKubectl(t, appManifest("argo", ns+".example.com", "  argoSmartRouting: true\n"), "-n", ns, "apply", "-f", "-")
+	mustKubectl(t, "", "-n", ns, "wait", "--for=condition=Stalled", "spectrumapp/argo", "--timeout=60s")
+
+	describe := mustKubectl(t, "", "-n", ns, "describe", "spectrumapp", "argo")
+	for _, want := range []string{
+		"ArgoNotEnabled",          // reason
+		"error 11026",             // Cloudflare code
+		"HTTP 403",                // status
+		"Ray ID",                  // for support
+		"account team",            // the documented resolution
+		"Warning  ArgoNotEnabled", // the event
+		"reconcile-requested-at",  // how to retry
+	} {
+		if !strings.Contains(describe, want) {
+			t.Errorf("kubectl describe lacks %q:\n%s", want, describe)
+		}
+	}
+	ready := mustKubectl(t, "", "-n", ns, "get", "spectrumapp", "argo", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	if ready != "False" {
+		t.Errorf("Ready = %q, want False", ready)
+	}
+	mustKubectl(t, "", "-n", ns, "delete", "spectrumapp", "argo", "--wait=true", "--timeout=60s")
+}
+
+func TestExplainTeachesTheFields(t *testing.T) {
+	out := mustKubectl(t, "", "explain", "spectrumapp.spec.originDirect")
+	for _, want := range []string{"tcp://IP:PORT", "brackets", "origin_direct"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl explain lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestMetricsCountRequestsAndApps(t *testing.T) {
+	ns := newNamespace(t, "metrics")
+	mustKubectl(t, appManifest("ssh", ns+".example.com", ""), "-n", ns, "apply", "-f", "-")
+	mustKubectl(t, "", "-n", ns, "wait", "--for=condition=Ready", "spectrumapp/ssh", "--timeout=60s")
+	defer mustKubectl(t, "", "-n", ns, "delete", "spectrumapp", "ssh", "--wait=true", "--timeout=60s")
+
+	resp, err := http.Get("http://127.0.0.1:28080/metrics")
+	if err != nil {
+		t.Fatalf("scraping the manager: %v", err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	if _, err := body.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`spectrum_cloudflare_api_requests_total{method="POST",result="Success"}`,
+		`spectrum_apps{ready="True",reason="Synced"}`,
+		`controller_runtime_reconcile_total{controller="spectrumapp"`,
+	} {
+		if !strings.Contains(body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body.String(), token) {
+		t.Errorf("the API token appears in the metrics")
+	}
+}
