@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -86,7 +85,7 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 
-	before := app.Status.DeepCopy()
+	before := app.DeepCopy()
 	outcome := r.sync(ctx, app)
 	r.report(app, outcome)
 	if err := r.writeStatus(ctx, app, before); err != nil {
@@ -131,8 +130,10 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 	}
 }
 
-// create makes the Cloudflare application and records its ID at once, so a
-// restart right after never creates it twice.
+// create makes the Cloudflare application. Its ID goes into status in the
+// status write that ends this reconcile, with nothing between that can fail;
+// if that write is lost anyway (a crash), the next reconcile adopts the app by
+// hostname and protocol instead of creating it twice.
 func (r *SpectrumAppReconciler) create(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp, desired spectrum.App) outcome {
 	created, err := cf.CreateApp(ctx, app.Spec.ZoneID, desired)
 	if err != nil {
@@ -142,13 +143,8 @@ func (r *SpectrumAppReconciler) create(ctx context.Context, cf spectrum.Client, 
 		return failed(spectrum.Classify(err))
 	}
 	r.zones.put(cf, app.Spec.ZoneID, created)
-	app.Status.ApplicationID = created.ID
 	app.Status.Adopted = false
 	recordObserved(app, created)
-	if err := r.Status().Update(ctx, app); err != nil {
-		// The app exists; the next reconcile finds and adopts it.
-		logf.FromContext(ctx).Error(err, "recording the new application ID", "applicationID", created.ID)
-	}
 	return outcome{event: eventCreated, message: "Created Cloudflare Spectrum application " + created.ID}
 }
 
@@ -173,7 +169,7 @@ func (r *SpectrumAppReconciler) reconcileDelete(ctx context.Context, app *v1alph
 	}
 	if app.Spec.DeletionPolicy != v1alpha1.DeletionPolicyOrphan {
 		if failure := r.deleteApplication(ctx, app); failure != nil {
-			before := app.Status.DeepCopy()
+			before := app.DeepCopy()
 			r.report(app, outcome{failure: failure})
 			if err := r.writeStatus(ctx, app, before); err != nil {
 				return ctrl.Result{}, err
@@ -215,18 +211,13 @@ func (r *SpectrumAppReconciler) deleteApplication(ctx context.Context, app *v1al
 	return nil
 }
 
-// writeStatus patches status when, and only when, it changed.
-func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app *v1alpha1.SpectrumApp, before *v1alpha1.SpectrumAppStatus) error {
-	if equality.Semantic.DeepEqual(before, &app.Status) {
+// writeStatus patches status when, and only when, it changed. A merge patch
+// of the whole status cannot conflict, and status is the operator's alone.
+func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1alpha1.SpectrumApp) error {
+	if equality.Semantic.DeepEqual(before.Status, app.Status) {
 		return nil
 	}
-	err := r.Status().Update(ctx, app)
-	if apierrors.IsConflict(err) {
-		// Someone changed the object meanwhile; its update event brings us
-		// back with the fresh version.
-		return nil
-	}
-	return client.IgnoreNotFound(err)
+	return client.IgnoreNotFound(r.Status().Patch(ctx, app, client.MergeFrom(before)))
 }
 
 // requeue retries only what can succeed by itself. Failures that need a
