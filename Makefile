@@ -72,8 +72,8 @@ build: ## Build the manager and simulator binaries into bin/.
 	@if [ -d cmd/spectrum-simulator ]; then go build -o bin/spectrum-simulator ./cmd/spectrum-simulator; fi
 
 .PHONY: run
-run: manifests generate ## Run the manager against the current kubeconfig.
-	go run ./cmd/manager
+run: manifests generate ## Run the manager against the current kubeconfig (webhook off; pass flags with ARGS=...).
+	go run ./cmd/manager --enable-webhooks=false $(ARGS)
 
 .PHONY: dev-up
 dev-up: ## Start a local kube-apiserver + etcd, the simulator and the manager (bin/dev/kubeconfig).
