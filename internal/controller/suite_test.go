@@ -258,22 +258,8 @@ func (f *fixture) get(name string) *v1alpha1.SpectrumApp {
 	return app
 }
 
-// eventually polls cond until it returns "" or the timeout passes; the last
-// non-empty answer says what was still wrong.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		problem := cond()
-		if problem == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, problem)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// eventually waits for cond; see testenv.Eventually.
+var eventually = testenv.Eventually
 
 // waitForCondition waits until the app's condition has status and reason and
 // describes the current generation.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
 // The e2e environment uses its own directory and ports, so it can run next
@@ -144,20 +146,8 @@ func simulatorApps(t *testing.T, hostname string) []simulatorApp {
 	return out
 }
 
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		problem := cond()
-		if problem == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, problem)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
+// eventually waits for cond; see testenv.Eventually.
+var eventually = testenv.Eventually
 
 func TestLifecycleWithKubectl(t *testing.T) {
 	ns := newNamespace(t, "life")
