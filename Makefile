@@ -61,8 +61,8 @@ envtest: ## Build (once, cached) the kube-apiserver and etcd binaries for envtes
 	@bash hack/envtest-binaries.sh >/dev/null
 
 .PHONY: test
-test: verify vet envtest ## Run all tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" go test ./... -count=1 -timeout 30m
+test: verify vet envtest helm ## Run all tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" HELM="$$(HELM_VERSION=$(HELM_VERSION) bash hack/helm.sh)" go test ./... -count=1 -timeout 30m
 
 ##@ Build
 
@@ -108,3 +108,28 @@ deploy: manifests ## Deploy the operator to the cluster of the current kubeconfi
 .PHONY: undeploy
 undeploy: ## Undeploy the operator. Call with ignore-not-found=true to ignore missing resources.
 	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/default
+
+##@ Helm and image
+
+CONTAINER_TOOL ?= docker
+CHART_DIR ?= charts/spectrum-operator
+
+.PHONY: helm
+helm: ## Build (once, cached) the helm binary; prints nothing.
+	@HELM_VERSION=$(HELM_VERSION) bash hack/helm.sh >/dev/null
+
+.PHONY: chart-sync
+chart-sync: manifests ## Copy the generated CRD, RBAC and webhook rules into the chart and set its version to VERSION.
+	VERSION=$(VERSION) bash hack/chart-sync.sh
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint the chart (strict).
+	"$$(HELM_VERSION=$(HELM_VERSION) bash hack/helm.sh)" lint --strict $(CHART_DIR)
+
+.PHONY: docker-build
+docker-build: ## Build the manager image IMG.
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the manager image IMG.
+	$(CONTAINER_TOOL) push $(IMG)

@@ -1,0 +1,685 @@
+package deploy_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+)
+
+const (
+	release   = "spectrum-operator" // fullname is then the release name
+	namespace = "spectrum-ops"
+	apiToken  = "cf-test-token-3b9d1e77" // must never appear outside a Secret
+)
+
+// productionValues turns on everything off by default and changes every
+// other value, so each one is seen to reach the manifest.
+const productionValues = `
+replicas: 2
+image:
+  repository: registry.example.com/spectrum-operator
+  tag: dev-1234
+  pullPolicy: Always
+imagePullSecrets:
+- name: registry-creds
+credentials:
+  existingSecret: cloudflare-token
+  key: token
+defaultAccountPlan: pay-as-you-go
+cloudflare:
+  apiURL: http://spectrum-simulator.sim.svc:8787/client/v4
+rateLimit:
+  requestsPerSecond: 2.5
+  burst: 5
+resyncPeriod: 90s
+maxConcurrentReconciles: 8
+watchNamespaces: [team-a, team-b]
+logLevel: debug
+logFormat: console
+metrics:
+  serviceMonitor:
+    enabled: true
+    labels:
+      release: prometheus
+webhook:
+  certManager:
+    enabled: true
+podDisruptionBudget:
+  enabled: true
+podAnnotations:
+  example.com/team: edge
+podLabels:
+  example.com/tier: control
+nodeSelector:
+  kubernetes.io/os: linux
+tolerations:
+- key: dedicated
+  operator: Equal
+  value: operators
+  effect: NoSchedule
+`
+
+func TestHelmLint(t *testing.T) {
+	valuesFile := writeTemp(t, productionValues)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"default values", nil},
+		{"strict, production values", []string{"--strict", "--values", valuesFile}},
+		{"strict, api token", []string{"--strict", "--set", "credentials.apiToken=" + apiToken}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := helm(t, append([]string{"lint", chartDir}, tc.args...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if !strings.Contains(out, "0 chart(s) failed") {
+				t.Fatalf("helm lint did not pass:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestChartRendersWorkingOperator(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values string
+		check  func(t *testing.T, m manifest)
+	}{{
+		name:   "default values",
+		values: "",
+		check: func(t *testing.T, m manifest) {
+			d := m.deployment(t)
+			c := manager(t, d)
+			f := flags(c.Args)
+			wantFlags(t, f, map[string]string{
+				"leader-elect":         "",
+				"webhook-self-signed":  "",
+				"metrics-bind-address": ":8443",
+				"metrics-secure":       "true",
+				// The chart's defaults are the manager's own.
+				"default-account-plan":           string(v1alpha1.PlanEnterprise),
+				"cloudflare-api-url":             spectrum.DefaultBaseURL,
+				"cloudflare-requests-per-second": strconv.FormatFloat(spectrum.DefaultRequestsPerSecond, 'f', -1, 64),
+				"cloudflare-burst":               strconv.Itoa(spectrum.DefaultBurst),
+				"resync-period":                  "5m",
+				"max-concurrent-reconciles":      "4",
+				"zap-log-level":                  "info",
+				"zap-encoder":                    "json",
+			})
+			noFlags(t, f, "default-credentials-secret", "watch-namespaces")
+			if got := *d.Spec.Replicas; got != 1 {
+				t.Errorf("replicas = %d, want 1", got)
+			}
+			var chart struct {
+				AppVersion string `json:"appVersion"`
+			}
+			readYAML(t, "charts/spectrum-operator/Chart.yaml", &chart)
+			if got, want := c.Image, "ghcr.io/cloudflare-operator/spectrum-operator:"+chart.AppVersion; got != want {
+				t.Errorf("image = %q, want %q", got, want)
+			}
+			absent(t, m, "Secret", "Issuer", "Certificate", "ServiceMonitor", "PodDisruptionBudget")
+			metricsSvc := m.named(t, "Service", release+"-metrics")
+			svc := typed[corev1.Service](t, metricsSvc)
+			if p := svc.Spec.Ports[0]; p.Port != 8443 || p.Name != "https" {
+				t.Errorf("metrics Service port = %+v, want https 8443", p)
+			}
+			m.named(t, "ClusterRole", release+"-metrics-auth")
+		},
+	}, {
+		name:   "production values",
+		values: productionValues,
+		check: func(t *testing.T, m manifest) {
+			d := m.deployment(t)
+			c := manager(t, d)
+			f := flags(c.Args)
+			wantFlags(t, f, map[string]string{
+				"leader-elect":                   "",
+				"default-credentials-secret":     namespace + "/cloudflare-token",
+				"default-credentials-key":        "token",
+				"default-account-plan":           "pay-as-you-go",
+				"cloudflare-api-url":             "http://spectrum-simulator.sim.svc:8787/client/v4",
+				"cloudflare-requests-per-second": "2.5",
+				"cloudflare-burst":               "5",
+				"resync-period":                  "90s",
+				"max-concurrent-reconciles":      "8",
+				// The release namespace is added: the manager reads the
+				// default credentials Secret through its namespaced cache.
+				"watch-namespaces": "team-a,team-b," + namespace,
+				"zap-log-level":    "debug",
+				"zap-encoder":      "console",
+			})
+			noFlags(t, f, "webhook-self-signed")
+			if got := *d.Spec.Replicas; got != 2 {
+				t.Errorf("replicas = %d, want 2", got)
+			}
+			if got, want := c.Image, "registry.example.com/spectrum-operator:dev-1234"; got != want || c.ImagePullPolicy != corev1.PullAlways {
+				t.Errorf("image = %q (%s), want %q (Always)", got, c.ImagePullPolicy, want)
+			}
+			pod := d.Spec.Template
+			if pod.Annotations["example.com/team"] != "edge" || pod.Labels["example.com/tier"] != "control" {
+				t.Errorf("pod annotations %v / labels %v miss podAnnotations/podLabels", pod.Annotations, pod.Labels)
+			}
+			if ps := pod.Spec; len(ps.ImagePullSecrets) != 1 || ps.NodeSelector["kubernetes.io/os"] != "linux" || len(ps.Tolerations) != 1 {
+				t.Errorf("imagePullSecrets %v, nodeSelector %v, tolerations %v not rendered", ps.ImagePullSecrets, ps.NodeSelector, ps.Tolerations)
+			}
+			cert := m.one(t, "Certificate")
+			issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
+			m.named(t, "Issuer", issuer)
+			absent(t, m, "Secret")
+			pdb := typed[policyv1.PodDisruptionBudget](t, m.one(t, "PodDisruptionBudget"))
+			if got := pdb.Spec.MinAvailable; got == nil || got.String() != "1" {
+				t.Errorf("PDB minAvailable = %v, want 1", got)
+			}
+			sm := m.one(t, "ServiceMonitor")
+			if sm.GetLabels()["release"] != "prometheus" {
+				t.Errorf("ServiceMonitor labels %v lack release=prometheus", sm.GetLabels())
+			}
+			smSelector, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+			metricsSvc := m.named(t, "Service", release+"-metrics")
+			if !labels.SelectorFromSet(smSelector).Matches(labels.Set(metricsSvc.GetLabels())) {
+				t.Errorf("ServiceMonitor selector %v does not select the metrics Service (labels %v)", smSelector, metricsSvc.GetLabels())
+			}
+			// Every replica serves cert-manager's certificate, so a rolling
+			// update keeps the webhook up.
+			if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+				t.Error("strategy Recreate with cert-manager; want rolling updates")
+			}
+		},
+	}, {
+		name:   "api token",
+		values: "credentials:\n  apiToken: " + apiToken + "\n",
+		check: func(t *testing.T, m manifest) {
+			secret := typed[corev1.Secret](t, m.one(t, "Secret"))
+			if got := string(secret.Data["apiToken"]); got != apiToken {
+				t.Errorf("Secret %s data.apiToken = %q, want the token", secret.Name, got)
+			}
+			f := flags(manager(t, m.deployment(t)).Args)
+			wantFlags(t, f, map[string]string{
+				"default-credentials-secret": namespace + "/" + secret.Name,
+				"default-credentials-key":    "apiToken",
+			})
+			noFlags(t, f, "watch-namespaces")
+		},
+	}, {
+		name:   "metrics off",
+		values: "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true\n",
+		check: func(t *testing.T, m manifest) {
+			c := manager(t, m.deployment(t))
+			wantFlags(t, flags(c.Args), map[string]string{"metrics-bind-address": "0"})
+			if slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" }) {
+				t.Error("metrics port exposed with metrics off")
+			}
+			absent(t, m, "ServiceMonitor")
+			for _, s := range m.ofKind("Service") {
+				if s.GetName() == release+"-metrics" {
+					t.Error("metrics Service rendered with metrics off")
+				}
+			}
+			for _, r := range m.ofKind("ClusterRole") {
+				if r.GetName() == release+"-metrics-auth" {
+					t.Error("metrics-auth ClusterRole rendered with metrics off")
+				}
+			}
+		},
+	}, {
+		name:   "plain HTTP metrics",
+		values: "metrics:\n  secure: false\n  port: 8080\n",
+		check: func(t *testing.T, m manifest) {
+			wantFlags(t, flags(manager(t, m.deployment(t)).Args), map[string]string{
+				"metrics-bind-address": ":8080",
+				"metrics-secure":       "false",
+			})
+			svc := typed[corev1.Service](t, m.named(t, "Service", release+"-metrics"))
+			if p := svc.Spec.Ports[0]; p.Port != 8080 || p.Name != "http" {
+				t.Errorf("metrics Service port = %+v, want http 8080", p)
+			}
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := renderChart(t, release, namespace, tc.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkInstall(t, m, namespace)
+			checkNoTokenOutsideSecrets(t, m)
+			tc.check(t, m)
+		})
+	}
+}
+
+func TestChartRejectsBrokenValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, values, wantErr string
+	}{
+		{"two credential sources", "credentials:\n  existingSecret: a\n  apiToken: b\n", "either credentials.existingSecret or credentials.apiToken"},
+		{"replicas without cert-manager", "replicas: 2\n", "replicas > 1 needs webhook.certManager.enabled=true"},
+		{"unknown plan", "defaultAccountPlan: free\n", "/defaultAccountPlan"},
+		{"unknown log format", "logFormat: text\n", "/logFormat"},
+		{"unknown log level", "logLevel: verbose\n", "/logLevel"},
+		{"unknown top-level key", "replicaCount: 2\n", "additional properties 'replicaCount' not allowed"},
+		{"misspelled nested key", "metrics:\n  enable: false\n", "additional properties 'enable' not allowed"},
+		{"duration without unit", "resyncPeriod: \"300\"\n", "/resyncPeriod"},
+		{"numeric image tag", "image:\n  tag: 1.0\n", "/image/tag"},
+		{"watch namespace not a DNS label", "watchNamespaces: [Team_A]\n", "/watchNamespaces/0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := renderChart(t, release, namespace, tc.values)
+			if err == nil {
+				t.Fatalf("helm template accepted %q", tc.values)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error does not mention %q:\n%v", tc.wantErr, err)
+			}
+		})
+	}
+}
+
+// checkInstall runs the checks every install must pass, the chart's with any
+// values and config/default's.
+func checkInstall(t *testing.T, m manifest, ns string) {
+	t.Helper()
+	checkSecureDefaults(t, m.deployment(t))
+	checkWebhookMatchesGenerated(t, m, ns)
+	checkWebhookTLS(t, m, ns)
+	checkLeastPrivilege(t, m, ns)
+	checkSelectors(t, m)
+}
+
+// checkSecureDefaults: the pod runs as non-root with nothing it does not need,
+// whatever the values.
+func checkSecureDefaults(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	pod := d.Spec.Template.Spec.SecurityContext
+	if pod == nil || pod.RunAsNonRoot == nil || !*pod.RunAsNonRoot {
+		t.Error("pod securityContext.runAsNonRoot is not true")
+	}
+	if pod == nil || pod.SeccompProfile == nil || pod.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("pod seccompProfile is not RuntimeDefault")
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		sc := c.SecurityContext
+		switch {
+		case sc == nil:
+			t.Errorf("container %s has no securityContext", c.Name)
+		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+			t.Errorf("container %s: readOnlyRootFilesystem is not true", c.Name)
+		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+			t.Errorf("container %s: allowPrivilegeEscalation is not false", c.Name)
+		case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0:
+			t.Errorf("container %s: capabilities %+v, want drop [ALL] and nothing added", c.Name, sc.Capabilities)
+		case sc.Privileged != nil && *sc.Privileged:
+			t.Errorf("container %s is privileged", c.Name)
+		}
+	}
+}
+
+// checkWebhookMatchesGenerated: the chart's webhooks are controller-gen's
+// (name, path, rules), fail closed, and point at the chart's webhook Service.
+func checkWebhookMatchesGenerated(t *testing.T, m manifest, ns string) {
+	t.Helper()
+	var want admissionregistrationv1.ValidatingWebhookConfiguration
+	readYAML(t, "config/webhook/manifests.yaml", &want)
+	got := typed[admissionregistrationv1.ValidatingWebhookConfiguration](t, m.one(t, "ValidatingWebhookConfiguration"))
+	if len(got.Webhooks) != len(want.Webhooks) {
+		t.Fatalf("rendered %d webhooks, config/webhook/manifests.yaml has %d", len(got.Webhooks), len(want.Webhooks))
+	}
+	svc := webhookService(t, m)
+	for i, w := range got.Webhooks {
+		g := want.Webhooks[i]
+		if w.Name != g.Name || !equality.Semantic.DeepEqual(w.Rules, g.Rules) ||
+			!equality.Semantic.DeepEqual(w.SideEffects, g.SideEffects) ||
+			!slices.Equal(w.AdmissionReviewVersions, g.AdmissionReviewVersions) {
+			t.Errorf("webhook %d = %s %+v, generated %s %+v", i, w.Name, w.Rules, g.Name, g.Rules)
+		}
+		if w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Fail {
+			t.Errorf("webhook %s failurePolicy = %s, want Fail", w.Name, ptrString(w.FailurePolicy))
+		}
+		s := w.ClientConfig.Service
+		if s == nil || s.Name != svc.Name || s.Namespace != ns || s.Path == nil || *s.Path != *g.ClientConfig.Service.Path ||
+			(s.Port != nil && *s.Port != 443) {
+			t.Errorf("webhook %s clientConfig.service = %+v, want %s/%s:443 path %s", w.Name, s, ns, svc.Name, *g.ClientConfig.Service.Path)
+		}
+	}
+}
+
+// checkWebhookTLS: the webhook server's certificate is one the apiserver
+// trusts. Self-signed, the manager writes it into a writable volume with the
+// Service's DNS names and patches the VWC the Deployment names; with
+// cert-manager, the Certificate's Secret is mounted and cainjector fills the
+// caBundle.
+func checkWebhookTLS(t *testing.T, m manifest, ns string) {
+	t.Helper()
+	d := m.deployment(t)
+	c := manager(t, d)
+	f := flags(c.Args)
+	vwc := m.one(t, "ValidatingWebhookConfiguration")
+	svc := webhookService(t, m)
+	volume := certVolume(t, d)
+	if _, selfSigned := f["webhook-self-signed"]; selfSigned {
+		wantFlags(t, f, map[string]string{
+			"webhook-config-name":  vwc.GetName(),
+			"webhook-service-name": svc.Name,
+		})
+		if volume.EmptyDir == nil {
+			t.Errorf("self-signed certificates need a writable emptyDir, got %+v", volume.VolumeSource)
+		}
+		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+			return e.Name == "POD_NAMESPACE" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace"
+		}) {
+			t.Error("POD_NAMESPACE is not set from the pod's namespace; the self-signed certificate would lack the Service's DNS names")
+		}
+		if a := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"]; a != "" {
+			t.Errorf("self-signed, yet cainjector is asked to overwrite the caBundle from %s", a)
+		}
+		// Each self-signing pod makes its own CA; only one can be trusted.
+		if d.Spec.Replicas != nil && *d.Spec.Replicas > 1 {
+			t.Errorf("%d self-signing replicas", *d.Spec.Replicas)
+		}
+		if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+			t.Errorf("strategy = %q, want Recreate: old and new self-signing pods would serve two CAs", d.Spec.Strategy.Type)
+		}
+		return
+	}
+	cert := m.one(t, "Certificate")
+	if got, want := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"], ns+"/"+cert.GetName(); got != want {
+		t.Errorf("inject-ca-from = %q, want %q", got, want)
+	}
+	secretName, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+	if volume.Secret == nil || volume.Secret.SecretName != secretName {
+		t.Errorf("webhook certificate volume = %+v, want Secret %q", volume.VolumeSource, secretName)
+	}
+	dnsNames, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	if want := svc.Name + "." + ns + ".svc"; !slices.Contains(dnsNames, want) {
+		t.Errorf("certificate dnsNames %v lack %q", dnsNames, want)
+	}
+}
+
+// webhookService is the Service whose port 443 leads to the manager's
+// webhook-server port.
+func webhookService(t *testing.T, m manifest) *corev1.Service {
+	t.Helper()
+	c := manager(t, m.deployment(t))
+	for _, u := range m.ofKind("Service") {
+		s := typed[corev1.Service](t, u)
+		for _, p := range s.Spec.Ports {
+			if cp := targetOf(c, p.TargetPort); p.Port == 443 && cp != nil && cp.Name == "webhook-server" {
+				return s
+			}
+		}
+	}
+	t.Fatal("no Service forwards port 443 to the manager's webhook-server port")
+	return nil
+}
+
+// targetOf is the container port a Service's targetPort picks, by name or
+// number.
+func targetOf(c corev1.Container, target intstr.IntOrString) *corev1.ContainerPort {
+	for i, p := range c.Ports {
+		if (target.Type == intstr.String && p.Name == target.StrVal) || (target.Type == intstr.Int && p.ContainerPort == target.IntVal) {
+			return &c.Ports[i]
+		}
+	}
+	return nil
+}
+
+// certVolume is the volume mounted at the manager's --webhook-cert-dir.
+func certVolume(t *testing.T, d *appsv1.Deployment) corev1.Volume {
+	t.Helper()
+	c := manager(t, d)
+	dir := flags(c.Args)["webhook-cert-dir"]
+	for _, mount := range c.VolumeMounts {
+		if mount.MountPath != dir {
+			continue
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == mount.Name {
+				return v
+			}
+		}
+	}
+	t.Fatalf("nothing is mounted at --webhook-cert-dir=%q", dir)
+	return corev1.Volume{}
+}
+
+// checkLeastPrivilege: everything bound to the operator's ServiceAccount is
+// the generated role, the leader-election Role, and (for secure metrics) the
+// TokenReview/SubjectAccessReview rules; nothing else.
+func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
+	t.Helper()
+	sa := m.one(t, "ServiceAccount")
+	if sa.GetNamespace() != ns {
+		t.Errorf("ServiceAccount namespace = %q, want %q", sa.GetNamespace(), ns)
+	}
+	if d := m.deployment(t); d.Spec.Template.Spec.ServiceAccountName != sa.GetName() {
+		t.Errorf("Deployment runs as %q, not the chart's ServiceAccount %q", d.Spec.Template.Spec.ServiceAccountName, sa.GetName())
+	}
+	bound := func(subjects []rbacv1.Subject) bool {
+		for _, s := range subjects {
+			if s.Kind == rbacv1.ServiceAccountKind && s.Name == sa.GetName() && s.Namespace == ns {
+				return true
+			}
+		}
+		return false
+	}
+
+	generated := generatedRole(t).Rules
+	allowedCluster := grants(generated)
+	// Secure metrics (the manager's default) authenticate and authorize each
+	// scrape.
+	f := flags(manager(t, m.deployment(t)).Args)
+	if addr := f["metrics-bind-address"]; addr != "" && addr != "0" && f["metrics-secure"] != "false" {
+		maps.Copy(allowedCluster, grants([]rbacv1.PolicyRule{
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+		}))
+	}
+	allowedNamespaced := grants([]rbacv1.PolicyRule{
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	})
+
+	clusterGrants := map[string]bool{}
+	managerRoleSeen := false
+	for _, u := range m.ofKind("ClusterRoleBinding") {
+		b := typed[rbacv1.ClusterRoleBinding](t, u)
+		if !bound(b.Subjects) {
+			continue
+		}
+		role := typed[rbacv1.ClusterRole](t, m.named(t, "ClusterRole", b.RoleRef.Name))
+		if role.AggregationRule != nil {
+			t.Errorf("ClusterRole %s aggregates other roles; its rules are not knowable from the chart", role.Name)
+		}
+		maps.Copy(clusterGrants, grants(role.Rules))
+		// Rule for rule, so a reordered or hand-edited copy shows up even
+		// when it grants no more.
+		if equality.Semantic.DeepEqual(role.Rules, generated) {
+			managerRoleSeen = true
+		}
+	}
+	if !managerRoleSeen {
+		t.Error("no ClusterRole bound to the ServiceAccount has exactly config/rbac/role.yaml's rules")
+	}
+	if extra := missingFrom(clusterGrants, allowedCluster); len(extra) > 0 {
+		t.Errorf("the ServiceAccount is granted cluster-wide beyond config/rbac/role.yaml (and, for secure metrics, TokenReviews and SubjectAccessReviews): %v", extra)
+	}
+	if missing := missingFrom(allowedCluster, clusterGrants); len(missing) > 0 {
+		t.Errorf("the ServiceAccount lacks cluster-wide grants it needs: %v", missing)
+	}
+
+	namespacedGrants := map[string]bool{}
+	for _, u := range m.ofKind("RoleBinding") {
+		b := typed[rbacv1.RoleBinding](t, u)
+		if !bound(b.Subjects) {
+			continue
+		}
+		if b.RoleRef.Kind != "Role" {
+			t.Errorf("RoleBinding %s refers to %s %s; the operator's namespaced grants are its leader-election Role", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
+			continue
+		}
+		role := typed[rbacv1.Role](t, m.named(t, "Role", b.RoleRef.Name))
+		if role.Namespace != ns || b.Namespace != ns {
+			t.Errorf("leader-election Role/RoleBinding in %q/%q, want the operator's namespace %q", role.Namespace, b.Namespace, ns)
+		}
+		maps.Copy(namespacedGrants, grants(role.Rules))
+	}
+	if !maps.Equal(namespacedGrants, allowedNamespaced) {
+		t.Errorf("namespaced grants = %v, want leases and events for leader election: %v", sortedKeys(namespacedGrants), sortedKeys(allowedNamespaced))
+	}
+}
+
+// grants flattens rules into "group/resource verb" strings ("url verb" for
+// non-resource URLs), the unit in which one grant can exceed another.
+func grants(rules []rbacv1.PolicyRule) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range rules {
+		for _, v := range r.Verbs {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					group := g
+					if group == "" {
+						group = "core"
+					}
+					key := fmt.Sprintf("%s/%s %s", group, res, v)
+					if len(r.ResourceNames) > 0 {
+						key += " names=" + strings.Join(r.ResourceNames, ",")
+					}
+					out[key] = true
+				}
+			}
+			for _, u := range r.NonResourceURLs {
+				out[u+" "+v] = true
+			}
+		}
+	}
+	return out
+}
+
+func missingFrom(have, allowed map[string]bool) []string {
+	var out []string
+	for k := range have {
+		if !allowed[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }
+
+// checkSelectors: every Service and PodDisruptionBudget selects the manager's
+// pods, and the Deployment's selector matches its own template.
+func checkSelectors(t *testing.T, m manifest) {
+	t.Helper()
+	d := m.deployment(t)
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	if !labels.SelectorFromSet(d.Spec.Selector.MatchLabels).Matches(podLabels) {
+		t.Errorf("Deployment selector %v does not match its pod labels %v", d.Spec.Selector.MatchLabels, podLabels)
+	}
+	for _, u := range append(m.ofKind("Service"), m.ofKind("PodDisruptionBudget")...) {
+		var selector map[string]string
+		if u.GetKind() == "Service" {
+			selector, _, _ = unstructured.NestedStringMap(u.Object, "spec", "selector")
+		} else {
+			selector, _, _ = unstructured.NestedStringMap(u.Object, "spec", "selector", "matchLabels")
+		}
+		if len(selector) == 0 || !labels.SelectorFromSet(selector).Matches(podLabels) {
+			t.Errorf("%s %s selector %v does not select the manager pods (%v)", u.GetKind(), u.GetName(), selector, podLabels)
+		}
+	}
+	c := manager(t, d)
+	for _, u := range m.ofKind("Service") {
+		for _, p := range typed[corev1.Service](t, u).Spec.Ports {
+			if targetOf(c, p.TargetPort) == nil {
+				t.Errorf("Service %s targets port %s, which the manager container does not expose", u.GetName(), p.TargetPort.String())
+			}
+		}
+	}
+}
+
+// checkNoTokenOutsideSecrets: the API token, plain or base64, only ever sits
+// in a Secret's data.
+func checkNoTokenOutsideSecrets(t *testing.T, m manifest) {
+	t.Helper()
+	encoded := base64.StdEncoding.EncodeToString([]byte(apiToken))
+	for _, u := range m {
+		if u.GetKind() == "Secret" {
+			continue
+		}
+		data, err := yaml.Marshal(u.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := string(data); strings.Contains(s, apiToken) || strings.Contains(s, encoded) {
+			t.Errorf("%s %s contains the API token", u.GetKind(), u.GetName())
+		}
+	}
+}
+
+func ptrString[T ~string](p *T) string {
+	if p == nil {
+		return "<unset>"
+	}
+	return string(*p)
+}
+
+func wantFlags(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	for name, value := range want {
+		if v, ok := got[name]; !ok || v != value {
+			t.Errorf("--%s = %q (set: %t), want %q", name, v, ok, value)
+		}
+	}
+}
+
+func noFlags(t *testing.T, got map[string]string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if v, ok := got[name]; ok {
+			t.Errorf("--%s=%s is set, want it absent", name, v)
+		}
+	}
+}
+
+func absent(t *testing.T, m manifest, kinds ...string) {
+	t.Helper()
+	for _, kind := range kinds {
+		for _, u := range m.ofKind(kind) {
+			t.Errorf("%s %s rendered, want none", kind, u.GetName())
+		}
+	}
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "values-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
