@@ -12,7 +12,7 @@ HELM_VERSION ?= v3.22.0
 
 # Tools and the envtest binaries are cached outside the clone, keyed by
 # version, so a fresh clone on a warm machine does not rebuild them.
-CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spectrum-operator
+CACHE_DIR ?= $(or $(SPECTRUM_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spectrum-operator)
 export SPECTRUM_CACHE_DIR := $(CACHE_DIR)
 
 CONTROLLER_GEN ?= go tool controller-gen
@@ -61,8 +61,27 @@ envtest: ## Build (once, cached) the kube-apiserver and etcd binaries for envtes
 	@bash hack/envtest-binaries.sh >/dev/null
 
 .PHONY: test
-test: verify vet envtest helm ## Run all tests against a real kube-apiserver and etcd.
+test: verify vet envtest helm fuzz-short ## Run all tests against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" HELM="$$(HELM_VERSION=$(HELM_VERSION) bash hack/helm.sh)" go test ./... -count=1 -timeout 30m
+
+# The chaos suite at scale (make chaos); `make test` runs it with 100 apps.
+CHAOS_APPS ?= 1000
+CHAOS_DURATION ?= 120s
+CHAOS_RESTARTS ?= 8
+FUZZTIME ?= 10s
+
+.PHONY: chaos
+chaos: envtest ## Run the reliability suite at scale: CHAOS_APPS apps under faults for CHAOS_DURATION, CHAOS_RESTARTS manager kills.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" CHAOS_APPS=$(CHAOS_APPS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RESTARTS=$(CHAOS_RESTARTS) \
+		go test ./test/chaos/ -count=1 -v -timeout 60m
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
+	FUZZTIME=$(FUZZTIME) bash hack/fuzz.sh
+
+.PHONY: fuzz-short
+fuzz-short: ## Run every fuzz target for 5s each (for make test).
+	FUZZTIME=5s bash hack/fuzz.sh
 
 ##@ Build
 

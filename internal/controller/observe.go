@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
@@ -20,15 +21,7 @@ var specPath = field.NewPath("spec")
 // protocol, which is adopted instead of duplicated.
 func (r *SpectrumAppReconciler) observe(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp) (spectrum.App, bool, error) {
 	if app.Status.ApplicationID == "" {
-		existing, found, err := r.findAdoptable(ctx, cf, app)
-		if err != nil || !found {
-			return spectrum.App{}, false, err
-		}
-		app.Status.ApplicationID = existing.ID
-		app.Status.Adopted = true
-		r.Recorder.Eventf(app, nil, "Normal", eventAdopted, "Adopt",
-			"Adopted existing Cloudflare Spectrum application %s with the same hostname and protocol", existing.ID)
-		return existing, true, nil
+		return r.adopt(ctx, cf, app)
 	}
 	listed, found, err := r.zones.byID(ctx, cf, app.Spec.ZoneID, app.Status.ApplicationID)
 	if err != nil || found {
@@ -38,7 +31,12 @@ func (r *SpectrumAppReconciler) observe(ctx context.Context, cf spectrum.Client,
 	// recreating, since the listing may predate an app made elsewhere.
 	got, err := cf.GetApp(ctx, app.Spec.ZoneID, app.Status.ApplicationID)
 	if spectrum.IsNotFound(err) {
-		return spectrum.App{}, false, nil
+		// The recorded application was deleted outside the operator. An
+		// earlier attempt may have recreated it already without recording
+		// the new ID (its status write failed, or the operator died right
+		// after the create): look for it as for a lost create, so that
+		// each retry does not make one more.
+		return r.adopt(ctx, cf, app)
 	}
 	if err != nil {
 		return spectrum.App{}, false, err
@@ -47,10 +45,42 @@ func (r *SpectrumAppReconciler) observe(ctx context.Context, cf spectrum.Client,
 	return got, true, nil
 }
 
+// adopt takes over the zone's application with the app's hostname and
+// protocol, if there is one, and records its ID.
+func (r *SpectrumAppReconciler) adopt(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp) (spectrum.App, bool, error) {
+	existing, found, err := r.findAdoptable(ctx, cf, app)
+	if err != nil || !found {
+		return spectrum.App{}, false, err
+	}
+	app.Status.ApplicationID = existing.ID
+	app.Status.Adopted = true
+	r.creates.settled(keyOf(app))
+	r.Recorder.Eventf(app, nil, "Normal", eventAdopted, "Adopt",
+		"Adopted existing Cloudflare Spectrum application %s with the same hostname and protocol", existing.ID)
+	return existing, true, nil
+}
+
 // findAdoptable looks in the zone for an application with the app's
-// hostname and protocol.
+// hostname and protocol. Once every create of the app that may be in
+// flight has landed, it looks in a listing started after that, so that
+// "not found" can be believed (see createTracker).
 func (r *SpectrumAppReconciler) findAdoptable(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp) (spectrum.App, bool, error) {
-	return r.zones.byName(ctx, cf, app.Spec.ZoneID, app.Spec.DNS.Name, app.Spec.Protocol)
+	notBefore := r.creates.barrier(keyOf(app))
+	if notBefore.After(time.Now()) {
+		// Not yet: the caller waits if the app is not found.
+		notBefore = time.Time{}
+	}
+	return r.zones.byName(ctx, cf, app.Spec.ZoneID, app.Spec.DNS.Name, app.Spec.Protocol, notBefore)
+}
+
+// unconfirmedCreate returns how long to wait before the app's absence from
+// the zone can be believed; zero when it can be now.
+func (r *SpectrumAppReconciler) unconfirmedCreate(app *v1alpha1.SpectrumApp) time.Duration {
+	return max(time.Until(r.creates.barrier(keyOf(app))), 0)
+}
+
+func keyOf(app *v1alpha1.SpectrumApp) types.NamespacedName {
+	return types.NamespacedName{Namespace: app.Namespace, Name: app.Name}
 }
 
 // recordObserved copies what Cloudflare reports into status.
@@ -93,10 +123,15 @@ type zoneKey struct {
 type zoneListing struct {
 	// fetching serializes the refresh: concurrent reconciles of one zone
 	// wait for a single list call instead of each making their own.
-	fetching  sync.Mutex
+	fetching sync.Mutex
+	// fetchedAt is when the list request that made the listing was sent:
+	// the listing shows every write applied before then.
 	fetchedAt time.Time
-	apps      map[string]spectrum.App
-	byName    map[nameKey]string
+	// invalidatedAt is when a write's outcome became unknown; a listing
+	// fetched before it (even one in flight at the time) is stale.
+	invalidatedAt time.Time
+	apps          map[string]spectrum.App
+	byName        map[nameKey]string
 }
 
 func newZoneCache(maxAge time.Duration) *zoneCache {
@@ -119,17 +154,19 @@ func (c *zoneCache) listing(cf spectrum.Client, zoneID string) *zoneListing {
 }
 
 // refresh lists the zone's applications again when the last listing is
-// older than maxAge or was invalidated.
-func (c *zoneCache) refresh(ctx context.Context, cf spectrum.Client, zoneID string) (*zoneListing, error) {
+// older than maxAge, was invalidated, or was fetched before notBefore.
+func (c *zoneCache) refresh(ctx context.Context, cf spectrum.Client, zoneID string, notBefore time.Time) (*zoneListing, error) {
 	l := c.listing(cf, zoneID)
 	l.fetching.Lock()
 	defer l.fetching.Unlock()
 	c.mu.Lock()
-	fresh := l.apps != nil && time.Since(l.fetchedAt) <= c.maxAge
+	fresh := l.apps != nil && time.Since(l.fetchedAt) <= c.maxAge &&
+		l.fetchedAt.After(l.invalidatedAt) && !l.fetchedAt.Before(notBefore)
 	c.mu.Unlock()
 	if fresh {
 		return l, nil
 	}
+	sent := time.Now()
 	apps, err := cf.ListApps(ctx, zoneID)
 	if err != nil {
 		return nil, err
@@ -141,13 +178,16 @@ func (c *zoneCache) refresh(ctx context.Context, cf spectrum.Client, zoneID stri
 	for _, a := range apps {
 		l.store(a)
 	}
-	l.fetchedAt = time.Now()
+	// Dated by when it was asked for: a write whose outcome became unknown
+	// while the list was in flight may be missing from it, and
+	// invalidatedAt, being later, marks it stale.
+	l.fetchedAt = sent
 	return l, nil
 }
 
 // byID returns the zone's application with that ID, if the listing has it.
 func (c *zoneCache) byID(ctx context.Context, cf spectrum.Client, zoneID, appID string) (spectrum.App, bool, error) {
-	l, err := c.refresh(ctx, cf, zoneID)
+	l, err := c.refresh(ctx, cf, zoneID, time.Time{})
 	if err != nil {
 		return spectrum.App{}, false, err
 	}
@@ -157,9 +197,10 @@ func (c *zoneCache) byID(ctx context.Context, cf spectrum.Client, zoneID, appID 
 	return app, ok, nil
 }
 
-// byName returns the zone's application with that hostname and protocol.
-func (c *zoneCache) byName(ctx context.Context, cf spectrum.Client, zoneID, hostname, protocol string) (spectrum.App, bool, error) {
-	l, err := c.refresh(ctx, cf, zoneID)
+// byName returns the zone's application with that hostname and protocol,
+// from a listing fetched no earlier than notBefore.
+func (c *zoneCache) byName(ctx context.Context, cf spectrum.Client, zoneID, hostname, protocol string, notBefore time.Time) (spectrum.App, bool, error) {
+	l, err := c.refresh(ctx, cf, zoneID, notBefore)
 	if err != nil {
 		return spectrum.App{}, false, err
 	}
@@ -196,6 +237,7 @@ func (c *zoneCache) invalidate(cf spectrum.Client, zoneID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l.apps, l.byName = nil, nil
+	l.invalidatedAt = time.Now()
 }
 
 func (l *zoneListing) store(app spectrum.App) {

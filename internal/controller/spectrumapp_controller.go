@@ -50,9 +50,30 @@ type SpectrumAppReconciler struct {
 	MaxConcurrentReconciles int
 	// Metrics, when set, counts apps by condition.
 	Metrics *AppMetrics
+	// CreateSettle is how long after a create failed without an answer
+	// Cloudflare may still apply it; the request timeout when zero.
+	CreateSettle time.Duration
 
 	zones   *zoneCache
 	secrets *tokenCache
+	creates *createTracker
+}
+
+// requestTimeout is the Connector's request timeout, when it tells.
+func (r *SpectrumAppReconciler) requestTimeout() time.Duration {
+	if c, ok := r.Connector.(interface{ RequestTimeout() time.Duration }); ok {
+		return c.RequestTimeout()
+	}
+	return spectrum.DefaultTimeout
+}
+
+// createSettle is CreateSettle or else the request timeout: a create
+// Cloudflare has not answered by then it applies soon after, if at all.
+func (r *SpectrumAppReconciler) createSettle() time.Duration {
+	if r.CreateSettle > 0 {
+		return r.CreateSettle
+	}
+	return r.requestTimeout()
 }
 
 // DefaultCredentials names the Secret used by apps without a credentialsRef.
@@ -73,6 +94,7 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, app); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.NamespacedName)
+			r.creates.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -80,6 +102,8 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return r.reconcileDelete(ctx, app)
 	}
 	if controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
+		// No create can have been sent for an app without the finalizer.
+		r.creates.firstSeen(req.NamespacedName)
 		if err := r.Update(ctx, app); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -89,6 +113,11 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	outcome := r.sync(ctx, app)
 	r.report(app, outcome)
 	if err := r.writeStatus(ctx, app, before); err != nil {
+		if outcome.event == eventCreated {
+			// The new ID is not recorded: the next attempt adopts the
+			// app, from a listing that cannot predate it.
+			r.creates.unsure(req.NamespacedName)
+		}
 		return ctrl.Result{}, err
 	}
 	r.Metrics.observe(req.NamespacedName, app)
@@ -121,6 +150,9 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 	}
 	switch {
 	case !found:
+		if wait := r.unconfirmedCreate(app); wait > 0 {
+			return failed(createUnconfirmed(wait))
+		}
 		return r.create(ctx, cf, app, desired)
 	case spectrum.Differs(desired, observed):
 		return r.update(ctx, cf, app, desired, observed)
@@ -137,12 +169,17 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 func (r *SpectrumAppReconciler) create(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp, desired spectrum.App) outcome {
 	created, err := cf.CreateApp(ctx, app.Spec.ZoneID, desired)
 	if err != nil {
-		// The create may have been applied with its answer lost: forget the
-		// zone's listing so the next attempt looks again and adopts it.
+		// The create may have been applied with its answer lost, or be
+		// applied later still: forget the zone's listing, and look for the
+		// app again only once it would have landed (see createTracker).
 		r.zones.invalidate(cf, app.Spec.ZoneID)
+		if mayHaveApplied(err) {
+			r.creates.unsure(keyOf(app))
+		}
 		return failed(spectrum.Classify(err))
 	}
 	r.zones.put(cf, app.Spec.ZoneID, created)
+	r.creates.settled(keyOf(app))
 	app.Status.Adopted = false
 	recordObserved(app, created)
 	return outcome{event: eventCreated, message: "Created Cloudflare Spectrum application " + created.ID}
@@ -180,6 +217,7 @@ func (r *SpectrumAppReconciler) reconcileDelete(ctx context.Context, app *v1alph
 	r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, deletedReason(app), "Delete", deletedMessage(app))
 	controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)
 	r.Metrics.forget(types.NamespacedName{Namespace: app.Namespace, Name: app.Name})
+	r.creates.forget(keyOf(app))
 	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, app))
 }
 
@@ -190,21 +228,35 @@ func (r *SpectrumAppReconciler) deleteApplication(ctx context.Context, app *v1al
 	if err != nil {
 		return classified(err)
 	}
-	id := app.Status.ApplicationID
-	if id == "" {
-		// A create whose answer was lost leaves an app we never learned
-		// the ID of: find it the way adoption would.
-		existing, found, err := r.findAdoptable(ctx, cf, app)
-		if err != nil {
+	if id := app.Status.ApplicationID; id != "" {
+		err := cf.DeleteApp(ctx, app.Spec.ZoneID, id)
+		r.zones.remove(cf, app.Spec.ZoneID, id)
+		if err != nil && !spectrum.IsNotFound(err) {
 			return classified(err)
 		}
-		if !found {
+		if err == nil {
 			return nil
 		}
-		id = existing.ID
+		// The recorded app was already gone: it may have been recreated
+		// without the new ID being recorded, which the search below finds.
 	}
-	err = cf.DeleteApp(ctx, app.Spec.ZoneID, id)
-	r.zones.remove(cf, app.Spec.ZoneID, id)
+	// A create whose answer was lost leaves an app we never learned the ID
+	// of: find it the way adoption would.
+	existing, found, err := r.findAdoptable(ctx, cf, app)
+	if err != nil {
+		return classified(err)
+	}
+	if !found {
+		// A create still in flight would land after the finalizer is
+		// gone, an orphan: wait until it would have landed.
+		if wait := r.unconfirmedCreate(app); wait > 0 {
+			c := createUnconfirmed(wait)
+			return &c
+		}
+		return nil
+	}
+	err = cf.DeleteApp(ctx, app.Spec.ZoneID, existing.ID)
+	r.zones.remove(cf, app.Spec.ZoneID, existing.ID)
 	if err != nil && !spectrum.IsNotFound(err) {
 		return classified(err)
 	}
@@ -249,6 +301,7 @@ func (e errRetry) Error() string { return "retrying after a temporary failure: "
 func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.zones = newZoneCache(r.ResyncPeriod)
 	r.secrets = newTokenCache()
+	r.creates = newCreateTracker(r.requestTimeout(), r.createSettle())
 	if err := indexCredentials(context.Background(), mgr); err != nil {
 		return err
 	}

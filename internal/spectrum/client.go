@@ -118,6 +118,15 @@ func NewClient(opts Options) *APIClient {
 	return client
 }
 
+// RequestTimeout is the timeout of each request of the Connector's
+// clients.
+func (c *Connector) RequestTimeout() time.Duration {
+	if c.opts.Timeout > 0 {
+		return c.opts.Timeout
+	}
+	return DefaultTimeout
+}
+
 func appsPath(zoneID string) string {
 	return "/zones/" + url.PathEscape(zoneID) + "/spectrum/apps"
 }
