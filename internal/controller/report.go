@@ -59,7 +59,12 @@ func (r *SpectrumAppReconciler) reportFailure(app *v1alpha1.SpectrumApp, f spect
 	// Ray IDs differ on every attempt; the reason is what a person needs to
 	// hear about once.
 	if previous == nil || previous.Status != metav1.ConditionFalse || previous.Reason != f.Reason {
-		r.Recorder.Eventf(app, nil, corev1.EventTypeWarning, f.Reason, "Reconcile", message)
+		eventType := corev1.EventTypeWarning
+		if f.Reason == reasonCreateUnconfirmed {
+			// A deliberate wait, not a failure.
+			eventType = corev1.EventTypeNormal
+		}
+		r.Recorder.Eventf(app, nil, eventType, f.Reason, "Reconcile", message)
 	}
 }
 
