@@ -75,6 +75,13 @@ chaos: envtest ## Run the reliability suite at scale: CHAOS_APPS apps under faul
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" CHAOS_APPS=$(CHAOS_APPS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RESTARTS=$(CHAOS_RESTARTS) \
 		go test ./test/chaos/ -count=1 -v -timeout 60m
 
+# make bench takes about 10 minutes on 2 cores. Knobs (environment or make
+# variables): BENCH_APPS, BENCH_RATE, BENCH_RESYNC, BENCH_SCALE_APPS, BENCH_ONLY
+# and more; see docs/benchmarks.md.
+.PHONY: bench
+bench: envtest ## Benchmark the real manager, apiserver and simulator; table on stdout, JSON in bin/bench/results.json.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" go test -tags bench ./test/bench -run TestBench -v -timeout 60m -count=1
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
 	FUZZTIME=$(FUZZTIME) bash hack/fuzz.sh

@@ -39,6 +39,13 @@ func init() {
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 }
 
+// defaultWorkers is --max-concurrent-reconciles' default. Cloudflare calls
+// are paced by the per-token budget, not by the workers; the workers spend
+// most of a reconcile waiting on the apiserver (the finalizer update, the
+// status patch), and under a burst of new apps 4 of them could not keep up
+// with the budget (make bench, docs/benchmarks.md).
+const defaultWorkers = 8
+
 // config is everything the command line sets.
 type config struct {
 	metricsAddr, probeAddr string
@@ -96,7 +103,7 @@ func parseFlags() (config, zap.Options) {
 	flag.StringVar(&c.defaultCredentialsKey, "default-credentials-key", v1alpha1.DefaultCredentialsKey, "Key of the token in --default-credentials-secret.")
 	flag.StringVar(&c.defaultPlan, "default-account-plan", string(v1alpha1.PlanEnterprise), "Cloudflare account plan assumed when a credentials Secret does not say: enterprise or pay-as-you-go.")
 	flag.DurationVar(&c.resyncPeriod, "resync-period", 5*time.Minute, "How often Ready apps are compared with Cloudflare to undo changes made outside Kubernetes.")
-	flag.IntVar(&c.workers, "max-concurrent-reconciles", 4, "SpectrumApps reconciled in parallel.")
+	flag.IntVar(&c.workers, "max-concurrent-reconciles", defaultWorkers, "SpectrumApps reconciled in parallel.")
 	flag.StringVar(&c.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (default: all).")
 
 	opts := zap.Options{Development: false}

@@ -29,21 +29,39 @@ const (
 // RateLimiter is the request budget of one API token, shared by every caller
 // that uses the token. Besides its steady rate it stops everyone for the
 // wait a 429 asked for, and slows down when Cloudflare's
-// X-RateLimit-Remaining says that someone else (the dashboard, another
-// tool) is spending the same budget.
+// X-RateLimit-Remaining says that the budget runs out before the window
+// ends: because someone else (the dashboard, another tool) spends it too,
+// or because its own requests ran ahead.
 type RateLimiter struct {
-	limiter        *rate.Limiter
-	steadyRate     rate.Limit
-	steadyBurst    int
+	limiter     *rate.Limiter
+	steadyRate  rate.Limit
+	steadyBurst int
+	// window is the period X-RateLimit-Limit counts over; zero means the
+	// one the budget implies (see windowFor).
 	window         time.Duration
 	mu             sync.Mutex
 	resumeAt       time.Time
 	pacedByHeaders bool
+	// lastRemaining is the last X-RateLimit-Remaining seen (-1 before the
+	// first), and windowStart when it last went up: the start of
+	// Cloudflare's current window as far as a client can tell, never
+	// earlier than the real one (zero until seen).
+	lastRemaining int
+	windowStart   time.Time
+	// granted holds when each request still in flight was let through,
+	// oldest first. A response's Remaining does not count them yet.
+	granted []time.Time
+	// turn is held by the one caller reserving from limiter; changed tells
+	// it that the pace changed or a pause began.
+	turn    chan struct{}
+	changed chan struct{}
 }
 
 // NewRateLimiter returns a budget of requestsPerSecond with bursts of burst.
 // window is the period over which Cloudflare counts X-RateLimit-Limit (five
-// minutes for the real API); zero means that.
+// minutes for the real API); zero means the window the budget implies,
+// X-RateLimit-Limit / requestsPerSecond, which is those five minutes with
+// Cloudflare's defaults.
 func NewRateLimiter(requestsPerSecond float64, burst int, window time.Duration) *RateLimiter {
 	if requestsPerSecond <= 0 {
 		requestsPerSecond = DefaultRequestsPerSecond
@@ -51,27 +69,123 @@ func NewRateLimiter(requestsPerSecond float64, burst int, window time.Duration) 
 	if burst <= 0 {
 		burst = DefaultBurst
 	}
-	if window <= 0 {
-		window = DefaultRateLimitWindow
-	}
 	steady := rate.Limit(requestsPerSecond)
 	return &RateLimiter{
-		limiter:     rate.NewLimiter(steady, burst),
-		steadyRate:  steady,
-		steadyBurst: burst,
-		window:      window,
+		limiter:       rate.NewLimiter(steady, burst),
+		steadyRate:    steady,
+		steadyBurst:   burst,
+		window:        max(window, 0),
+		lastRemaining: -1,
+		turn:          make(chan struct{}, 1),
+		changed:       make(chan struct{}, 1),
 	}
 }
 
 // Wait blocks until a request may be sent. It fails at once, wrapping
 // ErrRateLimited, when the wait would outlast ctx's deadline.
+//
+// Callers take their turn one at a time, and the one whose turn it is
+// reserves again whenever the pace changes or a pause begins: a reservation
+// made while the budget was paced slowly must not hold back the callers
+// queued behind it once the pace is restored, nor may one made before a
+// pause send into it.
 func (l *RateLimiter) Wait(ctx context.Context) error {
+	// Everyone waits out a pause at once, and fails fast when it outlasts
+	// their deadline.
+	if err := l.waitForResume(ctx); err != nil {
+		return err
+	}
+	select {
+	case l.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.turn }()
+	for {
+		if err := l.waitForResume(ctx); err != nil {
+			return err
+		}
+		now := time.Now()
+		reservation := l.limiter.ReserveN(now, 1)
+		if !reservation.OK() {
+			return fmt.Errorf("%w: burst of 0", ErrRateLimited)
+		}
+		if delay := reservation.DelayFrom(now); delay > 0 {
+			if deadline, ok := ctx.Deadline(); ok && deadline.Before(now.Add(delay)) {
+				reservation.CancelAt(now)
+				return fmt.Errorf("%w: next request allowed in %s", ErrRateLimited, delay.Round(time.Millisecond))
+			}
+			timer := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				reservation.Cancel()
+				return ctx.Err()
+			case <-l.changed:
+				timer.Stop()
+				reservation.Cancel()
+				continue
+			case <-timer.C:
+			}
+		}
+		if l.grant() {
+			return nil
+		}
+	}
+}
+
+// grant records a request let through, unless a pause began meanwhile.
+func (l *RateLimiter) grant() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Before(l.resumeAt) {
+		return false
+	}
+	l.forgetLost(now)
+	l.granted = append(l.granted, now)
+	return true
+}
+
+// inFlightHorizon bounds how long a request counts as in flight: one that
+// never got an answer (a transport error) is not observed.
+const inFlightHorizon = 2 * DefaultTimeout
+
+// answered forgets the oldest request in flight (answers of one token come
+// back in about the order sent; only their number matters), and returns how
+// many remain in flight. The caller holds l.mu.
+func (l *RateLimiter) answered(now time.Time) int {
+	if len(l.granted) > 0 {
+		l.granted = l.granted[1:]
+	}
+	l.forgetLost(now)
+	return len(l.granted)
+}
+
+// forgetLost drops requests in flight for longer than any request lasts.
+// The caller holds l.mu.
+func (l *RateLimiter) forgetLost(now time.Time) {
+	for len(l.granted) > 0 && now.Sub(l.granted[0]) > inFlightHorizon {
+		l.granted = l.granted[1:]
+	}
+}
+
+// paceChanged wakes the caller whose turn it is, to reserve again.
+func (l *RateLimiter) paceChanged() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitForResume waits out a pause.
+func (l *RateLimiter) waitForResume(ctx context.Context) error {
 	for {
 		l.mu.Lock()
 		wait := time.Until(l.resumeAt)
 		l.mu.Unlock()
 		if wait <= 0 {
-			break
+			return nil
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 			return fmt.Errorf("%w: Cloudflare asked to pause for %s", ErrRateLimited, wait.Round(time.Second))
@@ -85,13 +199,6 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 		}
 		// Loop: another 429 may have extended the pause meanwhile.
 	}
-	if err := l.limiter.Wait(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: %v", ErrRateLimited, err)
-	}
-	return nil
 }
 
 // PauseFor stops every caller of this budget for d (extending, never
@@ -100,12 +207,10 @@ func (l *RateLimiter) PauseFor(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	until := time.Now().Add(d)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if until.After(l.resumeAt) {
-		l.resumeAt = until
-	}
+	l.resumeAt = laterOf(l.resumeAt, time.Now().Add(d))
+	l.paceChanged()
 }
 
 // observe adjusts the budget to what a response says about it.
@@ -124,37 +229,101 @@ func (l *RateLimiter) observe(status int, header http.Header) {
 }
 
 // paceFromRemaining spreads what is left of Cloudflare's budget over the
-// rest of its window once less than a tenth of it remains. Without a reset
-// time it assumes the window has just begun: slow, but never a 429.
+// rest of its window once less than a tenth of it remains.
+//
+// Cloudflare sends X-RateLimit-Reset only with a 429, so the end of the
+// window is estimated: a window began when Remaining last went up (seen in a
+// response, so no earlier than the real start, and the estimated end no
+// earlier than the real end). Within a window whose start was seen, the
+// remaining requests are spaced so that the last goes out one interval
+// before the window ends, and when nothing remains every caller pauses until
+// it ends. Without a start seen (the first window, or one that should
+// already have ended), it assumes the window has just begun: slow, but never
+// a 429.
 func (l *RateLimiter) paceFromRemaining(header http.Header) {
 	remaining, err := strconv.Atoi(header.Get("X-RateLimit-Remaining"))
 	if err != nil {
+		l.mu.Lock()
+		l.answered(time.Now())
+		l.mu.Unlock()
 		return
 	}
 	limit, err := strconv.Atoi(header.Get("X-RateLimit-Limit"))
 	if err != nil || limit <= 0 {
-		limit = int(float64(l.steadyRate) * l.window.Seconds())
+		limit = int(float64(l.steadyRate) * DefaultRateLimitWindow.Seconds())
 	}
+	window := l.windowFor(limit)
 	lowWater := max(limit/10, l.steadyBurst)
+	now := time.Now()
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The budget went up, or this is the first request of a window: a
+	// window began.
+	if (l.lastRemaining >= 0 && remaining > l.lastRemaining) || remaining == limit-1 {
+		l.windowStart = now
+	}
+	l.lastRemaining = remaining
+	// Requests sent but not yet answered will spend the budget too.
+	remaining = max(remaining-l.answered(now), 0)
 	if remaining > lowWater {
-		if l.pacedByHeaders {
-			l.limiter.SetLimit(l.steadyRate)
-			l.limiter.SetBurst(l.steadyBurst)
-			l.pacedByHeaders = false
-		}
+		l.steady()
 		return
 	}
-	window := untilReset(header)
-	if window <= 0 {
-		window = l.window
+
+	left, known := window, false
+	if reset := untilReset(header); reset > 0 {
+		left, known = reset, true
+	} else if !l.windowStart.IsZero() {
+		if until := l.windowStart.Add(window).Sub(now); until > 0 {
+			left, known = until, true
+		}
 	}
-	paced := rate.Limit(float64(max(remaining, 1)) / window.Seconds())
-	l.limiter.SetLimit(min(paced, l.steadyRate))
+	paced := rate.Limit(float64(max(remaining, 1)) / left.Seconds())
+	if known {
+		paced = rate.Limit(float64(remaining+1) / left.Seconds())
+		if remaining == 0 {
+			l.resumeAt = laterOf(l.resumeAt, now.Add(left))
+			l.paceChanged()
+		}
+	}
+	if paced >= l.steadyRate {
+		l.steady()
+		return
+	}
+	if !l.pacedByHeaders || paced != l.limiter.Limit() {
+		l.paceChanged()
+	}
+	l.limiter.SetLimit(paced)
 	l.limiter.SetBurst(1)
 	l.pacedByHeaders = true
+}
+
+// steady restores the configured rate and burst. The caller holds l.mu.
+func (l *RateLimiter) steady() {
+	if l.pacedByHeaders {
+		l.limiter.SetLimit(l.steadyRate)
+		l.limiter.SetBurst(l.steadyBurst)
+		l.pacedByHeaders = false
+		l.paceChanged()
+	}
+}
+
+// windowFor is the period X-RateLimit-Limit counts over: the configured
+// window, or else the one the budget implies, since the request rate is
+// meant to be the limit spread over its window (1,200 per 300 s is 4/s).
+func (l *RateLimiter) windowFor(limit int) time.Duration {
+	if l.window > 0 {
+		return l.window
+	}
+	return time.Duration(float64(limit) / float64(l.steadyRate) * float64(time.Second))
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // untilReset reads X-RateLimit-Reset (an HTTP date).
@@ -175,8 +344,9 @@ type ConnectorOptions struct {
 	// DefaultRequestsPerSecond and DefaultBurst when zero.
 	RequestsPerSecond float64
 	Burst             int
-	// RateLimitWindow is the period X-RateLimit-Limit counts over;
-	// DefaultRateLimitWindow when zero.
+	// RateLimitWindow is the period X-RateLimit-Limit counts over; when
+	// zero, the one the budget implies (X-RateLimit-Limit / RequestsPerSecond:
+	// DefaultRateLimitWindow with Cloudflare's defaults).
 	RateLimitWindow time.Duration
 	// Timeout bounds each HTTP request; DefaultTimeout when zero.
 	Timeout time.Duration

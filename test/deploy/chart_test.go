@@ -51,7 +51,7 @@ rateLimit:
   requestsPerSecond: 2.5
   burst: 5
 resyncPeriod: 90s
-maxConcurrentReconciles: 8
+maxConcurrentReconciles: 6
 watchNamespaces: [team-a, team-b]
 logLevel: debug
 logFormat: console
@@ -123,7 +123,7 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 				"cloudflare-requests-per-second": strconv.FormatFloat(spectrum.DefaultRequestsPerSecond, 'f', -1, 64),
 				"cloudflare-burst":               strconv.Itoa(spectrum.DefaultBurst),
 				"resync-period":                  "5m",
-				"max-concurrent-reconciles":      "4",
+				"max-concurrent-reconciles":      "8",
 				"zap-log-level":                  "info",
 				"zap-encoder":                    "json",
 			})
@@ -162,7 +162,7 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 				"cloudflare-requests-per-second": "2.5",
 				"cloudflare-burst":               "5",
 				"resync-period":                  "90s",
-				"max-concurrent-reconciles":      "8",
+				"max-concurrent-reconciles":      "6",
 				// The release namespace is added: the manager reads the
 				// default credentials Secret through its namespaced cache.
 				"watch-namespaces": "team-a,team-b," + namespace,

@@ -85,9 +85,12 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		logf = func(string, ...any) {}
 	}
 	h = &Harness{Dir: opts.Dir, logf: logf}
+	// The error returns below set h to nil; stop what was started through a
+	// copy of the pointer.
+	started := h
 	defer func() {
 		if err != nil {
-			_ = h.Stop()
+			_ = started.Stop()
 			h = nil
 		}
 	}()
