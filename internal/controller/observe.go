@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
@@ -70,7 +72,46 @@ func (r *SpectrumAppReconciler) findAdoptable(ctx context.Context, cf spectrum.C
 		// Not yet: the caller waits if the app is not found.
 		notBefore = time.Time{}
 	}
-	return r.zones.byName(ctx, cf, app.Spec.ZoneID, app.Spec.DNS.Name, app.Spec.Protocol, notBefore)
+	existing, found, err := r.zones.byName(ctx, cf, app.Spec.ZoneID, app.Spec.DNS.Name, app.Spec.Protocol, notBefore)
+	if err != nil || !found {
+		return existing, found, err
+	}
+	if owner, err := r.claimant(ctx, existing.ID, app); err != nil || owner != "" {
+		if err == nil {
+			err = &spectrum.ClaimedError{ApplicationID: existing.ID, Owner: owner}
+		}
+		return spectrum.App{}, false, err
+	}
+	return existing, true, nil
+}
+
+// claimant names another SpectrumApp whose status records applicationID;
+// "" when there is none. Two SpectrumApps adopting one application would
+// fight over it, and deleting either would delete it for both.
+func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (string, error) {
+	var owners v1alpha1.SpectrumAppList
+	if err := r.List(ctx, &owners, client.MatchingFields{applicationIDIndex: applicationID}); err != nil {
+		return "", err
+	}
+	for _, owner := range owners.Items {
+		if owner.UID != app.UID {
+			return owner.Namespace + "/" + owner.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// applicationIDIndex indexes SpectrumApps by the Cloudflare application
+// they manage.
+const applicationIDIndex = "status.applicationID"
+
+func indexApplicationIDs(ctx context.Context, mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, applicationIDIndex, func(obj client.Object) []string {
+		if id := obj.(*v1alpha1.SpectrumApp).Status.ApplicationID; id != "" {
+			return []string{id}
+		}
+		return nil
+	})
 }
 
 // unconfirmedCreate returns how long to wait before the app's absence from

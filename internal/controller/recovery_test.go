@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
@@ -136,5 +137,31 @@ func TestTokenNeverInStatusOrEvents(t *testing.T) {
 	}
 	if strings.Contains(text, enterpriseToken) {
 		t.Fatalf("the API token leaked into status or events: %s", text)
+	}
+}
+
+// Two SpectrumApps with the same zone, hostname and protocol: the second
+// must not adopt the first one's application (they would fight over it), and
+// deleting the second must leave it in place.
+func TestSecondAppForTheSameHostnameDoesNotAdopt(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	first := f.app("first", zoneMain, "example.com")
+	f.create(first)
+	owner := f.waitForCondition("first", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	defer f.deleteAndWait("first")
+
+	second := f.app("second", zoneMain, "example.com")
+	second.Spec.DNS.Name = first.Spec.DNS.Name
+	f.create(second)
+	stalled := f.waitForCondition("second", v1alpha1.ConditionStalled, metav1.ConditionTrue, spectrum.ReasonApplicationClaimed)
+	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
+	if !strings.Contains(c.Message, f.namespace+"/first") || stalled.Status.ApplicationID != "" {
+		t.Errorf("second app: status %+v, message %q; want no applicationID and a message naming %s/first", stalled.Status, c.Message, f.namespace)
+	}
+
+	f.deleteAndWait("second")
+	stored := simApps(zoneMain, first.Spec.DNS.Name)
+	if len(stored) != 1 || stored[0].ID != owner.Status.ApplicationID {
+		t.Fatalf("after deleting the second app the simulator holds %+v, want the first app's %s", stored, owner.Status.ApplicationID)
 	}
 }

@@ -3,6 +3,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -243,6 +244,11 @@ func (r *SpectrumAppReconciler) deleteApplication(ctx context.Context, app *v1al
 	// A create whose answer was lost leaves an app we never learned the ID
 	// of: find it the way adoption would.
 	existing, found, err := r.findAdoptable(ctx, cf, app)
+	var claimed *spectrum.ClaimedError
+	if errors.As(err, &claimed) {
+		// The application is another SpectrumApp's, not ours to delete.
+		return nil
+	}
 	if err != nil {
 		return classified(err)
 	}
@@ -303,6 +309,9 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.secrets = newTokenCache()
 	r.creates = newCreateTracker(r.requestTimeout(), r.createSettle())
 	if err := indexCredentials(context.Background(), mgr); err != nil {
+		return err
+	}
+	if err := indexApplicationIDs(context.Background(), mgr); err != nil {
 		return err
 	}
 	workers := r.MaxConcurrentReconciles

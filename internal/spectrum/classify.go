@@ -81,6 +81,10 @@ func Classify(err error) Classification {
 	if errors.As(err, &apiErr) {
 		return classifyAPIError(apiErr)
 	}
+	var claimed *ClaimedError
+	if errors.As(err, &claimed) {
+		return claimedEntry.explain(Classification{}, claimed.Error())
+	}
 	var credErr *CredentialsError
 	if errors.As(err, &credErr) {
 		return credentialsEntry(credErr.Reason).explain(Classification{}, credErr.Detail)
