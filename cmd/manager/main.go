@@ -19,12 +19,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
+	"github.com/cloudflare-operator/spectrum-operator/internal/events"
+	"github.com/cloudflare-operator/spectrum-operator/internal/metricsauth"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	webhookv1alpha1 "github.com/cloudflare-operator/spectrum-operator/internal/webhook/v1alpha1"
 )
@@ -49,6 +50,7 @@ const defaultWorkers = 8
 // config is everything the command line sets.
 type config struct {
 	metricsAddr, probeAddr string
+	pprofAddr              string
 	secureMetrics          bool
 	enableHTTP2            bool
 	leaderElect            bool
@@ -80,6 +82,7 @@ func parseFlags() (config, zap.Options) {
 	var c config
 	flag.StringVar(&c.metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS, :8080 for HTTP); 0 disables it.")
 	flag.BoolVar(&c.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.StringVar(&c.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, unauthenticated (e.g. 127.0.0.1:8082); 0 disables them.")
 	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&c.enableHTTP2, "enable-http2", false, "Serve the metrics and webhook servers over HTTP/2 (off: HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
 	flag.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles at a time.")
@@ -115,6 +118,7 @@ func parseFlags() (config, zap.Options) {
 func main() {
 	cfg, zapOpts := parseFlags()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	tuneMemory(setupLog)
 	if err := run(cfg); err != nil {
 		setupLog.Error(err, "manager stopped")
 		os.Exit(1)
@@ -142,10 +146,14 @@ func run(cfg config) error {
 		Timeout:           cfg.requestTimeout,
 		Requests:          requests,
 	})
+	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator", ctrl.Log.WithName("events"))
+	if err := mgr.Add(recorder); err != nil {
+		return err
+	}
 	reconciler := &controller.SpectrumAppReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
-		Recorder:                mgr.GetEventRecorder("spectrum-operator"),
+		Recorder:                recorder,
 		Connector:               connector,
 		DefaultCredentials:      defaultCredentials,
 		ResyncPeriod:            cfg.resyncPeriod,
@@ -187,7 +195,7 @@ func managerOptions(cfg config) ctrl.Options {
 		TLSOpts:       tlsOpts,
 	}
 	if cfg.secureMetrics {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metricsOpts.FilterProvider = metricsauth.FilterProvider
 	}
 	opts := ctrl.Options{
 		Scheme: scheme,
@@ -196,6 +204,7 @@ func managerOptions(cfg config) ctrl.Options {
 		Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  cfg.probeAddr,
+		PprofBindAddress:        cfg.pprofAddr,
 		LeaderElection:          cfg.leaderElect,
 		LeaderElectionID:        "spectrum-operator.cloudflare-operator.io",
 		LeaderElectionNamespace: cfg.leaderElectionNS,

@@ -86,7 +86,7 @@ type DefaultCredentials struct {
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create
 
 // Reconcile moves one SpectrumApp a step towards its spec: delete, or
 // connect, observe, then create, update or nothing; and report it in status.
@@ -311,7 +311,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexCredentials(context.Background(), mgr); err != nil {
 		return err
 	}
-	if err := indexApplicationIDs(context.Background(), mgr); err != nil {
+	if err := indexZones(context.Background(), mgr); err != nil {
 		return err
 	}
 	workers := r.MaxConcurrentReconciles

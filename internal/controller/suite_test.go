@@ -25,6 +25,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
+	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
@@ -152,10 +153,15 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator", ctrl.Log.WithName("events"))
+	if err := mgr.Add(recorder); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	reconciler := &controller.SpectrumAppReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("spectrum-operator"),
+		Recorder:  recorder,
 		Connector: spectrum.NewConnector(spectrum.ConnectorOptions{
 			BaseURL:           server.URL + spectrumtest.APIPrefix,
 			RequestsPerSecond: 500,
