@@ -3,7 +3,9 @@ package spectrum_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,5 +206,43 @@ func TestFaultProbabilityAndCount(t *testing.T) {
 	}
 	if failures < 50 || failures > 150 {
 		t.Errorf("probability 0.5 failed %d of 200 requests", failures)
+	}
+}
+
+// Many callers of one token against a budget counted in fixed windows, the
+// strictest model of Cloudflare's (no bursts across a window's edge): the
+// client learns the window from the headers and never gets a 429.
+func TestConcurrentCallersStayInsideAFixedWindowBudget(t *testing.T) {
+	cfg := testConfig()
+	cfg.RateLimit = spectrumtest.RateLimitConfig{Limit: 10, Window: spectrumtest.Duration{Duration: 500 * time.Millisecond}, Enforce: true}
+	sim := startSimulator(t, cfg)
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	client := spectrum.NewConnector(spectrum.ConnectorOptions{
+		BaseURL: sim.URL, RequestsPerSecond: 20, Burst: 5,
+		Observer: func(_ string, status, _ int) {
+			mu.Lock()
+			statuses[status]++
+			mu.Unlock()
+		},
+	}).ForToken(enterpriseToken)
+
+	const callers, each = 8, 6
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				if _, err := client.ListApps(ctx, enterpriseZone); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if statuses[http.StatusTooManyRequests] != 0 || statuses[http.StatusOK] != callers*each {
+		t.Fatalf("statuses %v: want %d answers of 200 and no 429", statuses, callers*each)
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,15 +120,36 @@ func runAdmission(ctx context.Context, t *testing.T, cfg config, rep *report) {
 	if _, err := dryRuns(ctx, c, ns.Name, 100, validApp, true); err != nil {
 		t.Fatal(err)
 	}
+	validP99 := map[string]time.Duration{}
 	for _, kind := range []struct {
 		name  string
 		make  func(string, int) *v1alpha1.SpectrumApp
 		valid bool
 	}{{"valid", validApp, true}, {"invalid", invalidApp, false}} {
+		before, err := apiserverMetrics(ctx, restCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		latencies, err := dryRuns(ctx, c, ns.Name, cfg.AdmissionRequests, kind.make, kind.valid)
 		if err != nil {
 			t.Fatal(err)
 		}
+		after, err := apiserverMetrics(ctx, restCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The apiserver's own histogram of its calls to the webhook: the
+		// share of calls within its 5 ms bucket is the webhook's p99 goal
+		// seen from where the time is spent, without the rest of the
+		// request around it.
+		calls := after.webhookCalls(false) - before.webhookCalls(false)
+		within := after.webhookCalls(true) - before.webhookCalls(true)
+		if calls > 0 {
+			share := within / calls
+			rep.add(scenario, fmt.Sprintf("webhook calls within 5 ms as the apiserver times them, %s (%.0f)", kind.name, calls), "≥ 99 %",
+				fmt.Sprintf("%.1f %%", share*100), yesNo(share >= 0.99), share*100, "%")
+		}
+		validP99[kind.name] = percentile(latencies, 99)
 		p50, p99 := percentile(latencies, 50), percentile(latencies, 99)
 		rep.add(scenario, fmt.Sprintf("dry-run create p50, %s (%d)", kind.name, len(latencies)), "—",
 			ms(p50), "info", p50.Seconds()*1000, "ms")
@@ -163,6 +187,8 @@ func runAdmission(ctx context.Context, t *testing.T, cfg config, rep *report) {
 	p50, p99 := percentile(latencies, 50), percentile(latencies, 99)
 	rep.add(scenario, fmt.Sprintf("dry-run create p50 / p99 without the webhook (%d)", len(latencies)), "—",
 		ms(p50)+" / "+ms(p99), "info", p99.Seconds()*1000, "ms")
+	added := validP99["valid"] - p99
+	rep.add(scenario, "p99 the webhook adds to a valid dry-run create", "—", ms(added), "info", added.Seconds()*1000, "ms")
 	rep.detail(scenario, "withoutWebhook", map[string]string{"p50": p50.String(), "p99": p99.String(), "max": slices.Max(latencies).String()})
 	t.Logf("without the webhook: p50 %s, p99 %s", p50, p99)
 }
@@ -196,8 +222,16 @@ func invalidApp(ns string, i int) *v1alpha1.SpectrumApp {
 // denied by the webhook.
 func dryRuns(ctx context.Context, c client.Client, ns string, n int, newApp func(string, int) *v1alpha1.SpectrumApp, valid bool) ([]time.Duration, error) {
 	latencies := make([]time.Duration, 0, n)
-	for i := range n {
-		obj := newApp(ns, i)
+	// The latency measured is the apiserver's and the webhook's, not this
+	// process's: its garbage collector is kept from pausing a request (a
+	// series allocates a few tens of MiB) and runs between series instead.
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	objects := make([]*v1alpha1.SpectrumApp, n)
+	for i := range objects {
+		objects[i] = newApp(ns, i)
+	}
+	for i, obj := range objects {
 		start := time.Now()
 		err := c.Create(ctx, obj, client.DryRunAll)
 		latencies = append(latencies, time.Since(start))
@@ -258,4 +292,35 @@ func runRules(ctx context.Context, t *testing.T, _ config, rep *report) {
 	if found == 0 {
 		t.Fatalf("no benchmark results in:\n%s", out)
 	}
+}
+
+// apiserverMetrics scrapes the apiserver's own /metrics.
+func apiserverMetrics(ctx context.Context, cfg *rest.Config) (metrics, error) {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("apiserver metrics: HTTP %d", resp.StatusCode)
+	}
+	return parseMetrics(resp.Body)
+}
+
+// webhookCalls counts the apiserver's calls to validating webhooks, all of
+// them or only those within 5 ms.
+func (m metrics) webhookCalls(within5ms bool) float64 {
+	const name = "apiserver_admission_webhook_admission_duration_seconds"
+	if within5ms {
+		return m.sum(name+"_bucket", "type", "validating", "le", "0.005")
+	}
+	return m.sum(name+"_count", "type", "validating")
 }

@@ -76,6 +76,9 @@ tolerations:
   operator: Equal
   value: operators
   effect: NoSchedule
+extraEnv:
+- name: GOMEMLIMIT
+  value: 200MiB
 `
 
 func TestHelmLint(t *testing.T) {
@@ -180,6 +183,9 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 			if pod.Annotations["example.com/team"] != "edge" || pod.Labels["example.com/tier"] != "control" {
 				t.Errorf("pod annotations %v / labels %v miss podAnnotations/podLabels", pod.Annotations, pod.Labels)
 			}
+			if env := c.Env; len(env) != 2 || env[0].Name != "POD_NAMESPACE" || env[1].Name != "GOMEMLIMIT" || env[1].Value != "200MiB" {
+				t.Errorf("container env %v, want POD_NAMESPACE and extraEnv's GOMEMLIMIT=200MiB", env)
+			}
 			if ps := pod.Spec; len(ps.ImagePullSecrets) != 1 || ps.NodeSelector["kubernetes.io/os"] != "linux" || len(ps.Tolerations) != 1 {
 				t.Errorf("imagePullSecrets %v, nodeSelector %v, tolerations %v not rendered", ps.ImagePullSecrets, ps.NodeSelector, ps.Tolerations)
 			}
@@ -282,6 +288,7 @@ func TestChartRejectsBrokenValues(t *testing.T) {
 		{"duration without unit", "resyncPeriod: \"300\"\n", "/resyncPeriod"},
 		{"numeric image tag", "image:\n  tag: 1.0\n", "/image/tag"},
 		{"watch namespace not a DNS label", "watchNamespaces: [Team_A]\n", "/watchNamespaces/0"},
+		{"environment variable without a name", "extraEnv:\n- value: \"100\"\n", "/extraEnv/0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := renderChart(t, release, namespace, tc.values)

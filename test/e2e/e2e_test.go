@@ -273,6 +273,7 @@ func TestMetricsCountRequestsAndApps(t *testing.T) {
 	for _, want := range []string{
 		`spectrum_cloudflare_api_requests_total{method="POST",result="Success"}`,
 		`spectrum_apps{ready="True",reason="Synced"}`,
+		"spectrum_events_dropped_total 0",
 		`controller_runtime_reconcile_total{controller="spectrumapp"`,
 	} {
 		if !strings.Contains(body.String(), want) {
