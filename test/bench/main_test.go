@@ -128,10 +128,9 @@ func TestBench(t *testing.T) {
 		name string
 		run  func(context.Context, *testing.T, config, *report)
 	}{
-		// Latency first, on a quiet machine: after the scale scenario the
-		// two cores are still busy for a while (writeback, the kernel
-		// reclaiming what 10,000 apps used), which measured up to twice the
-		// admission p50.
+		// Latency first, on a quiet machine: run right after the scale
+		// scenario, the same dry runs measured a p50 of 3.4 ms instead of
+		// 1.9 ms (docs/benchmarks.md).
 		{"admission", runAdmission},
 		{"rules", runRules},
 		{"convergence", runConvergence},
