@@ -173,7 +173,9 @@ func TestTemporaryFailuresAreRetriedPermanentOnesNot(t *testing.T) {
 		{"namespace being deleted", func(int) error {
 			return apierrors.NewForbidden(gr, "web.1", errors.New("namespace team-a is being terminated"))
 		}, 1, 0},
-		{"invalid event", func(int) error { return apierrors.NewInvalid(schema.GroupKind{Group: "events.k8s.io", Kind: "Event"}, "web.1", nil) }, 1, 0},
+		{"invalid event", func(int) error {
+			return apierrors.NewInvalid(schema.GroupKind{Group: "events.k8s.io", Kind: "Event"}, "web.1", nil)
+		}, 1, 0},
 		{"already written by an earlier try", func(int) error { return apierrors.NewAlreadyExists(gr, "web.1") }, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
