@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
@@ -44,8 +45,8 @@ type SpectrumAppReconciler struct {
 	// DefaultCredentials, when Name is set, is the Secret used by apps
 	// without a credentialsRef.
 	DefaultCredentials DefaultCredentials
-	// ResyncPeriod is how often a Ready app is compared with Cloudflare to
-	// find changes made outside Kubernetes.
+	// ResyncPeriod is how often Ready apps are compared with Cloudflare, a
+	// zone listing at a time, to find changes made outside Kubernetes.
 	ResyncPeriod time.Duration
 	// MaxConcurrentReconciles bounds parallel reconciles.
 	MaxConcurrentReconciles int
@@ -283,7 +284,8 @@ func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1
 // reconcile-requested-at annotation.
 func (r *SpectrumAppReconciler) requeue(o outcome) (ctrl.Result, error) {
 	if o.failure == nil {
-		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+		// In sync: the drift check looks at it again every resync period.
+		return ctrl.Result{}, nil
 	}
 	if o.failure.Class != spectrum.Retryable {
 		return ctrl.Result{}, nil
@@ -303,7 +305,7 @@ type errRetry struct{ reason string }
 func (e errRetry) Error() string { return "retrying after a temporary failure: " + e.reason }
 
 // SetupWithManager registers the controller: it watches SpectrumApps and the
-// Secrets they use.
+// Secrets they use, and the drift check's findings.
 func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.zones = newZoneCache(r.ResyncPeriod)
 	r.secrets = newTokenCache()
@@ -318,9 +320,14 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if workers <= 0 {
 		workers = 1
 	}
+	drift := newDriftCheck(r, r.zones.maxAge)
+	if err := mgr.Add(drift); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.SpectrumApp{}, builder.WithPredicates(specOrRequestChanged())).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.appsUsingSecret)).
+		WatchesRawSource(source.Channel(drift.drifted, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, maxBackoff),

@@ -6,10 +6,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
 func TestCreateUpdateDelete(t *testing.T) {
@@ -142,9 +145,15 @@ func TestResyncCostsOneListPerZoneAndNoWrites(t *testing.T) {
 	}()
 
 	lists, gets, writes := calls.count("GET", zoneDrift, "list"), calls.count("GET", zoneDrift, "app"), calls.writes(zoneDrift)
+	reconciles := reconcileCount(t)
 	const periods = 3
 	time.Sleep(periods * resyncPeriod)
 	listed := calls.count("GET", zoneDrift, "list") - lists
+	// Apps in sync are checked against the listing, not reconciled: a
+	// reconcile per app and period would be periods*n.
+	if got := reconcileCount(t) - reconciles; got >= n {
+		t.Errorf("%.0f reconciles during %d resync periods of %d apps in sync; want fewer than %d (only drifted apps are reconciled)", got, periods, n, n)
+	}
 	if got := calls.count("GET", zoneDrift, "app") - gets; got != 0 {
 		t.Errorf("%d per-app GETs during %d resync periods of %d apps; want 0 (list-based drift checks)", got, periods, n)
 	}
@@ -155,5 +164,83 @@ func TestResyncCostsOneListPerZoneAndNoWrites(t *testing.T) {
 	// per period (one page holds these apps), not once per app.
 	if listed < 1 || listed > periods+1 {
 		t.Errorf("%d list calls in %d resync periods; want between 1 and %d", listed, periods, periods+1)
+	}
+}
+
+// reconcileCount is controller-runtime's count of SpectrumApp reconciles.
+func reconcileCount(t *testing.T) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, family := range families {
+		if family.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range family.GetMetric() {
+			for _, label := range m.GetLabel() {
+				if label.GetName() == "controller" && label.GetValue() == "spectrumapp" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+// A drift check that meets a temporary failure (Cloudflare's 503) leaves
+// Ready apps as they are, instead of turning every app of the zone
+// not-Ready for a blip; once Cloudflare answers, drift is repaired.
+func TestADriftCheckFailureLeavesReadyAppsAlone(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	app := f.app("calm", zoneDrift, "drift.example")
+	f.create(app)
+	ready := f.waitForCondition("calm", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	defer f.deleteAndWait("calm")
+
+	// Every read of the zone fails, and meanwhile the app is changed at
+	// Cloudflare.
+	if _, err := sim.AddFault(spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "GET", PathPrefix: "/zones/" + zoneDrift}); err != nil {
+		t.Fatal(err)
+	}
+	cleared := false
+	defer func() {
+		if !cleared {
+			sim.ClearFaults()
+		}
+	}()
+	if err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrum.App) {
+		a.OriginDirect = []string{"tcp://203.0.113.77:22"}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fired := sim.FaultsFired()
+	deadline := time.Now().Add(3 * resyncPeriod)
+	for time.Now().Before(deadline) {
+		current := f.get("calm")
+		if c := meta.FindStatusCondition(current.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			t.Fatalf("a failed drift check changed Ready: %+v", c)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if sim.FaultsFired() == fired {
+		t.Fatal("no drift check met the failure: the test proves nothing")
+	}
+
+	sim.ClearFaults()
+	cleared = true
+	eventually(t, 4*resyncPeriod+10*time.Second, func() string {
+		stored := simApps(zoneDrift, app.Spec.DNS.Name)
+		if len(stored) != 1 || fmt.Sprint(stored[0].OriginDirect) != "[tcp://192.0.2.10:22]" {
+			return fmt.Sprintf("simulator holds %+v, want the origin restored once Cloudflare answers", stored)
+		}
+		return ""
+	})
+	for _, e := range f.events("calm") {
+		if e.Type == corev1.EventTypeWarning {
+			t.Errorf("a failed drift check was told as a warning: %s %s", e.Reason, e.Note)
+		}
 	}
 }
