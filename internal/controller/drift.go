@@ -54,68 +54,72 @@ func (d *driftCheck) Start(ctx context.Context) error {
 	}
 }
 
-// credentialsZone is one zone as seen with one credentials Secret: the
-// unit one listing serves.
-type credentialsZone struct {
+// credentials names the Secret and key a token comes from.
+type credentials struct {
 	secret types.NamespacedName
 	key    string
-	zoneID string
 }
 
+// checkAll checks one zone at a time, so only one zone's apps are held
+// at once. The zones are those the operator holds listings of: every app
+// it found in sync was observed through one.
 func (d *driftCheck) checkAll(ctx context.Context) {
-	groups, err := d.inSyncApps(ctx)
-	if err != nil {
-		d.log.Error(err, "Listing SpectrumApps for the drift check")
-		return
-	}
-	for zone, apps := range groups {
-		drifted, err := d.check(ctx, zone, apps)
-		if err != nil {
-			failure := spectrum.Classify(err)
-			if failure.Class == spectrum.Retryable {
-				// Cloudflare or the network is having a moment: the apps
-				// stay as they were and the next period looks again.
-				d.log.Info("Drift check of a zone postponed", "zone", zone.zoneID, "reason", failure.Reason, "rayID", failure.RayID)
-				continue
-			}
-			// A person has to act (a revoked token, a lost entitlement):
-			// each app's reconcile meets the same answer and says so.
-			drifted = apps
+	for _, zoneID := range d.r.zones.zoneIDs() {
+		if ctx.Err() != nil {
+			return
 		}
-		for _, app := range drifted {
-			select {
-			case d.drifted <- event.GenericEvent{Object: app}:
-			case <-ctx.Done():
-				return
+		groups, err := d.inSyncApps(ctx, zoneID)
+		if err != nil {
+			d.log.Error(err, "Listing SpectrumApps for the drift check", "zone", zoneID)
+			continue
+		}
+		for creds, apps := range groups {
+			drifted, err := d.check(ctx, zoneID, creds, apps)
+			if err != nil {
+				failure := spectrum.Classify(err)
+				if failure.Class == spectrum.Retryable {
+					// Cloudflare or the network is having a moment: the
+					// apps stay as they were and the next period looks
+					// again.
+					d.log.Info("Drift check of a zone postponed", "zone", zoneID, "reason", failure.Reason, "rayID", failure.RayID)
+					continue
+				}
+				// A person has to act (a revoked token, a lost
+				// entitlement): each app's reconcile meets the same answer
+				// and says so.
+				drifted = apps
+			}
+			for _, app := range drifted {
+				// Only the name goes out; the cache's object stays the cache's.
+				key := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: app.Namespace, Name: app.Name}}
+				select {
+				case d.drifted <- event.GenericEvent{Object: key}:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}
 }
 
-// inSyncApps groups the apps whose last reconcile found them in sync with
-// their spec by credentials and zone. The others are reconciling already:
+// inSyncApps groups by credentials the zone's apps whose last reconcile
+// found them in sync with their spec. The others are reconciling already:
 // a spec change, a retry, or a stall waiting for a person.
-func (d *driftCheck) inSyncApps(ctx context.Context) (map[credentialsZone][]*v1alpha1.SpectrumApp, error) {
+func (d *driftCheck) inSyncApps(ctx context.Context, zoneID string) (map[credentials][]*v1alpha1.SpectrumApp, error) {
 	var apps v1alpha1.SpectrumAppList
-	// Read-only, so the cache's objects are not copied.
-	if err := d.r.List(ctx, &apps, client.UnsafeDisableDeepCopy); err != nil {
+	// Read-only, so the cache's objects are not deep-copied.
+	if err := d.r.List(ctx, &apps, client.MatchingFields{zoneIndex: zoneID}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
-	groups := map[credentialsZone][]*v1alpha1.SpectrumApp{}
+	groups := map[credentials][]*v1alpha1.SpectrumApp{}
 	for i := range apps.Items {
 		app := &apps.Items[i]
 		if !inSync(app) {
 			continue
 		}
 		secret, key := d.r.credentialsSecret(app)
-		zone := credentialsZone{secret: secret, key: key, zoneID: app.Spec.ZoneID}
-		// Only what the check and the enqueue need; the cache's object
-		// stays the cache's.
-		groups[zone] = append(groups[zone], &v1alpha1.SpectrumApp{
-			ObjectMeta: metav1.ObjectMeta{Namespace: app.Namespace, Name: app.Name},
-			Spec:       app.Spec,
-			Status:     v1alpha1.SpectrumAppStatus{ApplicationID: app.Status.ApplicationID},
-		})
+		creds := credentials{secret: secret, key: key}
+		groups[creds] = append(groups[creds], app)
 	}
 	return groups, nil
 }
@@ -130,14 +134,16 @@ func inSync(app *v1alpha1.SpectrumApp) bool {
 
 // check returns the apps whose application the zone's listing lacks or
 // holds with another configuration.
-func (d *driftCheck) check(ctx context.Context, zone credentialsZone, apps []*v1alpha1.SpectrumApp) ([]*v1alpha1.SpectrumApp, error) {
-	token, err := d.r.token(ctx, zone.secret, zone.key)
+func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials, apps []*v1alpha1.SpectrumApp) ([]*v1alpha1.SpectrumApp, error) {
+	token, err := d.r.token(ctx, creds.secret, creds.key)
 	if err != nil {
 		return nil, err
 	}
 	cf := d.r.Connector.ForToken(token)
-	// A listing a reconcile fetched moments ago is as good as a new one.
-	listing, err := d.r.zones.refresh(ctx, cf, zone.zoneID, time.Now().Add(-d.period/10))
+	// The listing the reconciles use, refreshed when older than a period
+	// as for them: a check sees Cloudflare as it was at most a period ago,
+	// and costs no list a reconcile already made.
+	listing, err := d.r.zones.refresh(ctx, cf, zoneID, time.Time{})
 	if err != nil {
 		return nil, err
 	}

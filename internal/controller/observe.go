@@ -182,6 +182,21 @@ func newZoneCache(maxAge time.Duration) *zoneCache {
 	return &zoneCache{maxAge: maxAge, zones: map[zoneKey]*zoneListing{}}
 }
 
+// zoneIDs are the zones the cache holds listings of, each once.
+func (c *zoneCache) zoneIDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := make(map[string]bool, len(c.zones))
+	ids := make([]string, 0, len(c.zones))
+	for key := range c.zones {
+		if !seen[key.zoneID] {
+			seen[key.zoneID] = true
+			ids = append(ids, key.zoneID)
+		}
+	}
+	return ids
+}
+
 func (c *zoneCache) listing(cf spectrum.Client, zoneID string) *zoneListing {
 	c.mu.Lock()
 	defer c.mu.Unlock()
