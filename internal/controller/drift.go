@@ -42,15 +42,26 @@ func newDriftCheck(r *SpectrumAppReconciler, period time.Duration) *driftCheck {
 func (d *driftCheck) NeedLeaderElection() bool { return true }
 
 // Start checks every zone a period after the last check ended, so a zone
-// is never listed twice within a period by the check itself.
+// is never listed twice within a period by the check itself. A check that
+// Cloudflare could not answer is tried again sooner, backing off from a
+// second to the period, so drift during an outage is found soon after it.
 func (d *driftCheck) Start(ctx context.Context) error {
+	wait, retry := d.period, time.Duration(0)
+	var lastPass time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(d.period):
+		case <-time.After(wait):
 		}
-		d.checkAll(ctx)
+		pass := time.Now()
+		if postponed := d.checkAll(ctx, lastPass); postponed {
+			retry = min(max(2*retry, time.Second), d.period)
+			wait = retry
+		} else {
+			retry, wait = 0, d.period
+		}
+		lastPass = pass
 	}
 }
 
@@ -61,12 +72,15 @@ type credentials struct {
 }
 
 // checkAll checks one zone at a time, so only one zone's apps are held
-// at once. The zones are those the operator holds listings of: every app
-// it found in sync was observed through one.
-func (d *driftCheck) checkAll(ctx context.Context) {
+// at once, against listings fetched since notBefore (the previous pass):
+// every pass sees Cloudflare as it is now, not as the last pass did. The
+// zones are those the operator holds listings of: every app it found in
+// sync was observed through one. It tells whether a zone's check had to
+// be postponed.
+func (d *driftCheck) checkAll(ctx context.Context, notBefore time.Time) (postponed bool) {
 	for _, zoneID := range d.r.zones.zoneIDs() {
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		groups, err := d.inSyncApps(ctx, zoneID)
 		if err != nil {
@@ -74,14 +88,14 @@ func (d *driftCheck) checkAll(ctx context.Context) {
 			continue
 		}
 		for creds, apps := range groups {
-			drifted, err := d.check(ctx, zoneID, creds, apps)
+			drifted, err := d.check(ctx, zoneID, creds, apps, notBefore)
 			if err != nil {
 				failure := spectrum.Classify(err)
 				if failure.Class == spectrum.Retryable {
 					// Cloudflare or the network is having a moment: the
-					// apps stay as they were and the next period looks
-					// again.
+					// apps stay as they were and a pass soon looks again.
 					d.log.Info("Drift check of a zone postponed", "zone", zoneID, "reason", failure.Reason, "rayID", failure.RayID)
+					postponed = true
 					continue
 				}
 				// A person has to act (a revoked token, a lost
@@ -95,11 +109,12 @@ func (d *driftCheck) checkAll(ctx context.Context) {
 				select {
 				case d.drifted <- event.GenericEvent{Object: key}:
 				case <-ctx.Done():
-					return
+					return false
 				}
 			}
 		}
 	}
+	return postponed
 }
 
 // inSyncApps groups by credentials the zone's apps whose last reconcile
@@ -134,16 +149,15 @@ func inSync(app *v1alpha1.SpectrumApp) bool {
 
 // check returns the apps whose application the zone's listing lacks or
 // holds with another configuration.
-func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials, apps []*v1alpha1.SpectrumApp) ([]*v1alpha1.SpectrumApp, error) {
+func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials, apps []*v1alpha1.SpectrumApp, notBefore time.Time) ([]*v1alpha1.SpectrumApp, error) {
 	token, err := d.r.token(ctx, creds.secret, creds.key)
 	if err != nil {
 		return nil, err
 	}
 	cf := d.r.Connector.ForToken(token)
-	// The listing the reconciles use, refreshed when older than a period
-	// as for them: a check sees Cloudflare as it was at most a period ago,
-	// and costs no list a reconcile already made.
-	listing, err := d.r.zones.refresh(ctx, cf, zoneID, time.Time{})
+	// The listing the reconciles use: one they fetched since the last pass
+	// costs no new list call.
+	listing, err := d.r.zones.refresh(ctx, cf, zoneID, notBefore)
 	if err != nil {
 		return nil, err
 	}

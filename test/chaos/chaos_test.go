@@ -88,10 +88,16 @@ func TestChaos(t *testing.T) {
 	t.Logf("faults off after %s; %d faults fired; %d spec updates, %d applications deleted out of band",
 		time.Since(began).Round(time.Millisecond), h.Sim.FaultsFired()-firedBefore, load.updates, load.deletes)
 
-	// Phase 2: converge, then count.
+	// Phase 2: converge, then count. Ready says the last reconcile found
+	// the app as specified; an out-of-band delete after that is found by
+	// the drift check within two resync periods (a listing up to a period
+	// old, checked every period), so the count waits that long after the
+	// last one (the load stops with the faults), and a moment for repairs.
 	convergeStart := time.Now()
 	apps := waitAllReady(t, f, n, converge)
 	t.Logf("all %d apps Ready %s after the faults stopped", n, time.Since(convergeStart).Round(time.Millisecond))
+	time.Sleep(time.Until(convergeStart.Add(2*resyncPeriod() + 3*time.Second)))
+	apps = waitAllReady(t, f, n, converge)
 	c := count(apps)
 	t.Logf("before deletion: %d Cloudflare applications, %d duplicates, %d lost, %d with a wrong status.applicationID, %d not as specified, %d strays, %d adopted",
 		c.total, c.duplicates, c.lost, c.mismatched, c.stale, c.strays, c.adopted)
