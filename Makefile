@@ -75,7 +75,7 @@ chaos: envtest ## Run the reliability suite at scale: CHAOS_APPS apps under faul
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" CHAOS_APPS=$(CHAOS_APPS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RESTARTS=$(CHAOS_RESTARTS) \
 		go test ./test/chaos/ -count=1 -v -timeout 60m
 
-# make bench takes about 10 minutes on 2 cores. Knobs (environment or make
+# make bench takes about 3 minutes on 2 cores. Knobs (environment or make
 # variables): BENCH_APPS, BENCH_RATE, BENCH_RESYNC, BENCH_SCALE_APPS, BENCH_ONLY
 # and more; see docs/benchmarks.md.
 .PHONY: bench

@@ -18,8 +18,8 @@ import (
 // environment sets one. The manager's live heap is mostly its caches and
 // grows with the number of SpectrumApps; Go's default of 100 lets the heap
 // reach twice that before collecting. 50 keeps the peak at 1.5 times the
-// live heap at every scale, for about a third more CPU per resync: 10,000
-// apps in under 100 MiB instead of ~118 MiB (docs/benchmarks.md).
+// live heap at every scale, for about a fifth more CPU while apps converge:
+// 10,000 apps in under 100 MiB instead of ~118 MiB (docs/benchmarks.md).
 const defaultGCPercent = 50
 
 // memoryLimitShare of the container's memory limit is given to the Go
