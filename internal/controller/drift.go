@@ -155,22 +155,15 @@ func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials
 		return nil, err
 	}
 	cf := d.r.Connector.ForToken(token)
-	// The listing the reconciles use: one they fetched since the last pass
-	// costs no new list call.
-	listing, err := d.r.zones.refresh(ctx, cf, zoneID, notBefore)
-	if err != nil {
-		return nil, err
-	}
-	d.r.zones.mu.Lock()
-	defer d.r.zones.mu.Unlock()
-	if listing.apps == nil {
-		// A write's outcome became unknown since: the next period looks
-		// again, and the reconcile of that write has the app meanwhile.
-		return nil, nil
-	}
 	var drifted []*v1alpha1.SpectrumApp
 	for _, app := range apps {
-		observed, found := listing.apps[app.Status.ApplicationID]
+		// The listing the reconciles use: one they fetched since the last
+		// pass costs no new list call, and the first app's lookup fetches
+		// it for the rest.
+		observed, found, err := d.r.zones.byID(ctx, cf, zoneID, app.Status.ApplicationID, notBefore)
+		if err != nil {
+			return nil, err
+		}
 		if !found || spectrum.Differs(spectrum.FromSpec(&app.Spec), observed) {
 			drifted = append(drifted, app)
 		}

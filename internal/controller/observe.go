@@ -25,7 +25,7 @@ func (r *SpectrumAppReconciler) observe(ctx context.Context, cf spectrum.Client,
 	if app.Status.ApplicationID == "" {
 		return r.adopt(ctx, cf, app)
 	}
-	listed, found, err := r.zones.byID(ctx, cf, app.Spec.ZoneID, app.Status.ApplicationID)
+	listed, found, err := r.zones.byID(ctx, cf, app.Spec.ZoneID, app.Status.ApplicationID, time.Time{})
 	if err != nil || found {
 		return listed, found, err
 	}
@@ -241,9 +241,10 @@ func (c *zoneCache) refresh(ctx context.Context, cf spectrum.Client, zoneID stri
 	return l, nil
 }
 
-// byID returns the zone's application with that ID, if the listing has it.
-func (c *zoneCache) byID(ctx context.Context, cf spectrum.Client, zoneID, appID string) (spectrum.App, bool, error) {
-	l, err := c.refresh(ctx, cf, zoneID, time.Time{})
+// byID returns the zone's application with that ID, if the listing,
+// fetched no earlier than notBefore, has it.
+func (c *zoneCache) byID(ctx context.Context, cf spectrum.Client, zoneID, appID string, notBefore time.Time) (spectrum.App, bool, error) {
+	l, err := c.refresh(ctx, cf, zoneID, notBefore)
 	if err != nil {
 		return spectrum.App{}, false, err
 	}

@@ -194,8 +194,6 @@ func (r *Recorder) write(ctx context.Context, event *eventsv1.Event) {
 			return
 		case <-time.After(time.Duration(try) * r.retryDelay):
 		}
-		// A failed create may leave fields set by the client; send it anew.
-		event.ResourceVersion = ""
 	}
 }
 

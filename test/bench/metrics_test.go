@@ -28,25 +28,29 @@ type metrics []sample
 
 // scrape reads the manager's metrics endpoint (plain HTTP on loopback).
 func scrape(ctx context.Context, addr string) (metrics, error) {
+	return fetchMetrics(ctx, http.DefaultClient, "http://"+addr+"/metrics")
+}
+
+// fetchMetrics GETs a Prometheus text endpoint and parses it.
+func fetchMetrics(ctx context.Context, httpClient *http.Client, url string) (metrics, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("metrics: HTTP %d: %s", resp.StatusCode, body)
+		return nil, fmt.Errorf("metrics at %s: HTTP %d: %s", url, resp.StatusCode, body)
 	}
 	return parseMetrics(resp.Body)
 }
 
-// parseMetrics reads the text exposition format: `name{k="v",...} value`.
 func parseMetrics(r io.Reader) (metrics, error) {
 	var out metrics
 	scanner := bufio.NewScanner(r)
