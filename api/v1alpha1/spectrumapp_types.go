@@ -9,8 +9,10 @@ import (
 // Kubernetes-side settings that say where and how to manage it.
 //
 // The Cloudflare fields mirror the Spectrum apps API
-// (POST /zones/{zone_id}/spectrum/apps); fields left unset are not sent, so
-// Cloudflare applies its own defaults.
+// (POST /zones/{zone_id}/spectrum/apps). The spec is the application's whole
+// configuration: an optional field left unset means Cloudflare's default,
+// so removing a field from the spec brings the application back to the
+// default, and a change made outside Kubernetes, to any field, is undone.
 type SpectrumAppSpec struct {
 	// ZoneID is the ID of the Cloudflare zone that owns the application's
 	// hostname: 32 lowercase hexadecimal characters, shown on the zone's
@@ -35,9 +37,11 @@ type SpectrumAppSpec struct {
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 
 	// Protocol is the edge port or port range Cloudflare listens on:
-	// "tcp/PORT", "udp/PORT" or a range such as "tcp/1000-2000".
-	// Cloudflare field: protocol.
-	// +kubebuilder:validation:Pattern=`^(tcp|udp)/[0-9]{1,5}(-[0-9]{1,5})?$`
+	// "tcp/PORT", "udp/PORT", a range such as "tcp/1000-2000", or a named
+	// protocol of the Pro and Business plans: "ssh" (tcp/22), "rdp"
+	// (tcp/3389) or "minecraft" (tcp/25565), which Cloudflare keeps as
+	// written. Cloudflare field: protocol.
+	// +kubebuilder:validation:Pattern=`^((tcp|udp)/[0-9]{1,5}(-[0-9]{1,5})?|[A-Za-z][A-Za-z-]{0,31})$`
 	Protocol string `json:"protocol"`
 
 	// DNS is the hostname clients connect to and how Cloudflare publishes it.
@@ -50,8 +54,6 @@ type SpectrumAppSpec struct {
 	// Set exactly one of originDirect and originDNS.
 	// Cloudflare field: origin_direct.
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:MaxLength=300
 	// +listType=atomic
 	// +optional
 	OriginDirect []string `json:"originDirect,omitempty"`
@@ -65,7 +67,9 @@ type SpectrumAppSpec struct {
 	// OriginPort is the origin port, or a port range such as "3000-4000", used
 	// with originDNS. Required unless originDNS.type is SRV (the SRV record
 	// carries the port). A range must hold as many ports as the protocol's edge
-	// range. Cloudflare field: origin_port.
+	// range. Cloudflare also accepts and stores it beside originDirect, where
+	// each address names its own port (admission warns). Cloudflare field:
+	// origin_port.
 	// +kubebuilder:validation:XIntOrString
 	// +optional
 	OriginPort *intstr.IntOrString `json:"originPort,omitempty"`
@@ -167,7 +171,6 @@ type EdgeIPs struct {
 
 	// IPs, for static edge IPs, are the BYOIP addresses to answer on; they
 	// must come from a prefix allocated to the account.
-	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=45
 	// +listType=atomic
 	// +optional
@@ -207,6 +210,22 @@ type SpectrumAppStatus struct {
 	// moment Cloudflare creates (or the operator adopts) the application.
 	// +optional
 	ApplicationID string `json:"applicationID,omitempty"`
+
+	// PendingCreate is set, before the operator asks Cloudflare to create
+	// the application, to the time it did so, and cleared once the outcome
+	// is known (the ID is recorded, or Cloudflare refused). While it is set,
+	// a create may have been applied without its answer arriving: the
+	// operator looks for that application by hostname and protocol (and
+	// waits until such a create would have landed) instead of creating a
+	// second one, and deleting the SpectrumApp deletes what it finds.
+	// +optional
+	PendingCreate *metav1.Time `json:"pendingCreate,omitempty"`
+
+	// SyncedGeneration is the metadata.generation whose spec the Cloudflare
+	// application last matched. A spec Cloudflare accepted is not held back
+	// by an admission rule added in a later release of the operator.
+	// +optional
+	SyncedGeneration int64 `json:"syncedGeneration,omitempty"`
 
 	// ObservedGeneration is the metadata.generation this status describes.
 	// +optional

@@ -139,7 +139,7 @@ func run(cfg config) error {
 
 	requests := spectrum.NewRequestsCounter()
 	appMetrics := controller.NewAppMetrics()
-	metrics.Registry.MustRegister(requests, appMetrics)
+	metrics.Registry.MustRegister(requests, appMetrics, controller.UnreadableApplications)
 	connector := spectrum.NewConnector(spectrum.ConnectorOptions{
 		BaseURL:           cfg.apiURL,
 		RequestsPerSecond: cfg.requestsPerSecond,

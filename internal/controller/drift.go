@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -161,6 +162,12 @@ func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials
 		// pass costs no new list call, and the first app's lookup fetches
 		// it for the rest.
 		observed, found, err := d.r.zones.byID(ctx, cf, zoneID, app.Status.ApplicationID, notBefore)
+		var unreadable *spectrum.UnreadableAppError
+		if errors.As(err, &unreadable) {
+			// Its reconcile says so on the app; the zone's others go on.
+			drifted = append(drifted, app)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

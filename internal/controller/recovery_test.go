@@ -12,7 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
@@ -153,7 +153,7 @@ func TestSecondAppForTheSameHostnameDoesNotAdopt(t *testing.T) {
 	second := f.app("second", zoneMain, "example.com")
 	second.Spec.DNS.Name = first.Spec.DNS.Name
 	f.create(second)
-	stalled := f.waitForCondition("second", v1alpha1.ConditionStalled, metav1.ConditionTrue, spectrum.ReasonApplicationClaimed)
+	stalled := f.waitForCondition("second", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationClaimed)
 	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
 	if !strings.Contains(c.Message, f.namespace+"/first") || stalled.Status.ApplicationID != "" {
 		t.Errorf("second app: status %+v, message %q; want no applicationID and a message naming %s/first", stalled.Status, c.Message, f.namespace)

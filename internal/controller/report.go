@@ -1,11 +1,17 @@
 package controller
 
 import (
+	"context"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
@@ -14,38 +20,101 @@ import (
 
 // Event and condition reasons of successful steps.
 const (
-	eventCreated = "Created"
-	eventUpdated = "Updated"
-	eventAdopted = "Adopted"
-	eventInSync  = ""
+	eventCreated  = "Created"
+	eventUpdated  = "Updated"
+	eventAdopted  = "Adopted"
+	eventDeleted  = "Deleted"
+	eventOrphaned = "Orphaned"
 
 	reasonSynced      = "Synced"
 	reasonInvalidSpec = "InvalidSpec"
 )
 
-// report writes the outcome into the app's conditions, kstatus style, and
-// tells it as an event. Failures are told once per reason, not every retry.
-func (r *SpectrumAppReconciler) report(app *v1alpha1.SpectrumApp, o outcome) {
-	app.Status.ObservedGeneration = app.Generation
-	app.Status.LastHandledReconcileAt = app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation]
-	if o.failure == nil {
-		r.reportSuccess(app, o)
-		return
-	}
-	r.reportFailure(app, *o.failure)
+var specPath = field.NewPath("spec")
+
+// outcome is what one reconcile achieved, on every path: an event to tell
+// (created, updated, adopted, deleted; none when already in sync), or a
+// failure, explained. Only report and writeStatus act on it.
+type outcome struct {
+	event   string
+	message string
+	failure *spectrum.Classification
+	// release lets Kubernetes delete the object: its application is gone
+	// or left in place, per deletionPolicy.
+	release bool
+	// wroteCloudflare is true when the event tells of a write at
+	// Cloudflare, which is logged at info.
+	wroteCloudflare bool
+	// pendingCreateWritten is the status.pendingCreate this reconcile
+	// wrote on its own before sending a create; the final status write
+	// starts from it.
+	pendingCreateWritten *metav1.Time
 }
 
-func (r *SpectrumAppReconciler) reportSuccess(app *v1alpha1.SpectrumApp, o outcome) {
+func succeeded(event, message string) outcome { return outcome{event: event, message: message} }
+
+// wroteCloudflare tells of a write at Cloudflare: a create, update or
+// delete.
+func wroteCloudflare(event, message string) outcome {
+	return outcome{event: event, message: message, wroteCloudflare: true}
+}
+
+func released(event, message string, wrote bool) outcome {
+	return outcome{event: event, message: message, release: true, wroteCloudflare: wrote}
+}
+
+func failed(c spectrum.Classification) outcome { return outcome{failure: &c} }
+
+func failedWith(err error) outcome { return failed(spectrum.Classify(err)) }
+
+// wrote notes that status.pendingCreate was written at recordedAt.
+func (o outcome) wrote(recordedAt time.Time) outcome {
+	at := metav1.NewTime(recordedAt)
+	o.pendingCreateWritten = &at
+	return o
+}
+
+// report writes the outcome into the app's conditions, kstatus style, tells
+// it as an event, and logs it. Failures are told once per reason, not every
+// retry; writes at Cloudflare are logged at info, and failures that need a
+// person as errors.
+func (r *SpectrumAppReconciler) report(ctx context.Context, app *v1alpha1.SpectrumApp, o outcome) {
+	log := ctrl.LoggerFrom(ctx).WithValues("zone", app.Spec.ZoneID, "applicationID", app.Status.ApplicationID)
+	if o.failure != nil {
+		r.reportFailure(app, *o.failure)
+		if o.failure.Class == spectrum.Retryable {
+			log.V(1).Info("Reconcile failed; retrying", "reason", o.failure.Reason, "rayID", o.failure.RayID)
+		} else {
+			log.Error(nil, "Reconcile failed; a person must act", "reason", o.failure.Reason, "codes", o.failure.Codes, "rayID", o.failure.RayID)
+		}
+		return
+	}
+	if o.event != "" {
+		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, o.event, o.event, o.message)
+		if o.wroteCloudflare {
+			log.Info(o.message, "event", o.event)
+		} else {
+			log.V(1).Info(o.message, "event", o.event)
+		}
+	}
+	if !o.release {
+		r.reportSuccess(app)
+	}
+}
+
+func (r *SpectrumAppReconciler) reportSuccess(app *v1alpha1.SpectrumApp) {
+	app.Status.ObservedGeneration = app.Generation
+	app.Status.SyncedGeneration = app.Generation
+	app.Status.LastHandledReconcileAt = app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation]
 	setCondition(app, v1alpha1.ConditionReady, metav1.ConditionTrue, reasonSynced,
 		"The Cloudflare Spectrum application "+app.Status.ApplicationID+" matches the spec")
 	meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionReconciling)
 	meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionStalled)
-	if o.event != eventInSync {
-		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, o.event, o.event, o.message)
-	}
 }
 
 func (r *SpectrumAppReconciler) reportFailure(app *v1alpha1.SpectrumApp, f spectrum.Classification) {
+	app.Status.ObservedGeneration = app.Generation
+	app.Status.LastHandledReconcileAt = app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation]
 	previous := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
 	message := f.Message + " " + whatHappensNext(f)
 	setCondition(app, v1alpha1.ConditionReady, metav1.ConditionFalse, f.Reason, message)
@@ -77,6 +146,20 @@ func whatHappensNext(f spectrum.Classification) string {
 		v1alpha1.ReconcileRequestedAtAnnotation + " annotation is set to a new value."
 }
 
+// writeStatus patches status when, and only when, it changed. A merge patch
+// of the whole status cannot conflict, and status is the operator's alone.
+func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) error {
+	if o.pendingCreateWritten != nil {
+		// Already on the apiserver: the patch must clear it, if cleared.
+		before = before.DeepCopy()
+		before.Status.PendingCreate = o.pendingCreateWritten
+	}
+	if equality.Semantic.DeepEqual(before.Status, app.Status) {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Status().Patch(ctx, app, client.MergeFrom(before)))
+}
+
 func setCondition(app *v1alpha1.SpectrumApp, conditionType string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&app.Status.Conditions, metav1.Condition{
 		Type:               conditionType,
@@ -90,39 +173,71 @@ func setCondition(app *v1alpha1.SpectrumApp, conditionType string, status metav1
 // maxConditionMessage keeps messages well inside the apiserver's 32 KiB limit.
 const maxConditionMessage = 4096
 
+// truncate cuts s to at most n bytes, on a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := n - len("...")
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// checkSpec re-checks the rules admission applies, since admission may have
+// been bypassed and Cloudflare must never see an invalid app. A spec
+// Cloudflare already accepted at this generation is not held back by a rule
+// that changed since (an upgrade of the operator): it did not change.
+func (r *SpectrumAppReconciler) checkSpec(app *v1alpha1.SpectrumApp) *spectrum.Classification {
+	violations := rules.ValidateSpec(&app.Spec, specPath).Rejections()
+	if len(violations) == 0 || (app.Status.SyncedGeneration == app.Generation && app.Generation != 0) {
+		return nil
+	}
+	c := invalidSpec(violations)
+	return &c
 }
 
 // invalidSpec explains violations of the rule set found by the controller
-// itself: admission was bypassed or the rules changed since.
+// itself: admission was bypassed.
 func invalidSpec(violations rules.Violations) spectrum.Classification {
 	details := make([]string, 0, len(violations))
 	for _, v := range violations {
 		details = append(details, v.Err.Error())
 	}
-	return spectrum.Classification{
-		Class:      spectrum.InvalidSpec,
-		Reason:     reasonInvalidSpec,
-		Codes:      violations.Codes(),
-		Resolution: "Fix the spec; nothing was sent to Cloudflare.",
-		Message:    "The spec breaks rules Cloudflare enforces, so it was not sent: " + strings.Join(details, "; ") + ". Fix the spec; nothing was sent to Cloudflare.",
+	c := spectrum.Explain(spectrum.InvalidSpec, reasonInvalidSpec, "Fix the spec; nothing was sent to Cloudflare.",
+		"The spec breaks rules Cloudflare enforces, so it was not sent: "+strings.Join(details, "; "))
+	c.Codes = violations.Codes()
+	return c
+}
+
+// recordObserved copies what Cloudflare reports into status.
+func recordObserved(app *v1alpha1.SpectrumApp, observed spectrum.App) {
+	app.Status.ApplicationID = observed.ID
+	app.Status.CreatedOn = metaTime(observed.CreatedOn)
+	app.Status.ModifiedOn = metaTime(observed.ModifiedOn)
+	app.Status.EdgeIPs = nil
+	if observed.EdgeIPs != nil && len(observed.EdgeIPs.IPs) > 0 {
+		app.Status.EdgeIPs = append([]string(nil), observed.EdgeIPs.IPs...)
 	}
 }
 
-func deletedReason(app *v1alpha1.SpectrumApp) string {
-	if app.Spec.DeletionPolicy == v1alpha1.DeletionPolicyOrphan {
-		return "Orphaned"
-	}
-	return "Deleted"
+// recordAdopted records an application found by hostname and protocol: the
+// create record, if any, is settled by it.
+func recordAdopted(app *v1alpha1.SpectrumApp, adopted spectrum.App) {
+	recordObserved(app, adopted)
+	app.Status.Adopted = true
+	app.Status.PendingCreate = nil
 }
 
-func deletedMessage(app *v1alpha1.SpectrumApp) string {
-	if app.Spec.DeletionPolicy == v1alpha1.DeletionPolicyOrphan {
-		return "Left Cloudflare Spectrum application " + app.Status.ApplicationID + " in place (deletionPolicy Orphan)"
+func metaTime(t *time.Time) *metav1.Time {
+	if t == nil || t.IsZero() {
+		return nil
 	}
-	return "Deleted Cloudflare Spectrum application " + app.Status.ApplicationID
+	m := metav1.NewTime(t.UTC().Truncate(time.Second))
+	return &m
 }
+
+func joinFields(fields []string) string { return strings.Join(fields, ", ") }

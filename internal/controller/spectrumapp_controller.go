@@ -3,13 +3,11 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -23,14 +21,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 )
-
-// Connector hands out a Cloudflare client per API token; clients of one
-// token share its rate limit.
-type Connector interface {
-	ForToken(token string) spectrum.Client
-}
 
 // SpectrumAppReconciler keeps each SpectrumApp's Cloudflare application in
 // line with its spec.
@@ -52,35 +43,9 @@ type SpectrumAppReconciler struct {
 	MaxConcurrentReconciles int
 	// Metrics, when set, counts apps by condition.
 	Metrics *AppMetrics
-	// CreateSettle is how long after a create failed without an answer
-	// Cloudflare may still apply it; the request timeout when zero.
-	CreateSettle time.Duration
 
 	zones   *zoneCache
 	secrets *tokenCache
-	creates *createTracker
-}
-
-// requestTimeout is the Connector's request timeout, when it tells.
-func (r *SpectrumAppReconciler) requestTimeout() time.Duration {
-	if c, ok := r.Connector.(interface{ RequestTimeout() time.Duration }); ok {
-		return c.RequestTimeout()
-	}
-	return spectrum.DefaultTimeout
-}
-
-// createSettle is CreateSettle or else the request timeout: a create
-// Cloudflare has not answered by then it applies soon after, if at all.
-func (r *SpectrumAppReconciler) createSettle() time.Duration {
-	if r.CreateSettle > 0 {
-		return r.CreateSettle
-	}
-	return r.requestTimeout()
-}
-
-// DefaultCredentials names the Secret used by apps without a credentialsRef.
-type DefaultCredentials struct {
-	Namespace, Name, Key string
 }
 
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=get;list;watch;update;patch
@@ -89,208 +54,169 @@ type DefaultCredentials struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create
 
-// Reconcile moves one SpectrumApp a step towards its spec: delete, or
-// connect, observe, then create, update or nothing; and report it in status.
+// Reconcile moves one SpectrumApp a step towards its spec. The whole story:
+// get the object; if it is being deleted, delete its application (or leave
+// it, per deletionPolicy) and let it go; otherwise make sure of the
+// finalizer, connect with its credentials, observe its application, and
+// create, update or leave it; then report the outcome in status and events,
+// and requeue only what can succeed by itself.
 func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	app := &v1alpha1.SpectrumApp{}
 	if err := r.Get(ctx, req.NamespacedName, app); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.NamespacedName)
-			r.creates.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !app.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, app)
+		if !controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer) {
+			return ctrl.Result{}, nil
+		}
+		before := app.DeepCopy()
+		return r.finish(ctx, app, before, r.delete(ctx, app))
 	}
 	if controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
-		// No create can have been sent for an app without the finalizer.
-		r.creates.firstSeen(req.NamespacedName)
 		if err := r.Update(ctx, app); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-
 	before := app.DeepCopy()
-	outcome := r.sync(ctx, app)
-	r.report(app, outcome)
-	if err := r.writeStatus(ctx, app, before); err != nil {
-		if outcome.event == eventCreated {
-			// The new ID is not recorded: the next attempt adopts the
-			// app, from a listing that cannot predate it.
-			r.creates.unsure(req.NamespacedName)
-		}
-		return ctrl.Result{}, err
-	}
-	r.Metrics.observe(req.NamespacedName, app)
-	return r.requeue(outcome)
+	return r.finish(ctx, app, before, r.sync(ctx, app))
 }
 
-// outcome is what one sync achieved: an event to tell (created, updated,
-// adopted, in sync) or a failure, explained.
-type outcome struct {
-	event   string
-	message string
-	failure *spectrum.Classification
-}
-
-// sync makes the Cloudflare application match the spec.
+// sync makes the Cloudflare application match the spec: connect, observe,
+// then create, update or nothing.
 func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.SpectrumApp) outcome {
-	// The webhook should have rejected these; it may have been bypassed, and
-	// Cloudflare must never see an invalid app.
-	if violations := rules.ValidateSpec(&app.Spec, specPath); len(violations) > 0 {
-		return failed(invalidSpec(violations))
+	if failure := r.checkSpec(app); failure != nil {
+		return failed(*failure)
 	}
-	cf, err := r.connect(ctx, app)
+	cloudflare, err := r.connect(ctx, app)
 	if err != nil {
-		return failed(spectrum.Classify(err))
+		return failedWith(err)
 	}
-	desired := spectrum.FromSpec(&app.Spec)
-	observed, found, err := r.observe(ctx, cf, app)
-	if err != nil {
-		return failed(spectrum.Classify(err))
-	}
+	observed, err := cloudflare.Observe(ctx)
 	switch {
-	case !found:
-		if wait := r.unconfirmedCreate(app); wait > 0 {
-			return failed(createUnconfirmed(wait))
-		}
-		return r.create(ctx, cf, app, desired)
-	case spectrum.Differs(desired, observed):
-		return r.update(ctx, cf, app, desired, observed)
-	default:
-		recordObserved(app, observed)
-		return outcome{event: eventInSync}
+	case err != nil:
+		return failedWith(err)
+	case !observed.exists:
+		return r.create(ctx, cloudflare, app, observed)
+	case len(observed.differences) > 0:
+		return r.update(ctx, cloudflare, app, observed)
 	}
+	return alreadyInSync(app, observed)
 }
 
-// create makes the Cloudflare application. Its ID goes into status in the
-// status write that ends this reconcile, with nothing between that can fail;
-// if that write is lost anyway (a crash), the next reconcile adopts the app by
-// hostname and protocol instead of creating it twice.
-func (r *SpectrumAppReconciler) create(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp, desired spectrum.App) outcome {
-	created, err := cf.CreateApp(ctx, app.Spec.ZoneID, desired)
-	if err != nil {
-		// The create may have been applied with its answer lost, or be
-		// applied later still: forget the zone's listing, and look for the
-		// app again only once it would have landed (see createTracker).
-		r.zones.invalidate(cf, app.Spec.ZoneID)
-		if mayHaveApplied(err) {
-			r.creates.unsure(keyOf(app))
-		}
-		return failed(spectrum.Classify(err))
+// create records that a create is pending, then sends it. Only an answer
+// from Cloudflare, success or refusal, clears the record; a create that got
+// none keeps it, so that the next attempt (by any manager) looks for the
+// application before creating another.
+func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare *cloudflareApp, app *v1alpha1.SpectrumApp, observed observation) outcome {
+	if observed.unconfirmed > 0 {
+		return failed(createUnconfirmed(observed.unconfirmed))
 	}
-	r.zones.put(cf, app.Spec.ZoneID, created)
-	r.creates.settled(keyOf(app))
+	recordedAt, err := r.recordPendingCreate(ctx, app)
+	if err != nil {
+		return failedWith(err)
+	}
+	created, err := cloudflare.Create(ctx, recordedAt)
+	if err != nil {
+		o := failedWith(err)
+		if !spectrum.MayHaveBeenApplied(err) {
+			app.Status.PendingCreate = nil
+		}
+		return o.wrote(recordedAt)
+	}
+	app.Status.PendingCreate = nil
 	app.Status.Adopted = false
 	recordObserved(app, created)
-	return outcome{event: eventCreated, message: "Created Cloudflare Spectrum application " + created.ID}
+	return wroteCloudflare(eventCreated, "Created Cloudflare Spectrum application "+created.ID).wrote(recordedAt)
 }
 
-// update sends the whole desired configuration, as the API's PUT expects.
-func (r *SpectrumAppReconciler) update(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp, desired, observed spectrum.App) outcome {
-	changed := spectrum.Differences(desired, observed)
-	updated, err := cf.UpdateApp(ctx, app.Spec.ZoneID, observed.ID, desired)
+// update sends the whole desired configuration. An adopted application is
+// brought to the spec the same way, and the adoption is what is told.
+func (r *SpectrumAppReconciler) update(ctx context.Context, cloudflare *cloudflareApp, app *v1alpha1.SpectrumApp, observed observation) outcome {
+	updated, err := cloudflare.Update(ctx, observed.app)
 	if err != nil {
-		r.zones.invalidate(cf, app.Spec.ZoneID)
-		return failed(spectrum.Classify(err))
+		return failedWith(err)
 	}
-	r.zones.put(cf, app.Spec.ZoneID, updated)
+	fields := joinFields(observed.differences)
+	if observed.adopted {
+		recordAdopted(app, updated)
+		return wroteCloudflare(eventAdopted, "Adopted existing Cloudflare Spectrum application "+updated.ID+
+			" with the same hostname and protocol, and brought it to the spec: "+fields)
+	}
 	recordObserved(app, updated)
-	return outcome{event: eventUpdated, message: "Updated Cloudflare Spectrum application " + updated.ID + " (" + joinFields(changed) + ")"}
+	return wroteCloudflare(eventUpdated, "Updated Cloudflare Spectrum application "+updated.ID+" ("+fields+")")
 }
 
-// reconcileDelete removes the Cloudflare application (or leaves it, per
-// deletionPolicy) and then lets Kubernetes delete the object.
-func (r *SpectrumAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha1.SpectrumApp) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer) {
-		return ctrl.Result{}, nil
+// alreadyInSync records an application that matches the spec.
+func alreadyInSync(app *v1alpha1.SpectrumApp, observed observation) outcome {
+	if observed.adopted {
+		recordAdopted(app, observed.app)
+		return succeeded(eventAdopted, "Adopted existing Cloudflare Spectrum application "+observed.app.ID+
+			" with the same hostname and protocol; it already matched the spec")
 	}
-	if app.Spec.DeletionPolicy != v1alpha1.DeletionPolicyOrphan {
-		if failure := r.deleteApplication(ctx, app); failure != nil {
-			before := app.DeepCopy()
-			r.report(app, outcome{failure: failure})
-			if err := r.writeStatus(ctx, app, before); err != nil {
-				return ctrl.Result{}, err
-			}
-			return r.requeue(outcome{failure: failure})
-		}
-	}
-	r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, deletedReason(app), "Delete", deletedMessage(app))
-	controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)
-	r.Metrics.forget(types.NamespacedName{Namespace: app.Namespace, Name: app.Name})
-	r.creates.forget(keyOf(app))
-	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, app))
+	recordObserved(app, observed.app)
+	return outcome{}
 }
 
-// deleteApplication deletes the app at Cloudflare; one already gone counts
-// as deleted.
-func (r *SpectrumAppReconciler) deleteApplication(ctx context.Context, app *v1alpha1.SpectrumApp) *spectrum.Classification {
-	cf, err := r.connect(ctx, app)
+// delete removes the Cloudflare application, or leaves it per
+// deletionPolicy Orphan, before Kubernetes lets the object go.
+func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.SpectrumApp) outcome {
+	if app.Spec.DeletionPolicy == v1alpha1.DeletionPolicyOrphan {
+		return released(eventOrphaned, "Left Cloudflare Spectrum application "+app.Status.ApplicationID+" in place (deletionPolicy Orphan)", false)
+	}
+	if app.Status.ApplicationID == "" && app.Status.PendingCreate == nil {
+		// It never created nor adopted anything: nothing at Cloudflare is
+		// its to delete, whatever has its hostname.
+		return released(eventDeleted, "No Cloudflare Spectrum application to delete: none was created or adopted", false)
+	}
+	cloudflare, err := r.connect(ctx, app)
 	if err != nil {
-		return classified(err)
+		return failedWith(err)
 	}
-	if id := app.Status.ApplicationID; id != "" {
-		err := cf.DeleteApp(ctx, app.Spec.ZoneID, id)
-		r.zones.remove(cf, app.Spec.ZoneID, id)
-		if err != nil && !spectrum.IsNotFound(err) {
-			return classified(err)
-		}
-		if err == nil {
-			return nil
-		}
-		// The recorded app was already gone: it may have been recreated
-		// without the new ID being recorded, which the search below finds.
+	deleted, err := cloudflare.Delete(ctx)
+	switch {
+	case err != nil:
+		return failedWith(err)
+	case deleted.unconfirmed > 0:
+		// A create still in flight would land after the finalizer is gone,
+		// an orphan: wait until it would have landed.
+		return failed(createUnconfirmed(deleted.unconfirmed))
 	}
-	// A create whose answer was lost leaves an app we never learned the ID
-	// of: find it the way adoption would.
-	existing, found, err := r.findAdoptable(ctx, cf, app)
-	var claimed *spectrum.ClaimedError
-	if errors.As(err, &claimed) {
-		// The application is another SpectrumApp's, not ours to delete.
-		return nil
+	if len(deleted.deletedIDs) == 0 {
+		return released(eventDeleted, "No Cloudflare Spectrum application to delete: the pending create never landed", false)
 	}
-	if err != nil {
-		return classified(err)
-	}
-	if !found {
-		// A create still in flight would land after the finalizer is
-		// gone, an orphan: wait until it would have landed.
-		if wait := r.unconfirmedCreate(app); wait > 0 {
-			c := createUnconfirmed(wait)
-			return &c
-		}
-		return nil
-	}
-	err = cf.DeleteApp(ctx, app.Spec.ZoneID, existing.ID)
-	r.zones.remove(cf, app.Spec.ZoneID, existing.ID)
-	if err != nil && !spectrum.IsNotFound(err) {
-		return classified(err)
-	}
-	return nil
+	return released(eventDeleted, "Deleted Cloudflare Spectrum application "+joinFields(deleted.deletedIDs), true)
 }
 
-// writeStatus patches status when, and only when, it changed. A merge patch
-// of the whole status cannot conflict, and status is the operator's alone.
-func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1alpha1.SpectrumApp) error {
-	if equality.Semantic.DeepEqual(before.Status, app.Status) {
-		return nil
+// finish reports the outcome, writes status, lets a deleted object go, and
+// requeues.
+func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
+	r.report(ctx, app, o)
+	if o.release {
+		controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)
+		r.Metrics.forget(client.ObjectKeyFromObject(app))
+		return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, app))
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, app, client.MergeFrom(before)))
+	if err := r.writeStatus(ctx, app, before, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Metrics.observe(client.ObjectKeyFromObject(app), app)
+	return r.requeue(o)
 }
 
 // requeue retries only what can succeed by itself. Failures that need a
 // person wait for a change: the spec, the credentials Secret, or the
 // reconcile-requested-at annotation.
 func (r *SpectrumAppReconciler) requeue(o outcome) (ctrl.Result, error) {
-	if o.failure == nil {
+	switch {
+	case o.failure == nil:
 		// In sync: the drift check looks at it again every resync period.
 		return ctrl.Result{}, nil
-	}
-	if o.failure.Class != spectrum.Retryable {
+	case o.failure.Class != spectrum.Retryable:
 		return ctrl.Result{}, nil
-	}
-	if o.failure.RetryAfter > 0 {
+	case o.failure.RetryAfter > 0:
 		return ctrl.Result{RequeueAfter: o.failure.RetryAfter}, nil
 	}
 	// Returning an error hands the retry to the workqueue's exponential
@@ -304,12 +230,29 @@ type errRetry struct{ reason string }
 
 func (e errRetry) Error() string { return "retrying after a temporary failure: " + e.reason }
 
+// maxBackoff caps the wait between retries of a temporary failure.
+const maxBackoff = 5 * time.Minute
+
+// requestTimeout is the Connector's request timeout, when it tells.
+func (r *SpectrumAppReconciler) requestTimeout() time.Duration {
+	if c, ok := r.Connector.(interface{ RequestTimeout() time.Duration }); ok {
+		return c.RequestTimeout()
+	}
+	return spectrum.DefaultTimeout
+}
+
+// UnreadableApplications counts applications skipped from zone listings
+// because they could not be decoded; register it with the metrics registry.
+var UnreadableApplications = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "spectrum_cloudflare_unreadable_applications_total",
+	Help: "Applications skipped from a zone listing because they could not be decoded (each listing counts each one).",
+})
+
 // SetupWithManager registers the controller: it watches SpectrumApps and the
 // Secrets they use, and the drift check's findings.
 func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	r.zones = newZoneCache(r.ResyncPeriod)
+	r.zones = newZoneCache(r.ResyncPeriod, mgr.GetLogger().WithName("zones"), UnreadableApplications)
 	r.secrets = newTokenCache()
-	r.creates = newCreateTracker(r.requestTimeout(), r.createSettle())
 	if err := indexCredentials(context.Background(), mgr); err != nil {
 		return err
 	}
@@ -336,12 +279,11 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// maxBackoff caps the wait between retries of a temporary failure.
-const maxBackoff = 5 * time.Minute
+// zoneIndex indexes SpectrumApps by their Cloudflare zone.
+const zoneIndex = "spec.zoneID"
 
-func failed(c spectrum.Classification) outcome { return outcome{failure: &c} }
-
-func classified(err error) *spectrum.Classification {
-	c := spectrum.Classify(err)
-	return &c
+func indexZones(ctx context.Context, mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, zoneIndex, func(obj client.Object) []string {
+		return []string{obj.(*v1alpha1.SpectrumApp).Spec.ZoneID}
+	})
 }

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -56,24 +57,68 @@ var (
 )
 
 // callLog counts API requests by method, zone and kind (list or one app),
-// which the simulator's per-method counters do not tell apart.
+// which the simulator's per-method counters do not tell apart. It can also
+// add raw applications to a zone's listings, in shapes the simulator would
+// never produce.
 type callLog struct {
 	mu     sync.Mutex
 	counts map[string]int
+	extras map[string][]json.RawMessage
 }
 
 func (l *callLog) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if zone, rest, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, spectrumtest.APIPrefix+"/zones/"), "/spectrum/apps"); ok {
-			kind := "list"
-			if rest != "" {
-				kind = "app"
-			}
-			l.mu.Lock()
-			l.counts[r.Method+" "+zone+" "+kind]++
-			l.mu.Unlock()
+		zone, rest, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, spectrumtest.APIPrefix+"/zones/"), "/spectrum/apps")
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		kind := "list"
+		if rest != "" {
+			kind = "app"
+		}
+		l.mu.Lock()
+		l.counts[r.Method+" "+zone+" "+kind]++
+		extras := l.extras[zone]
+		l.mu.Unlock()
+		if kind != "list" || r.Method != http.MethodGet || len(extras) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		recorded := httptest.NewRecorder()
+		next.ServeHTTP(recorded, r)
+		var envelope map[string]any
+		if recorded.Code != http.StatusOK || json.Unmarshal(recorded.Body.Bytes(), &envelope) != nil {
+			w.WriteHeader(recorded.Code)
+			_, _ = w.Write(recorded.Body.Bytes())
+			return
+		}
+		result, _ := envelope["result"].([]any)
+		for _, extra := range extras {
+			result = append(result, extra)
+		}
+		envelope["result"] = result
+		if info, ok := envelope["result_info"].(map[string]any); ok {
+			info["count"], info["total_count"], info["total_pages"] = len(result), len(result), 1
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(envelope)
+	})
+}
+
+// addToListings makes every listing of zone hold raw as well, until the
+// test ends.
+func (l *callLog) addToListings(t *testing.T, zone string, raw json.RawMessage) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.extras == nil {
+		l.extras = map[string][]json.RawMessage{}
+	}
+	l.extras[zone] = append(l.extras[zone], raw)
+	t.Cleanup(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.extras, zone)
 	})
 }
 

@@ -69,7 +69,23 @@ const (
 	ReasonUnknownCloudflareError = "UnknownCloudflareError"
 	ReasonUnexpectedError        = "UnexpectedError"
 	ReasonCloudflareUnavailable  = "CloudflareUnavailable"
+	ReasonUnreadableApplication  = "UnreadableApplication"
 )
+
+// Explained is a failure that is not Cloudflare's answer (the operator's
+// Kubernetes side: credentials, two SpectrumApps claiming one application)
+// and carries its own classification, so Classify remains the one way to
+// explain a failure.
+type Explained interface {
+	error
+	Classification() Classification
+}
+
+// Explain is the classification of a failure that needs a person, worded
+// like the table's: what happened, then what to do.
+func Explain(class Class, reason, resolution, what string) Classification {
+	return entry{class: class, reason: reason, resolution: resolution}.explain(Classification{}, what)
+}
 
 // Classify explains err, an error from a Client. A nil err gives the zero
 // Classification.
@@ -81,13 +97,15 @@ func Classify(err error) Classification {
 	if errors.As(err, &apiErr) {
 		return classifyAPIError(apiErr)
 	}
-	var claimed *ClaimedError
-	if errors.As(err, &claimed) {
-		return claimedEntry.explain(Classification{}, claimed.Error())
+	var explained Explained
+	if errors.As(err, &explained) {
+		return explained.Classification()
 	}
-	var credErr *CredentialsError
-	if errors.As(err, &credErr) {
-		return credentialsEntry(credErr.Reason).explain(Classification{}, credErr.Detail)
+	var unreadable *UnreadableAppError
+	if errors.As(err, &unreadable) {
+		e := entry{class: Retryable, reason: ReasonUnreadableApplication,
+			resolution: "The operator retries with backoff; the zone's other applications are not affected. Report the application's shape, with its ID, if it persists."}
+		return e.explain(Classification{}, unreadable.Error())
 	}
 	if errors.Is(err, ErrRateLimited) {
 		e := entry{class: Retryable, reason: ReasonRateLimited,
@@ -159,7 +177,7 @@ func lookup(status int, codes []int) entry {
 		return statusEntry(500)
 	case status >= 400:
 		return entry{class: NeedsHuman, reason: ReasonUnknownCloudflareError,
-			resolution: "Cloudflare refused the request with an error this operator does not know; look the code up in Cloudflare's API documentation or ask Cloudflare support with the Ray ID."}
+			resolution: "Look the code up in Cloudflare's API documentation, or ask Cloudflare support with the Ray ID."}
 	default:
 		return entry{class: Retryable, reason: ReasonUnexpectedResponse,
 			resolution: "Cloudflare's answer could not be understood; the request will be retried. Report it with the Ray ID if it persists."}
@@ -254,7 +272,7 @@ func (e entry) explain(facts Classification, what string) Classification {
 }
 
 // rateLimitResolution explains a 429, whichever code came with it.
-const rateLimitResolution = "The API token went over Cloudflare's limit of 1,200 requests per five minutes (counted with the dashboard and every other tool using the same user); every request with this token pauses until Cloudflare allows them again."
+const rateLimitResolution = "Nothing to do: every request of this token waits until Cloudflare allows them again. The limit of 1,200 requests per five minutes is the user's, shared with the dashboard and every other tool: look for another tool spending it."
 
 // entry is one row of the classification table.
 type entry struct {
@@ -275,45 +293,45 @@ type entry struct {
 var table = []entry{
 	// Cloudflare's side.
 	{codes: []int{10002}, status: 500, class: Retryable, reason: "CloudflareInternalError",
-		resolution: "Cloudflare had an internal error or a dependency (DNS, IP management) was briefly unavailable; the request will be retried with backoff. If it persists, give Cloudflare support the Ray ID."},
+		resolution: "Nothing to do: the operator retries with backoff. If it persists, give Cloudflare support the Ray ID."},
 
 	// Credentials and rate limits.
 	{codes: []int{10000}, status: 403, class: NeedsHuman, reason: "AuthenticationFailed",
-		resolution: "Cloudflare did not accept the API token for this zone: check that the credentials Secret holds a valid token with Zone > Spectrum > Edit permission on this zone."},
+		resolution: "Check that the credentials Secret holds a valid API token with Zone > Spectrum > Edit permission on this zone."},
 	{codes: []int{9109}, status: 403, class: NeedsHuman, reason: "AuthenticationFailed",
-		resolution: "The API token is invalid, expired or revoked: put a valid token with Zone > Spectrum > Edit permission in the credentials Secret."},
+		resolution: "Put a valid, unexpired API token with Zone > Spectrum > Edit permission in the credentials Secret."},
 	{codes: []int{971, 10100, 10300}, status: 429, class: Retryable, reason: ReasonRateLimited,
 		resolution: rateLimitResolution},
 	{codes: []int{codeAppNotFound}, status: 404, class: Retryable, reason: "AppNotFound",
-		resolution: "The application no longer exists at Cloudflare (it was deleted outside the operator); the operator will create it again."},
+		resolution: "Nothing to do: the operator creates the application again."},
 
 	// Plan and entitlements.
 	{codes: []int{10012}, status: 400, class: NeedsHuman, reason: "PlanFieldNotAllowed",
-		resolution: "Pay-as-you-go accounts may only set protocol, dns and originDirect: remove the other fields, or have Spectrum enabled as a paid add-on."},
+		resolution: "Remove every field but protocol, dns and originDirect, or have Spectrum enabled as a paid add-on."},
 	{codes: []int{11034}, status: 400, class: NeedsHuman, reason: "PlanAppLimitReached",
-		resolution: "Pay-as-you-go accounts may have one application per protocol and one already exists: remove the other application or get the paid Spectrum add-on."},
+		resolution: "Remove the account's other application with this protocol, or get the paid Spectrum add-on."},
 	{codes: []int{11014}, status: 403, class: NeedsHuman, reason: "FTPNotEnabled",
-		resolution: "FTP is not enabled for the account: ask your Cloudflare account team to enable it."},
+		resolution: "Ask your Cloudflare account team to enable FTP for the account."},
 	{codes: []int{11018}, status: 403, class: NeedsHuman, reason: "BYOIPNotEnabled",
-		resolution: "Static edge IPs (BYOIP) are not enabled for the account: ask your Cloudflare account team to enable BYOIP, or use dynamic edge IPs."},
+		resolution: "Ask your Cloudflare account team to enable BYOIP, or use dynamic edge IPs."},
 	{codes: []int{11026}, status: 403, class: NeedsHuman, reason: "ArgoNotEnabled",
-		resolution: "Argo Smart Routing is not enabled for the account: ask your Cloudflare account team to enable it, or set argoSmartRouting to false."},
+		resolution: "Ask your Cloudflare account team to enable Argo Smart Routing, or set argoSmartRouting to false."},
 
 	// Conflicts and quotas that only a person can resolve.
 	{codes: []int{11019}, status: 400, class: NeedsHuman, reason: "EdgeIPsNotAuthorized",
-		resolution: "The token may not use these edge IPs: give it the Account > IP Prefixes permission, and use addresses from a prefix allocated to the account."},
+		resolution: "Give the API token the Account > IP Prefixes permission, and use addresses from a prefix allocated to the account."},
 	{codes: []int{11033}, status: 400, class: NeedsHuman, reason: "EdgeIPInUse",
-		resolution: "An edge IP is used by an application of another zone (often an orphaned legacy one): free the address there, or contact Cloudflare support with the Ray ID."},
+		resolution: "Free the address in the other zone (often an orphaned legacy application there), or contact Cloudflare support with the Ray ID."},
 	{codes: []int{11044}, status: 400, class: NeedsHuman, reason: "VirtualNetworkRouteMissing",
-		resolution: "The virtual network has no route for the origin IP (or does not exist): add a Cloudflare Tunnel route for the address in that network, or fix virtualNetworkID."},
+		resolution: "Add a Cloudflare Tunnel route for the origin address in that virtual network, or fix virtualNetworkID."},
 	{codes: []int{11050}, status: 400, class: NeedsHuman, reason: "OriginDNSInAnotherZone",
-		resolution: "The origin DNS record or load balancer lives in another zone: move it into the application's zone, or use originDirect."},
+		resolution: "Move the origin's DNS record or load balancer into the application's zone, or use originDirect."},
 	{codes: []int{12005}, status: 400, class: NeedsHuman, reason: "IPv4QuotaExhausted",
-		resolution: "The zone has used up its IPv4 edge address quota: consolidate applications, buy more addresses, or use BYOIP."},
+		resolution: "Consolidate applications, buy more IPv4 addresses, or use BYOIP."},
 	{codes: []int{13002}, status: 400, class: NeedsHuman, reason: "ProtocolNotAvailable",
-		resolution: "The zone's plan does not offer this protocol or edge port (Cloudflare's message lists the refused ports): pick an allowed port, or upgrade the plan."},
+		resolution: "Pick an edge port the zone's plan offers, or upgrade the plan."},
 	{codes: []int{16001}, status: 400, class: NeedsHuman, reason: "HostnameInAnotherZone",
-		resolution: "The hostname already exists in a different zone: use the right zoneID, another dns.name, or delete it in the other zone."},
+		resolution: "Use the right zoneID, another dns.name, or delete the hostname in the other zone."},
 
 	// Configurations the admission webhook should have rejected.
 	{codes: []int{11000}, status: 400, class: InvalidSpec, reason: "InvalidOriginConfig",
@@ -335,13 +353,19 @@ var table = []entry{
 
 	// Answers without a known code.
 	{status: 401, class: NeedsHuman, reason: "AuthenticationFailed",
-		resolution: "Cloudflare did not accept the credentials: put a valid API token with Zone > Spectrum > Edit permission in the credentials Secret."},
+		resolution: "Put a valid API token with Zone > Spectrum > Edit permission in the credentials Secret."},
 	{status: 403, class: NeedsHuman, reason: "PermissionDenied",
-		resolution: "The API token is not allowed to do this: give it Zone > Spectrum > Edit permission on the zone."},
+		resolution: "Give the API token Zone > Spectrum > Edit permission on the zone."},
 	{status: 404, class: Retryable, reason: "AppNotFound",
-		resolution: "The application no longer exists at Cloudflare (it was deleted outside the operator); the operator will create it again."},
+		resolution: "Nothing to do: the operator creates the application again."},
+	// 408 and 409 without a known code: a request that timed out at
+	// Cloudflare, or raced another change; Cloudflare's own SDKs retry both.
+	{status: 408, class: Retryable, reason: "CloudflareTimeout",
+		resolution: "Nothing to do: the operator retries with backoff."},
+	{status: 409, class: Retryable, reason: "CloudflareConflict",
+		resolution: "Nothing to do: the operator reads the application again and retries with backoff."},
 	{status: 429, class: Retryable, reason: ReasonRateLimited,
 		resolution: rateLimitResolution},
 	{status: 500, class: Retryable, reason: ReasonCloudflareUnavailable,
-		resolution: "Cloudflare is temporarily unavailable; the request will be retried with backoff. If it persists, give Cloudflare support the Ray ID."},
+		resolution: "Nothing to do: the operator retries with backoff. If it persists, give Cloudflare support the Ray ID."},
 }

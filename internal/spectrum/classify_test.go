@@ -104,7 +104,13 @@ func TestClassifyWithoutKnownCode(t *testing.T) {
 		{"unknown code on 500", &APIError{HTTPStatus: 500, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareUnavailable"},
 		{"unknown code on 502", &APIError{HTTPStatus: 502, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareUnavailable"},
 		{"unknown code on 400", &APIError{HTTPStatus: 400, Errors: []ErrorDetail{{Code: 99999}}}, NeedsHuman, "UnknownCloudflareError"},
-		{"unknown code on 409", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 99999}}}, NeedsHuman, "UnknownCloudflareError"},
+		// A timeout or a conflicting change at Cloudflare passes by itself;
+		// Cloudflare's own SDKs retry 408 and 409.
+		{"unknown code on 408", &APIError{HTTPStatus: 408, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareTimeout"},
+		{"408 without body", &APIError{HTTPStatus: 408, BodyProblem: "empty response body"}, Retryable, "CloudflareTimeout"},
+		{"unknown code on 409", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareConflict"},
+		{"409 without code", &APIError{HTTPStatus: 409}, Retryable, "CloudflareConflict"},
+		{"known human code on 409 still needs a person", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 16001}}}, NeedsHuman, "HostnameInAnotherZone"},
 		{"429 whatever the code", &APIError{HTTPStatus: 429, Errors: []ErrorDetail{{Code: 11026}}}, Retryable, "RateLimited"},
 		{"429 without body", &APIError{HTTPStatus: 429, BodyProblem: "empty response body"}, Retryable, "RateLimited"},
 		{"401 without code", &APIError{HTTPStatus: 401}, NeedsHuman, "AuthenticationFailed"},
@@ -120,6 +126,42 @@ func TestClassifyWithoutKnownCode(t *testing.T) {
 		got := Classify(tc.err)
 		if got.Class != tc.class || got.Reason != tc.reason {
 			t.Errorf("%s: got %v %s, want %v %s", tc.name, got.Class, got.Reason, tc.class, tc.reason)
+		}
+	}
+}
+
+// The condition message says what Cloudflare said once, then what to do:
+// the resolution is an action, not Cloudflare's sentence again.
+func TestMessageDoesNotRepeatCloudflare(t *testing.T) {
+	said := map[int]string{
+		10002: "An unknown error has occurred",
+		10012: "Unknown field \"tls\"",
+		11014: "FTP is not enabled for this account",
+		11018: "Static edge IPs (BYOIP) are not enabled for this account",
+		11019: "Not authorized to use these edge IPs",
+		11026: "Argo Smart Routing is not enabled for this account",
+		11033: "Edge IP 198.51.100.1 is in use by an application in another zone",
+		11034: "An application with this protocol already exists",
+		11044: "No route for origin tcp://10.0.0.5:22 in virtual network",
+		11050: "The origin DNS record belongs to a different zone",
+		12005: "The zone has used its IPv4 quota",
+		13002: "Protocol tcp/21 is not available for this zone",
+		16001: "The hostname already exists in a different zone",
+		9109:  "Invalid access token",
+		10000: "Authentication error",
+	}
+	for _, e := range table {
+		for _, code := range e.codes {
+			message, ok := said[code]
+			if !ok {
+				continue
+			}
+			got := Classify(&APIError{HTTPStatus: e.status, Errors: []ErrorDetail{{Code: code, Message: message}}, Method: "POST", Path: "/zones/z/spectrum/apps"})
+			for _, phrase := range []string{"not enabled", "in use by", "already exists", "different zone", "not available", "quota", "Invalid access token", "Authentication error", "unknown error", "Unknown field", "Not authorized", "No route"} {
+				if strings.Contains(message, phrase) && strings.Count(got.Message, phrase) > 1 {
+					t.Errorf("%d: %q appears twice in %q", code, phrase, got.Message)
+				}
+			}
 		}
 	}
 }

@@ -136,22 +136,59 @@ func appPath(zoneID, appID string) string {
 }
 
 // ListApps implements Client.
-func (c *APIClient) ListApps(ctx context.Context, zoneID string) ([]App, error) {
-	var apps []App
+func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error) {
+	var listing Listing
+	seen := 0
 	for page := 1; page <= maxListPages; page++ {
 		query := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(listPageSize)}}
-		var pageApps []App
+		var pageApps []json.RawMessage
 		info, err := c.do(ctx, http.MethodGet, appsPath(zoneID), query, nil, &pageApps)
 		if err != nil {
-			return nil, err
+			return Listing{}, err
 		}
-		apps = append(apps, pageApps...)
-		if isLastPage(info, page, len(pageApps), len(apps)) {
-			return apps, nil
+		for _, raw := range pageApps {
+			listing.add(raw)
+		}
+		seen += len(pageApps)
+		if isLastPage(info, page, len(pageApps), seen) {
+			return listing, nil
 		}
 	}
-	return nil, &RequestError{Method: http.MethodGet, Path: appsPath(zoneID),
+	return Listing{}, &RequestError{Method: http.MethodGet, Path: appsPath(zoneID),
 		Err: fmt.Errorf("pagination did not end after %d pages", maxListPages)}
+}
+
+// add decodes one application of a listing. One that does not decode (a
+// shape no SDK fixture shows) is set aside with what can be read of it, so
+// that it does not hide the zone's other applications.
+func (l *Listing) add(raw json.RawMessage) {
+	var app App
+	err := json.Unmarshal(raw, &app)
+	if err == nil {
+		l.Apps = append(l.Apps, app)
+		return
+	}
+	var loose struct {
+		ID       any `json:"id"`
+		Protocol any `json:"protocol"`
+		DNS      struct {
+			Name any `json:"name"`
+		} `json:"dns"`
+	}
+	_ = json.Unmarshal(raw, &loose)
+	l.Unreadable = append(l.Unreadable, UnreadableApp{
+		ID:       looseString(loose.ID),
+		Hostname: looseString(loose.DNS.Name),
+		Protocol: looseString(loose.Protocol),
+		Problem:  describeJSONError(err),
+	})
+}
+
+func looseString(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return ""
 }
 
 // isLastPage decides from result_info, tolerating responses without it

@@ -42,7 +42,8 @@ func TestClientLifecycle(t *testing.T) {
 	if updated.ID != created.ID || spectrum.Differs(desired, updated) || !updated.CreatedOn.Equal(*created.CreatedOn) {
 		t.Fatalf("updated %+v", updated)
 	}
-	apps, err := client.ListApps(ctx, enterpriseZone)
+	listing, err := client.ListApps(ctx, enterpriseZone)
+	apps := listing.Apps
 	if err != nil || len(apps) != 1 || apps[0].ProxyProtocol != "v2" {
 		t.Fatalf("ListApps = %+v, %v", apps, err)
 	}
@@ -79,7 +80,8 @@ func TestClientListFollowsAllPages(t *testing.T) {
 	if _, err := sim.PutApp(otherZone, sshApp("ssh.other.example"), false); err != nil {
 		t.Fatal(err)
 	}
-	apps, err := newClient(sim, enterpriseToken).ListApps(testContext(t), enterpriseZone)
+	listing, err := newClient(sim, enterpriseToken).ListApps(testContext(t), enterpriseZone)
+	apps := listing.Apps
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +105,9 @@ func TestClientListFollowsAllPages(t *testing.T) {
 
 func TestClientListEmptyZone(t *testing.T) {
 	sim := startSimulator(t, testConfig())
-	apps, err := newClient(sim, enterpriseToken).ListApps(testContext(t), otherZone)
-	if err != nil || len(apps) != 0 {
-		t.Fatalf("ListApps = %v, %v", apps, err)
+	listing, err := newClient(sim, enterpriseToken).ListApps(testContext(t), otherZone)
+	if err != nil || len(listing.Apps) != 0 || len(listing.Unreadable) != 0 {
+		t.Fatalf("ListApps = %v, %v", listing, err)
 	}
 }
 
@@ -142,7 +144,8 @@ func TestClientReadsLegacyApps(t *testing.T) {
 	if spectrum.Differs(legacy, got) {
 		t.Errorf("legacy app differs from its desired state: %v", spectrum.Differences(legacy, got))
 	}
-	apps, err := client.ListApps(testContext(t), enterpriseZone)
+	listing, err := client.ListApps(testContext(t), enterpriseZone)
+	apps := listing.Apps
 	if err != nil || len(apps) != 2 || apps[1].OriginPort == nil || apps[1].OriginPort.Start != 22 {
 		t.Fatalf("ListApps of legacy apps = %+v, %v", apps, err)
 	}

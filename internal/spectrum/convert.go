@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 )
 
 // Cloudflare's defaults for optional fields: an app that leaves a field
@@ -108,18 +109,22 @@ func ToSpec(app App) v1alpha1.SpectrumAppSpec {
 	return spec
 }
 
-// Differs reports whether observed fails to match desired in any field
-// desired sets. See Differences.
+// Differs reports whether observed fails to match desired in any field.
+// See Differences.
 func Differs(desired, observed App) bool {
 	return len(Differences(desired, observed)) > 0
 }
 
-// Differences names the API fields in which observed does not match desired.
-// Only fields desired sets count: an unset optional field means "whatever
-// Cloudflare chose", and the read-only id and timestamps never count. Values
-// Cloudflare fills in by default ("off", "direct", "all", false) match an
-// absent observed value. origin_direct is compared in order, since Cloudflare
-// keeps it in order; edge IPs as a set.
+// Differences names the API fields in which observed does not match
+// desired. desired is the whole configuration, as the API's PUT takes it:
+// an optional field it leaves unset means Cloudflare's default, so a value
+// observed there (set in the dashboard, or left from an earlier spec) is a
+// difference too. The read-only id and timestamps never count. Defaults
+// Cloudflare fills in ("off", "direct", "all", false, dynamic edge IPs)
+// match an absent value on either side; a named protocol matches its port
+// ("ssh" is "tcp/22"); hostnames match without case or a trailing dot.
+// origin_direct is compared in order, since Cloudflare keeps it in order;
+// edge IPs as a set.
 func Differences(desired, observed App) []string {
 	var fields []string
 	differ := func(field string, differs bool) {
@@ -127,48 +132,38 @@ func Differences(desired, observed App) []string {
 			fields = append(fields, field)
 		}
 	}
-	differ("protocol", !strings.EqualFold(desired.Protocol, observed.Protocol))
+	differ("protocol", rules.CanonicalProtocol(desired.Protocol) != rules.CanonicalProtocol(observed.Protocol))
 	differ("dns.type", !strings.EqualFold(desired.DNS.Type, observed.DNS.Type))
-	differ("dns.name", !sameHostname(desired.DNS.Name, observed.DNS.Name))
-	if len(desired.OriginDirect) > 0 {
-		differ("origin_direct", !slices.Equal(desired.OriginDirect, observed.OriginDirect))
-	}
-	if desired.OriginDNS != nil {
-		fields = append(fields, originDNSDifferences(*desired.OriginDNS, observed.OriginDNS)...)
-	}
-	if desired.OriginPort != nil {
-		differ("origin_port", observed.OriginPort == nil || desired.OriginPort.String() != observed.OriginPort.String())
-	}
-	if desired.IPFirewall != nil {
-		differ("ip_firewall", *desired.IPFirewall != boolOrFalse(observed.IPFirewall))
-	}
-	if desired.ProxyProtocol != "" {
-		differ("proxy_protocol", desired.ProxyProtocol != orDefault(observed.ProxyProtocol, defaultProxyProtocol))
-	}
-	if desired.TLS != "" {
-		differ("tls", desired.TLS != orDefault(observed.TLS, defaultTLS))
-	}
-	if desired.TrafficType != "" {
-		differ("traffic_type", desired.TrafficType != orDefault(observed.TrafficType, defaultTrafficType))
-	}
-	if desired.EdgeIPs != nil {
-		fields = append(fields, edgeIPsDifferences(*desired.EdgeIPs, observed.EdgeIPs)...)
-	}
-	if desired.ArgoSmartRouting != nil {
-		differ("argo_smart_routing", *desired.ArgoSmartRouting != boolOrFalse(observed.ArgoSmartRouting))
-	}
-	if desired.VirtualNetworkID != "" {
-		differ("virtual_network_id", !strings.EqualFold(desired.VirtualNetworkID, observed.VirtualNetworkID))
-	}
+	differ("dns.name", NormalizeHostname(desired.DNS.Name) != NormalizeHostname(observed.DNS.Name))
+	differ("origin_direct", !slices.Equal(desired.OriginDirect, observed.OriginDirect))
+	fields = append(fields, originDNSDifferences(desired.OriginDNS, observed.OriginDNS)...)
+	differ("origin_port", originPortText(desired.OriginPort) != originPortText(observed.OriginPort))
+	differ("ip_firewall", boolOrFalse(desired.IPFirewall) != boolOrFalse(observed.IPFirewall))
+	differ("proxy_protocol", orDefault(desired.ProxyProtocol, defaultProxyProtocol) != orDefault(observed.ProxyProtocol, defaultProxyProtocol))
+	differ("tls", orDefault(desired.TLS, defaultTLS) != orDefault(observed.TLS, defaultTLS))
+	differ("traffic_type", orDefault(desired.TrafficType, defaultTrafficType) != orDefault(observed.TrafficType, defaultTrafficType))
+	fields = append(fields, edgeIPsDifferences(desired.EdgeIPs, observed.EdgeIPs)...)
+	differ("argo_smart_routing", boolOrFalse(desired.ArgoSmartRouting) != boolOrFalse(observed.ArgoSmartRouting))
+	differ("virtual_network_id", !strings.EqualFold(desired.VirtualNetworkID, observed.VirtualNetworkID))
 	return fields
 }
 
-func originDNSDifferences(desired OriginDNS, observed *OriginDNS) []string {
-	if observed == nil {
+func originPortText(p *OriginPort) string {
+	if p == nil {
+		return ""
+	}
+	return p.String()
+}
+
+func originDNSDifferences(desired, observed *OriginDNS) []string {
+	switch {
+	case desired == nil && observed == nil:
+		return nil
+	case desired == nil || observed == nil:
 		return []string{"origin_dns"}
 	}
 	var fields []string
-	if !sameHostname(desired.Name, observed.Name) {
+	if NormalizeHostname(desired.Name) != NormalizeHostname(observed.Name) {
 		fields = append(fields, "origin_dns.name")
 	}
 	// "" is a value here (A and AAAA), and old apps come back without the
@@ -176,35 +171,48 @@ func originDNSDifferences(desired OriginDNS, observed *OriginDNS) []string {
 	if !strings.EqualFold(desired.Type, observed.Type) {
 		fields = append(fields, "origin_dns.type")
 	}
-	if desired.TTL != nil && (observed.TTL == nil || *desired.TTL != *observed.TTL) {
+	// Cloudflare sets no TTL of its own when none is sent (its Terraform
+	// provider keeps ttl optional, not computed): unset matches only unset.
+	if (desired.TTL == nil) != (observed.TTL == nil) || (desired.TTL != nil && *desired.TTL != *observed.TTL) {
 		fields = append(fields, "origin_dns.ttl")
 	}
 	return fields
 }
 
-func edgeIPsDifferences(desired EdgeIPs, observed *EdgeIPs) []string {
+// defaultEdgeIPs is what an application without edge_ips has: apps that
+// predate the field read back without it, and were given dynamic addresses
+// on all families, as an app that does not send it is given now.
+var defaultEdgeIPs = EdgeIPs{Type: "dynamic", Connectivity: defaultConnectivity}
+
+func edgeIPsDifferences(desired, observed *EdgeIPs) []string {
+	if desired == nil {
+		desired = &defaultEdgeIPs
+	}
 	if observed == nil {
-		// Apps that predate edge_ips read back without it, and were given
-		// dynamic addresses on all families.
-		observed = &EdgeIPs{Type: "dynamic", Connectivity: defaultConnectivity}
+		observed = &defaultEdgeIPs
 	}
 	var fields []string
 	if !strings.EqualFold(desired.Type, observed.Type) {
-		fields = append(fields, "edge_ips.type")
+		return []string{"edge_ips.type"}
 	}
-	if desired.Connectivity != "" && desired.Connectivity != orDefault(observed.Connectivity, defaultConnectivity) {
-		fields = append(fields, "edge_ips.connectivity")
+	if strings.EqualFold(desired.Type, "dynamic") {
+		// Cloudflare reports the addresses it assigned to a dynamic app;
+		// only the families are the user's to choose.
+		if orDefault(desired.Connectivity, defaultConnectivity) != orDefault(observed.Connectivity, defaultConnectivity) {
+			fields = append(fields, "edge_ips.connectivity")
+		}
+		return fields
 	}
-	if len(desired.IPs) > 0 && !sameAddresses(desired.IPs, observed.IPs) {
+	if !sameAddresses(desired.IPs, observed.IPs) {
 		fields = append(fields, "edge_ips.ips")
 	}
 	return fields
 }
 
-// sameHostname compares DNS names, which are case-insensitive and may carry
-// a trailing root dot.
-func sameHostname(a, b string) bool {
-	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+// NormalizeHostname is the one form in which hostnames are compared: DNS
+// names are case-insensitive and may carry a trailing root dot.
+func NormalizeHostname(name string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
 }
 
 // sameAddresses compares IP lists as sets, in canonical form: Cloudflare

@@ -128,8 +128,20 @@ func TestDifferences(t *testing.T) {
 		{"traffic type drift", with(base, func(a *spectrum.App) { a.TrafficType = "https" }), observedBase, []string{"traffic_type"}},
 		{"ip firewall drift", with(base, func(a *spectrum.App) { a.IPFirewall = ptr(true) }), observedBase, []string{"ip_firewall"}},
 		{"argo drift", with(base, func(a *spectrum.App) { a.ArgoSmartRouting = ptr(true) }), observedBase, []string{"argo_smart_routing"}},
-		{"unset desired is don't care", base, with(observedBase, func(a *spectrum.App) {
+		// The spec is the whole configuration: a field it leaves unset
+		// means Cloudflare's default, so a value set elsewhere differs.
+		{"unset desired means the default", base, with(observedBase, func(a *spectrum.App) {
 			a.TLS, a.ProxyProtocol, a.IPFirewall = "full", "v2", ptr(true)
+		}), []string{"ip_firewall", "proxy_protocol", "tls"}},
+		{"argo removed from the spec", base, with(observedBase, func(a *spectrum.App) { a.ArgoSmartRouting = ptr(true) }), []string{"argo_smart_routing"}},
+		{"traffic type removed from the spec", base, with(observedBase, func(a *spectrum.App) { a.TrafficType = "https" }), []string{"traffic_type"}},
+		{"connectivity removed from the spec", base, with(observedBase, func(a *spectrum.App) { a.EdgeIPs = &spectrum.EdgeIPs{Type: "dynamic", Connectivity: "ipv6"} }), []string{"edge_ips.connectivity"}},
+		{"origin port set elsewhere", base, with(observedBase, func(a *spectrum.App) { a.OriginPort = &spectrum.OriginPort{Start: 22} }), []string{"origin_port"}},
+		{"virtual network set elsewhere", base, with(observedBase, func(a *spectrum.App) { a.VirtualNetworkID = "0f4c5c3e-2a55-4f2e-9c1e-8e4a5b6c7d8e" }), []string{"virtual_network_id"}},
+		{"named protocol is its port", with(base, func(a *spectrum.App) { a.Protocol = "ssh" }), observedBase, nil},
+		{"named protocol read back as named", base, with(observedBase, func(a *spectrum.App) { a.Protocol = "SSH" }), nil},
+		{"dynamic edge IPs report assigned addresses", base, with(observedBase, func(a *spectrum.App) {
+			a.EdgeIPs = &spectrum.EdgeIPs{Type: "dynamic", Connectivity: "all", IPs: []string{"198.51.100.7"}}
 		}), nil},
 		{"connectivity", with(base, func(a *spectrum.App) { a.EdgeIPs = &spectrum.EdgeIPs{Type: "dynamic", Connectivity: "ipv4"} }),
 			observedBase, []string{"edge_ips.connectivity"}},
@@ -143,10 +155,13 @@ func TestDifferences(t *testing.T) {
 		{"static IPs changed", with(base, func(a *spectrum.App) { a.EdgeIPs = &spectrum.EdgeIPs{Type: "static", IPs: []string{"203.0.113.1"}} }),
 			with(base, func(a *spectrum.App) { a.EdgeIPs = &spectrum.EdgeIPs{Type: "static", IPs: []string{"203.0.113.2"}} }),
 			[]string{"edge_ips.ips"}},
-		{"origin dns", originDNSApp("o.example.com", "", nil, 22), originDNSApp("O.example.com.", "", ptr(int32(300)), 22), nil},
+		{"origin dns", originDNSApp("o.example.com", "", nil, 22), originDNSApp("O.example.com.", "", nil, 22), nil},
+		{"origin dns ttl removed from the spec", originDNSApp("o.example.com", "", nil, 22), originDNSApp("o.example.com", "", ptr(int32(900)), 22), []string{"origin_dns.ttl"}},
+		{"origin dns type removed from the spec", originDNSApp("o.example.com", "", nil, 22), originDNSApp("o.example.com", "SRV", nil, 22), []string{"origin_dns.type"}},
 		{"origin dns ttl", originDNSApp("o.example.com", "", ptr(int32(600)), 22), originDNSApp("o.example.com", "", ptr(int32(300)), 22), []string{"origin_dns.ttl"}},
 		{"origin dns type", originDNSApp("o.example.com", "AAAA", nil, 22), originDNSApp("o.example.com", "", nil, 22), []string{"origin_dns.type"}},
-		{"origin dns missing", originDNSApp("o.example.com", "", nil, 22), base, []string{"origin_dns", "origin_port"}},
+		{"origin dns missing", originDNSApp("o.example.com", "", nil, 22), with(base, func(a *spectrum.App) { a.OriginDirect = nil }), []string{"origin_dns", "origin_port"}},
+		{"origin switched to dns", originDNSApp("o.example.com", "", nil, 22), base, []string{"origin_direct", "origin_dns", "origin_port"}},
 		{"origin port", originDNSApp("o.example.com", "", nil, 22), originDNSApp("o.example.com", "", nil, 2222), []string{"origin_port"}},
 		{"virtual network case", with(base, func(a *spectrum.App) { a.VirtualNetworkID = "0F4C5C3E-2A55-4F2E-9C1E-8E4A5B6C7D8E" }),
 			with(base, func(a *spectrum.App) { a.VirtualNetworkID = "0f4c5c3e-2a55-4f2e-9c1e-8e4a5b6c7d8e" }), nil},

@@ -123,3 +123,34 @@ func (e *RequestError) Error() string {
 }
 
 func (e *RequestError) Unwrap() error { return e.Err }
+
+// UnreadableAppError is an application Cloudflare listed in a shape the
+// client could not decode (see Listing.Unreadable), met where the operator
+// needed it: the application a SpectrumApp manages, or would adopt.
+type UnreadableAppError struct {
+	ZoneID string
+	App    UnreadableApp
+}
+
+func (e *UnreadableAppError) Error() string {
+	return fmt.Sprintf("Cloudflare application %s (%s %s) in zone %s could not be read: %s",
+		e.App.ID, e.App.Hostname, e.App.Protocol, e.ZoneID, e.App.Problem)
+}
+
+// MayHaveBeenApplied reports whether a failed write may have been applied at
+// Cloudflare anyway. A request Cloudflare answered with its error envelope
+// was refused, whatever the status (a 503 with code 10002 included); one
+// that got no answer (a timeout, a dropped connection), or an answer that is
+// not Cloudflare's envelope (an HTML page from the edge or a proxy), may
+// have been applied, or may be applied later still. A request the client's
+// own budget stopped was never sent.
+func MayHaveBeenApplied(err error) bool {
+	if err == nil || errors.Is(err, ErrRateLimited) {
+		return false
+	}
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.BodyProblem != "" && (apiErr.HTTPStatus < 400 || apiErr.HTTPStatus >= 500)
+	}
+	return true
+}

@@ -112,3 +112,34 @@ func TestMalformedResponsesAreRetryable(t *testing.T) {
 		})
 	}
 }
+
+// One application of a listing in a shape the client cannot decode does not
+// fail the zone: it is set aside with what can be read of it, and the other
+// applications are returned.
+func TestListSetsAsideAnUndecodableApp(t *testing.T) {
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"success":true,"errors":[],"result":[
+			{"id":"a1","protocol":"tcp/22","dns":{"type":"CNAME","name":"one.example.com"},"origin_direct":["tcp://192.0.2.1:22"]},
+			{"id":"bad1","protocol":"tcp/23","dns":{"type":"CNAME","name":"two.example.com"},"origin_port":{"from":1}},
+			{"id":"a3","protocol":"ssh","dns":{"type":"CNAME","name":"three.example.com"},"origin_direct":["tcp://192.0.2.3:22"]}
+		],"result_info":{"page":1,"per_page":100,"count":3,"total_count":3}}`))
+	}))
+	defer server.Close()
+	client := spectrum.NewClient(spectrum.Options{BaseURL: server.URL, Token: enterpriseToken, Timeout: 5 * time.Second})
+
+	listing, err := client.ListApps(testContext(t), enterpriseZone)
+	if err != nil {
+		t.Fatalf("one undecodable app failed the listing: %v", err)
+	}
+	if len(listing.Apps) != 2 || listing.Apps[0].ID != "a1" || listing.Apps[1].ID != "a3" {
+		t.Errorf("apps = %+v, want a1 and a3", listing.Apps)
+	}
+	if len(listing.Unreadable) != 1 {
+		t.Fatalf("unreadable = %+v, want bad1", listing.Unreadable)
+	}
+	bad := listing.Unreadable[0]
+	if bad.ID != "bad1" || bad.Hostname != "two.example.com" || bad.Protocol != "tcp/23" || !strings.Contains(bad.Problem, "origin_port") {
+		t.Errorf("unreadable app = %+v", bad)
+	}
+}

@@ -15,7 +15,9 @@ import (
 // failure it is and what to do about it.
 type Client interface {
 	// ListApps returns every application of the zone, following all pages.
-	ListApps(ctx context.Context, zoneID string) ([]App, error)
+	// An application that cannot be decoded does not fail the listing: it
+	// is reported in Listing.Unreadable and the others are returned.
+	ListApps(ctx context.Context, zoneID string) (Listing, error)
 	// GetApp returns one application; a missing one is an *APIError with
 	// HTTP status 404 (see IsNotFound).
 	GetApp(ctx context.Context, zoneID, appID string) (App, error)
@@ -27,6 +29,23 @@ type Client interface {
 	UpdateApp(ctx context.Context, zoneID, appID string, app App) (App, error)
 	// DeleteApp deletes the application.
 	DeleteApp(ctx context.Context, zoneID, appID string) error
+}
+
+// Listing is a zone's applications.
+type Listing struct {
+	Apps []App
+	// Unreadable are the applications the listing held that could not be
+	// decoded.
+	Unreadable []UnreadableApp
+}
+
+// UnreadableApp is an application of a listing that could not be decoded,
+// with what could be read of it.
+type UnreadableApp struct {
+	// ID, Hostname and Protocol are read leniently; any may be empty.
+	ID, Hostname, Protocol string
+	// Problem says what could not be decoded.
+	Problem string
 }
 
 // App is a Spectrum application as the API sends and returns it.

@@ -70,12 +70,28 @@ func TestChaos(t *testing.T) {
 		at = at.Add(time.Duration(rand.Int64N(int64(faultsFor/time.Duration(4*restarts)) + 1)))
 		time.Sleep(time.Until(at))
 		how := "at a random moment"
-		// Every other kill hits as a create or an update is answered, if
-		// one comes soon.
-		if method := []string{"", http.MethodPost, "", http.MethodPut}[i%4]; method != "" && armKill(t, method).wait(3*time.Second) {
-			how = "right after a " + method + " was applied"
-		} else if err := h.Manager.Kill(); err != nil {
-			t.Fatal(err)
+		// Three kills in four hit a chosen moment, if it comes soon: as a
+		// create or an update is answered (Cloudflare applied it, status
+		// does not record it), or as a create arrives (status records that
+		// it is pending, Cloudflare never saw it).
+		switch i % 4 {
+		case 1, 3:
+			method := map[int]string{1: http.MethodPost, 3: http.MethodPut}[i%4]
+			if armKill(t, method).wait(3 * time.Second) {
+				how = "right after a " + method + " was applied"
+				break
+			}
+			fallthrough
+		case 2:
+			if i%4 == 2 && armKillBeforeApply(t, http.MethodPost).wait(3*time.Second) {
+				how = "between a create's record and its POST"
+				break
+			}
+			fallthrough
+		default:
+			if err := h.Manager.Kill(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		t.Logf("kill %d: %s, %s into the run", i+1, how, time.Since(began).Round(time.Millisecond))
 		startManager(t)

@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -34,11 +35,34 @@ type killOnAnswer struct {
 // armKill wraps the simulator until the kill fires or the test ends.
 func armKill(t *testing.T, method string) *killOnAnswer {
 	t.Helper()
+	return arm(t, method, false)
+}
+
+// armKillBeforeApply SIGKILLs the manager the moment a request of method
+// arrives, and drops it unapplied and unanswered: for a create, the
+// operator dies after recording that it is about to create the
+// application and before Cloudflare saw the create.
+func armKillBeforeApply(t *testing.T, method string) *killOnAnswer {
+	t.Helper()
+	return arm(t, method, true)
+}
+
+func arm(t *testing.T, method string, beforeApply bool) *killOnAnswer {
+	t.Helper()
 	k := &killOnAnswer{method: method, fired: make(chan struct{})}
 	k.armed.Store(true)
 	k.restore = h.WrapSimulator(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == k.method && strings.Contains(r.URL.Path, "/spectrum/apps") && k.armed.Load() {
+			matches := r.Method == k.method && strings.HasSuffix(r.URL.Path, "/spectrum/apps") == (k.method == http.MethodPost) &&
+				strings.Contains(r.URL.Path, "/spectrum/apps")
+			if matches && beforeApply && k.armed.CompareAndSwap(true, false) {
+				k.path.Store(r.URL.Path)
+				_ = h.Manager.Kill()
+				k.once.Do(k.restore)
+				close(k.fired)
+				panic(http.ErrAbortHandler)
+			}
+			if matches && !beforeApply && k.armed.Load() {
 				w = &killBeforeAnswer{ResponseWriter: w, k: k, path: r.URL.Path}
 			}
 			next.ServeHTTP(w, r)
@@ -154,4 +178,75 @@ func TestDeleteAfterCrashedRecreateLeavesNoOrphan(t *testing.T) {
 	}
 	startManager(t)
 	f.deleteAll()
+}
+
+// The manager dies after writing its create record and before the POST
+// reached Cloudflare: the next one finds the record, waits until such a
+// create would have landed, finds none, and creates the application once.
+func TestKillBetweenTheCreateRecordAndThePOST(t *testing.T) {
+	f := newFixture(t, "kill-before-post-")
+	f.secret(secretName, map[string]string{v1alpha1.DefaultCredentialsKey: opsToken})
+	kill := armKillBeforeApply(t, http.MethodPost)
+	f.create(f.app("app", opsZone, "ops.example"))
+	if !kill.wait(30 * time.Second) {
+		t.Fatal("no create reached the simulator")
+	}
+	if app := f.get("app"); app.Status.PendingCreate == nil || app.Status.ApplicationID != "" {
+		t.Fatalf("status %+v; the create record must be written before the POST is sent", app.Status)
+	}
+	startManager(t)
+	var ready *v1alpha1.SpectrumApp
+	eventually(t, 30*time.Second+4*h.Manager.Options().RequestTimeout, func() string {
+		ready = f.get("app")
+		return conditionProblem(ready, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	})
+	expectOneApp(t, ready, opsAccount)
+	if ready.Status.PendingCreate != nil || ready.Status.Adopted {
+		t.Errorf("status %+v: want the application created, and the record cleared", ready.Status)
+	}
+	f.deleteAll()
+}
+
+// The manager dies after Cloudflare applied the POST and before the ID was
+// recorded: the record tells the next one to look, and it adopts the
+// application instead of creating a second; deleting the SpectrumApp in
+// that state deletes it too.
+func TestKillBetweenThePOSTAndTheRecordedID(t *testing.T) {
+	for _, deleteFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("delete before restart %v", deleteFirst), func(t *testing.T) {
+			f := newFixture(t, "kill-after-post-")
+			f.secret(secretName, map[string]string{v1alpha1.DefaultCredentialsKey: opsToken})
+			kill := armKill(t, http.MethodPost)
+			app := f.app("app", opsZone, "ops.example")
+			f.create(app)
+			if !kill.wait(30 * time.Second) {
+				t.Fatal("no create reached the simulator")
+			}
+			if got := f.get("app"); got.Status.PendingCreate == nil || got.Status.ApplicationID != "" {
+				t.Fatalf("status %+v; want the create record and no ID", got.Status)
+			}
+			if n := len(appsWithHostname(app.Spec.DNS.Name)); n != 1 {
+				t.Fatalf("the simulator holds %d applications, want the one created", n)
+			}
+			if deleteFirst {
+				if err := h.Client.Delete(f.ctx, f.get("app")); err != nil {
+					t.Fatal(err)
+				}
+				startManager(t)
+				f.deleteAll()
+				return
+			}
+			startManager(t)
+			var ready *v1alpha1.SpectrumApp
+			eventually(t, 30*time.Second, func() string {
+				ready = f.get("app")
+				return conditionProblem(ready, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+			})
+			expectOneApp(t, ready, opsAccount)
+			if !ready.Status.Adopted || ready.Status.PendingCreate != nil {
+				t.Errorf("status %+v: want the application adopted and the record cleared", ready.Status)
+			}
+			f.deleteAll()
+		})
+	}
 }

@@ -21,6 +21,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 	"github.com/cloudflare-operator/spectrum-operator/test/harness"
 )
 
@@ -277,33 +278,16 @@ func (f *fixture) requestReconcile(name string) string {
 	return value
 }
 
-// eventually polls cond until it returns "" or the timeout passes; the last
-// answer says what was still wrong.
+// eventually and consistently are testenv's, polling less often: the
+// suite watches up to thousands of objects.
 func eventually(t *testing.T, timeout time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		problem := cond()
-		if problem == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, problem)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, cond, testenv.Interval(200*time.Millisecond))
 }
 
-// consistently checks that cond stays "" for the whole period.
 func consistently(t *testing.T, period time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(period)
-	for time.Now().Before(deadline) {
-		if problem := cond(); problem != "" {
-			t.Fatalf("within %s: %s", period, problem)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testenv.Consistently(t, period, cond, testenv.Interval(200*time.Millisecond))
 }
 
 // conditionProblem says how the app's condition differs from status and

@@ -42,10 +42,18 @@ const (
 )
 
 // violation tags a field error with the Cloudflare code it mirrors, so the
-// user sees the same number Cloudflare's documentation and support use.
-func violation(code int, err *field.Error) Violation {
+// user sees the same number Cloudflare's documentation and support use, and
+// with the source the rule rests on.
+func violation(code int, source string, err *field.Error) Violation {
 	if code != CodeNone {
 		err.Detail = fmt.Sprintf("%s (Cloudflare error %d)", err.Detail, code)
 	}
-	return Violation{Code: code, Err: err}
+	return Violation{Code: code, Err: err, Source: source}
+}
+
+// caution is a warning: a rule stricter than what its source says
+// Cloudflare enforces. The object is admitted and sent as written.
+func caution(source string, err *field.Error) Violation {
+	err.Detail += " (a warning: Cloudflare is not known to refuse it)"
+	return Violation{Code: CodeNone, Err: err, Source: source, Warning: true}
 }

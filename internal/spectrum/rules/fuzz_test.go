@@ -74,8 +74,9 @@ func FuzzValidateSpec(f *testing.F) {
 			for _, v := range vs {
 				checkViolation(t, v)
 			}
-			if len(vs.FieldErrors()) != len(vs) || len(vs.Codes()) != len(vs) {
-				t.Fatalf("FieldErrors/Codes lengths differ from %d", len(vs))
+			rejections := len(vs.Rejections())
+			if len(vs.FieldErrors()) != rejections || len(vs.Codes()) != rejections || rejections+len(vs.Warnings()) != len(vs) {
+				t.Fatalf("FieldErrors/Codes/Warnings do not split the %d violations", len(vs))
 			}
 		}
 	})

@@ -67,22 +67,67 @@ func parsePortRange(s string) (portRange, string) {
 	return portRange{First: a, Last: b}, ""
 }
 
-// protocol is a parsed spec.protocol: "tcp/22" or "udp/1000-2000".
+// protocol is a parsed spec.protocol: "tcp/22", "udp/1000-2000", or a named
+// protocol such as "ssh", which stands for its port.
 type protocol struct {
 	Scheme string
 	Ports  portRange
+	// Name is the protocol's name when it was given by name ("ssh").
+	Name string
+}
+
+// namedProtocols are the protocols Cloudflare takes by name and reads back
+// unchanged. Source: Cloudflare's Terraform provider acceptance tests (run
+// against the live API) create apps with protocol "ssh" (origin port 22)
+// and "rdp" (3389); Spectrum's settings-by-plan page names Minecraft
+// (25565) beside them. For adoption and for every rule about ports, a name
+// is the same as its port.
+var namedProtocols = map[string]protocol{
+	"ssh":       {Scheme: schemeTCP, Ports: portRange{First: 22, Last: 22}, Name: "ssh"},
+	"rdp":       {Scheme: schemeTCP, Ports: portRange{First: 3389, Last: 3389}, Name: "rdp"},
+	"minecraft": {Scheme: schemeTCP, Ports: portRange{First: 25565, Last: 25565}, Name: "minecraft"},
+}
+
+// isProtocolName is what a protocol name may look like; names outside
+// namedProtocols are let through with a warning (see validateProtocol).
+func isProtocolName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z') && !(i > 0 && c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseProtocol(s string) (protocol, string) {
+	if named, ok := namedProtocols[strings.ToLower(s)]; ok {
+		return named, ""
+	}
 	scheme, ports, ok := strings.Cut(s, "/")
 	if !ok || (scheme != schemeTCP && scheme != schemeUDP) {
-		return protocol{}, "must be tcp/PORT, udp/PORT or a port range such as tcp/1000-2000"
+		return protocol{}, "must be tcp/PORT, udp/PORT, a port range such as tcp/1000-2000, or a named protocol (ssh, rdp, minecraft)"
 	}
 	r, msg := parsePortRange(ports)
 	if msg != "" {
 		return protocol{}, msg
 	}
 	return protocol{Scheme: scheme, Ports: r}, ""
+}
+
+// CanonicalProtocol returns protocol in the form Cloudflare's ports
+// mean it: "ssh" is "tcp/22", "TCP/22" is "tcp/22", "tcp/22-22" is
+// "tcp/22". A protocol that does not parse comes back lower-cased, so
+// that two spellings of the same unknown name still match.
+func CanonicalProtocol(s string) string {
+	p, msg := parseProtocol(strings.ToLower(strings.TrimSpace(s)))
+	if msg != "" {
+		return strings.ToLower(strings.TrimSpace(s))
+	}
+	return p.Scheme + "/" + p.Ports.String()
 }
 
 // origin is a parsed originDirect entry: "tcp://IP:PORT[-END]".
@@ -131,11 +176,6 @@ func parseOrigin(s string) (origin, string) {
 		return origin{}, fmt.Sprintf("IP %q must not carry an IPv6 zone", host)
 	case bracketed && !addr.Is6():
 		return origin{}, "only IPv6 addresses go in brackets"
-	case addr.IsUnspecified(), addr.IsLoopback(), addr.IsMulticast(),
-		addr.IsLinkLocalUnicast(), addr.IsLinkLocalMulticast():
-		// Cloudflare's edge can never connect to these; its origin access
-		// check rejects them.
-		return origin{}, fmt.Sprintf("IP %s cannot be an origin: it is unspecified, loopback, link-local or multicast", addr)
 	}
 
 	r, msg := parsePortRange(ports)

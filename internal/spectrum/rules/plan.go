@@ -43,7 +43,7 @@ func validatePayAsYouGoFields(spec *v1alpha1.SpectrumAppSpec, path *field.Path) 
 	var vs Violations
 	for _, f := range set {
 		if f.set {
-			vs = append(vs, violation(CodeUnknownField, field.Forbidden(path.Child(f.name),
+			vs = append(vs, violation(CodeUnknownField, SourceAPIPage, field.Forbidden(path.Child(f.name),
 				"a Pay-as-you-go account may only set protocol, dns and originDirect: remove this field, or have Spectrum enabled as a paid add-on")))
 		}
 	}
@@ -54,8 +54,8 @@ func validatePayAsYouGoFields(spec *v1alpha1.SpectrumAppSpec, path *field.Path) 
 // one application per protocol.
 func validateOneAppPerProtocol(spec *v1alpha1.SpectrumAppSpec, siblings []v1alpha1.SpectrumAppSpec, path *field.Path) Violations {
 	for i := range siblings {
-		if siblings[i].Protocol == spec.Protocol {
-			return Violations{violation(CodeOneAppPerProtocol, field.Invalid(path.Child("protocol"), spec.Protocol,
+		if CanonicalProtocol(siblings[i].Protocol) == CanonicalProtocol(spec.Protocol) {
+			return Violations{violation(CodeOneAppPerProtocol, SourceAPIPage, field.Invalid(path.Child("protocol"), spec.Protocol,
 				fmt.Sprintf("another SpectrumApp using the same Pay-as-you-go account (%s) already has this protocol, and the plan allows one application per protocol: remove it, or have Spectrum enabled as a paid add-on",
 					siblings[i].DNS.Name)))}
 		}

@@ -43,6 +43,10 @@ func summarize(t *testing.T, vs Violations) []string {
 	out := []string{}
 	for _, v := range vs {
 		checkViolation(t, v)
+		if v.Warning {
+			out = append(out, v.Err.Field+" warning")
+			continue
+		}
 		out = append(out, fmt.Sprintf("%s %d", v.Err.Field, v.Code))
 	}
 	return out
@@ -55,6 +59,12 @@ func checkViolation(t testing.TB, v Violation) {
 	}
 	suffix := fmt.Sprintf("(Cloudflare error %d)", v.Code)
 	switch {
+	case v.Source == "":
+		t.Errorf("%s: the rule names no source", v.Err.Field)
+	case v.Source == SourceNone && !v.Warning:
+		t.Errorf("%s: a rule without a Cloudflare source rejects; it may only warn", v.Err.Field)
+	case v.Warning && v.Code != CodeNone:
+		t.Errorf("%s: a warning claims Cloudflare code %d", v.Err.Field, v.Code)
 	case v.Code == CodeNone && strings.Contains(v.Err.Detail, "Cloudflare error"):
 		t.Errorf("%s: code-less violation claims a Cloudflare code: %q", v.Err.Field, v.Err.Detail)
 	case v.Code != CodeNone && !strings.HasSuffix(v.Err.Detail, suffix):
@@ -115,6 +125,20 @@ func TestProtocol(t *testing.T) {
 		{"signed port", func(s *v1alpha1.SpectrumAppSpec) { s.Protocol = "tcp/+22" }, []string{"spec.protocol 0"}},
 		{"unknown scheme", func(s *v1alpha1.SpectrumAppSpec) { s.Protocol = "sctp/22" }, []string{"spec.protocol 0"}},
 		{"no slash", func(s *v1alpha1.SpectrumAppSpec) { s.Protocol = "tcp22" }, []string{"spec.protocol 0"}},
+		// Cloudflare's Terraform provider acceptance tests create "ssh"
+		// and "rdp" apps against the live API and read them back.
+		{"named ssh", func(s *v1alpha1.SpectrumAppSpec) { s.Protocol = "ssh" }, nil},
+		{"named rdp", func(s *v1alpha1.SpectrumAppSpec) {
+			s.Protocol = "rdp"
+			s.OriginDirect = []string{"tcp://192.0.2.1:3389"}
+		}, nil},
+		{"named minecraft", func(s *v1alpha1.SpectrumAppSpec) { s.Protocol = "minecraft" }, nil},
+		{"named protocol upper case", func(s *v1alpha1.SpectrumAppSpec) { s.Protocol = "SSH" }, nil},
+		{"unknown name warns", func(s *v1alpha1.SpectrumAppSpec) { s.Protocol = "quake" }, []string{"spec.protocol warning"}},
+		{"named protocol is tcp", func(s *v1alpha1.SpectrumAppSpec) {
+			s.Protocol = "ssh"
+			s.OriginDirect = []string{"tcp://192.0.2.1:22-23"}
+		}, []string{"spec.originDirect[0] 11002"}},
 	})
 }
 
@@ -123,7 +147,8 @@ func TestDNSName(t *testing.T) {
 		{"upper case", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "SSH.Example.com" }, nil},
 		{"wildcard", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "*.example.com" }, nil},
 		{"empty", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "" }, []string{"spec.dns.name 0"}},
-		{"trailing dot", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "ssh.example.com." }, []string{"spec.dns.name 0"}},
+		{"trailing dot warns", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "ssh.example.com." }, []string{"spec.dns.name warning"}},
+		{"trailing dot on a bad name", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "-ssh.example.com." }, []string{"spec.dns.name 0"}},
 		{"single label", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "localhost" }, []string{"spec.dns.name 0"}},
 		{"underscore", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "ssh_1.example.com" }, []string{"spec.dns.name 0"}},
 		{"leading hyphen", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Name = "-ssh.example.com" }, []string{"spec.dns.name 0"}},
@@ -148,6 +173,7 @@ func TestOriginDirect(t *testing.T) {
 		return func(s *v1alpha1.SpectrumAppSpec) { s.OriginDirect = []string{addr} }
 	}
 	bad := []string{"spec.originDirect[0] 11002"}
+	warn := []string{"spec.originDirect[0] warning"}
 	runSpecCases(t, []specCase{
 		{"ipv6 in brackets", one("tcp://[2001:db8::1]:22"), nil},
 		{"load balanced", func(s *v1alpha1.SpectrumAppSpec) {
@@ -161,7 +187,7 @@ func TestOriginDirect(t *testing.T) {
 		{"one-port range", one("tcp://192.0.2.1:22-22"), nil},
 		{"ipv6 without brackets", one("tcp://2001:db8::1:22"), bad},
 		{"hostname", one("tcp://origin.example.com:22"), bad},
-		{"scheme mismatch", one("udp://192.0.2.1:22"), bad},
+		{"scheme mismatch warns", one("udp://192.0.2.1:22"), warn},
 		{"unknown scheme", one("http://192.0.2.1:22"), bad},
 		{"no scheme", one("192.0.2.1:22"), bad},
 		{"no port", one("tcp://192.0.2.1"), bad},
@@ -171,11 +197,11 @@ func TestOriginDirect(t *testing.T) {
 		{"path", one("tcp://192.0.2.1:22/x"), bad},
 		{"ipv4 in brackets", one("tcp://[192.0.2.1]:22"), bad},
 		{"unclosed bracket", one("tcp://[2001:db8::1:22"), bad},
-		{"loopback", one("tcp://127.0.0.1:22"), bad},
-		{"unspecified", one("tcp://0.0.0.0:22"), bad},
-		{"link-local v6", one("tcp://[fe80::1]:22"), bad},
+		{"loopback warns", one("tcp://127.0.0.1:22"), warn},
+		{"unspecified warns", one("tcp://0.0.0.0:22"), warn},
+		{"link-local v6 warns", one("tcp://[fe80::1]:22"), warn},
 		{"zone", one("tcp://[fe80::1%eth0]:22"), bad},
-		{"multicast", one("tcp://224.0.0.1:22"), bad},
+		{"multicast warns", one("tcp://224.0.0.1:22"), warn},
 		{"second entry", func(s *v1alpha1.SpectrumAppSpec) {
 			s.OriginDirect = []string{"tcp://192.0.2.1:22", "tcp://192.0.2.2"}
 		}, []string{"spec.originDirect[1] 11002"}},
@@ -187,7 +213,7 @@ func TestOriginDirect(t *testing.T) {
 		{"scheme mismatch and count mismatch", func(s *v1alpha1.SpectrumAppSpec) {
 			s.Protocol = "tcp/1000-1001"
 			s.OriginDirect = []string{"udp://192.0.2.1:1000-1005"}
-		}, []string{"spec.originDirect[0] 11002", "spec.originDirect[0] 11002"}},
+		}, []string{"spec.originDirect[0] warning", "spec.originDirect[0] 11002"}},
 	})
 }
 
@@ -243,7 +269,13 @@ func TestOriginDNS(t *testing.T) {
 			s.Protocol = "tcp/1000-2000"
 			dnsOrigin(s, "origin.example.com", "", portStr("3000-3999"))
 		}, []string{"spec.originPort 11001"}},
-		{"originPort with originDirect", func(s *v1alpha1.SpectrumAppSpec) { s.OriginPort = portInt(22) }, []string{"spec.originPort 11000"}},
+		// Cloudflare's Terraform provider acceptance tests create exactly
+		// this against the live API and read origin_port 22 back.
+		{"originPort with originDirect warns", func(s *v1alpha1.SpectrumAppSpec) {
+			s.OriginDirect = []string{"tcp://128.66.0.2:23"}
+			s.OriginPort = portInt(22)
+		}, []string{"spec.originPort warning"}},
+		{"bad originPort with originDirect", func(s *v1alpha1.SpectrumAppSpec) { s.OriginPort = portStr("x") }, []string{"spec.originPort warning", "spec.originPort 0"}},
 	})
 }
 
@@ -270,7 +302,7 @@ func TestEdgeIPs(t *testing.T) {
 		}, []string{"spec.edgeIPs.ips 11004"}},
 		{"dynamic with ips", func(s *v1alpha1.SpectrumAppSpec) {
 			s.EdgeIPs = &v1alpha1.EdgeIPs{Type: "dynamic", IPs: []string{"198.51.100.10"}}
-		}, []string{"spec.edgeIPs.ips 11004"}},
+		}, []string{"spec.edgeIPs.ips warning"}},
 		{"unknown dns type", func(s *v1alpha1.SpectrumAppSpec) { s.DNS.Type = "A" }, []string{"spec.dns.type 11004"}},
 		{"unknown edge type", func(s *v1alpha1.SpectrumAppSpec) {
 			s.EdgeIPs = &v1alpha1.EdgeIPs{Type: "anycast"}
@@ -290,7 +322,7 @@ func TestTrafficTypeAndArgo(t *testing.T) {
 	runSpecCases(t, []specCase{
 		{"tcp https", func(s *v1alpha1.SpectrumAppSpec) { s.TrafficType = "https" }, nil},
 		{"udp direct", func(s *v1alpha1.SpectrumAppSpec) { udp(s); s.TrafficType = "direct" }, nil},
-		{"udp http", func(s *v1alpha1.SpectrumAppSpec) { udp(s); s.TrafficType = "http" }, []string{"spec.trafficType 0"}},
+		{"udp http warns", func(s *v1alpha1.SpectrumAppSpec) { udp(s); s.TrafficType = "http" }, []string{"spec.trafficType warning"}},
 		{"argo tcp direct", func(s *v1alpha1.SpectrumAppSpec) { s.ArgoSmartRouting = ptr.To(true) }, nil},
 		{"argo tcp explicit direct", func(s *v1alpha1.SpectrumAppSpec) {
 			s.TrafficType = "direct"
@@ -304,7 +336,7 @@ func TestTrafficTypeAndArgo(t *testing.T) {
 		{"argo with http", func(s *v1alpha1.SpectrumAppSpec) {
 			s.TrafficType = "http"
 			s.ArgoSmartRouting = ptr.To(true)
-		}, []string{"spec.argoSmartRouting 0"}},
+		}, []string{"spec.argoSmartRouting warning"}},
 	})
 }
 
@@ -331,12 +363,18 @@ func TestVirtualNetwork(t *testing.T) {
 			vnet(s)
 			s.Protocol = "tcp/1000-1001"
 			s.OriginDirect = []string{"tcp://10.0.0.5:1000-1001"}
-		}, []string{"spec.protocol 11043", "spec.originDirect[0] 11043"}},
+		}, []string{"spec.protocol warning", "spec.originDirect[0] 11043"}},
+		// 11043 names origin_port and origin_direct ranges, not the
+		// protocol's: an edge range into one tunnel port is admitted.
+		{"protocol range alone warns", func(s *v1alpha1.SpectrumAppSpec) {
+			vnet(s)
+			s.Protocol = "tcp/1000-1001"
+		}, []string{"spec.protocol warning"}},
 		{"originPort range with originDNS", func(s *v1alpha1.SpectrumAppSpec) {
 			vnet(s)
 			s.Protocol = "tcp/1000-1001"
 			dnsOrigin(s, "origin.example.com", "", portStr("2000-2001"))
-		}, []string{"spec.originDNS 11041", "spec.protocol 11043", "spec.originPort 11043"}},
+		}, []string{"spec.originDNS 11041", "spec.protocol warning", "spec.originPort 11043"}},
 	})
 }
 
@@ -353,25 +391,28 @@ func TestReportsEveryViolation(t *testing.T) {
 		VirtualNetworkID: "not-a-uuid",
 	}
 	want := []string{
-		"spec.originDirect[0] 11002",  // IPv6 without brackets
-		"spec.originDirect[1] 11002",  // udp behind a tcp protocol
-		"spec.originDirect[1] 11002",  // 6 ports behind 11
-		"spec.originPort 11000",       // originPort with originDirect
-		"spec.dns.type 11004",         // ADDRESS with dynamic edge IPs
-		"spec.argoSmartRouting 0",     // Argo with http
-		"spec.virtualNetworkID 11045", // not a UUID
-		"spec.originDirect 11042",     // three addresses
-		"spec.protocol 11043",         // edge range
-		"spec.originDirect[1] 11043",  // origin range
+		"spec.originDirect[0] 11002",    // IPv6 without brackets
+		"spec.originDirect[1] warning",  // udp behind a tcp protocol
+		"spec.originDirect[1] 11002",    // 6 ports behind 11
+		"spec.originPort warning",       // originPort with originDirect
+		"spec.dns.type 11004",           // ADDRESS with dynamic edge IPs
+		"spec.argoSmartRouting warning", // Argo with http
+		"spec.virtualNetworkID 11045",   // not a UUID
+		"spec.originDirect 11042",       // three addresses
+		"spec.protocol warning",         // edge range
+		"spec.originDirect[1] 11043",    // origin range
 	}
 	vs := ValidateSpec(s, field.NewPath("spec"))
 	if got := summarize(t, vs); !slices.Equal(got, want) {
 		t.Errorf("violations:\n got  %q\n want %q", got, want)
 	}
-	if got := len(vs.FieldErrors()); got != len(want) {
-		t.Errorf("FieldErrors has %d entries, want %d", got, len(want))
+	if got := len(vs.FieldErrors()); got != 6 {
+		t.Errorf("FieldErrors has %d entries, want the 6 rejections", got)
 	}
-	if !slices.Equal(vs.Codes(), []int{11002, 11002, 11002, 11000, 11004, 0, 11045, 11042, 11043, 11043}) {
+	if got := len(vs.Warnings()); got != 4 {
+		t.Errorf("Warnings has %d entries, want 4", got)
+	}
+	if !slices.Equal(vs.Codes(), []int{11002, 11002, 11004, 11045, 11042, 11043}) {
 		t.Errorf("codes: %v", vs.Codes())
 	}
 	// Deterministic: the same input gives the same output.

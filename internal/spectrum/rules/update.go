@@ -26,7 +26,7 @@ func validateDNSTypeUnchanged(oldSpec, newSpec *v1alpha1.SpectrumAppSpec, path *
 	if oldSpec.DNS.Type == newSpec.DNS.Type {
 		return nil
 	}
-	return Violations{violation(CodeDNSType, field.Invalid(path.Child("dns", "type"), newSpec.DNS.Type,
+	return Violations{violation(CodeDNSType, SourceAPIPage, field.Invalid(path.Child("dns", "type"), newSpec.DNS.Type,
 		fmt.Sprintf("dns.type cannot change from %s to %s once the application exists; create a new SpectrumApp",
 			oldSpec.DNS.Type, newSpec.DNS.Type)))}
 }
@@ -38,6 +38,6 @@ func validateZoneIDUnchanged(oldSpec, newSpec *v1alpha1.SpectrumAppSpec, path *f
 	if oldSpec.ZoneID == newSpec.ZoneID {
 		return nil
 	}
-	return Violations{violation(CodeNone, field.Invalid(path.Child("zoneID"), newSpec.ZoneID,
+	return Violations{violation(CodeNone, SourceKubernetes, field.Invalid(path.Child("zoneID"), newSpec.ZoneID,
 		"zoneID is immutable; create a new SpectrumApp to use another zone"))}
 }

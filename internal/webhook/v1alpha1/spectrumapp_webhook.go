@@ -73,7 +73,8 @@ func (v *SpectrumAppCustomValidator) ValidateCreate(ctx context.Context, app *sp
 	if err != nil {
 		return warnings, err
 	}
-	return warnings, invalid(app, append(vs, planVs...))
+	vs = append(vs, planVs...)
+	return append(warnings, vs.Warnings()...), invalid(app, vs)
 }
 
 // ValidateUpdate checks a changed spec. An object being deleted is never
@@ -95,7 +96,8 @@ func (v *SpectrumAppCustomValidator) ValidateUpdate(ctx context.Context, oldApp,
 	if err != nil {
 		return warnings, err
 	}
-	return warnings, invalid(newApp, append(vs, planVs...))
+	vs = append(vs, planVs...)
+	return append(warnings, vs.Warnings()...), invalid(newApp, vs)
 }
 
 // ValidateDelete allows every delete: what happens at Cloudflare is the
@@ -194,12 +196,14 @@ func knownPlan(p spectrumv1alpha1.AccountPlan) bool {
 	return p == "" || p == spectrumv1alpha1.PlanEnterprise || p == spectrumv1alpha1.PlanPayAsYouGo
 }
 
-// invalid returns nil for no violations, else one Invalid error listing them
-// all, so kubectl shows every mistake at once.
+// invalid returns nil when no rule rejects, else one Invalid error listing
+// every rejection, so kubectl shows every mistake at once. Warnings are
+// returned as admission warnings, which kubectl prints.
 func invalid(app *spectrumv1alpha1.SpectrumApp, vs rules.Violations) error {
-	if len(vs) == 0 {
+	errs := vs.FieldErrors()
+	if len(errs) == 0 {
 		return nil
 	}
 	gk := spectrumv1alpha1.GroupVersion.WithKind("SpectrumApp").GroupKind()
-	return apierrors.NewInvalid(gk, app.Name, vs.FieldErrors())
+	return apierrors.NewInvalid(gk, app.Name, errs)
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -198,7 +201,7 @@ func TestCreateRejectsInvalidSpecs(t *testing.T) {
   dns: {type: CNAME, name: db.example.com}
   originDirect: ["tcp://10.0.0.5:5432-5433"]
   virtualNetworkID: 0f4c5c3e-2a55-4f2e-9c1e-8e4a5b6c7d8e
-`, []cause{{"spec.protocol", 11043}, {"spec.originDirect[0]", 11043}}},
+`, []cause{{"spec.originDirect[0]", 11043}}},
 		{"11045 virtual network id not a UUID", `
   protocol: tcp/5432
   dns: {type: CNAME, name: db.example.com}
@@ -428,4 +431,104 @@ func TestSamplesAreAccepted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// warningRecorder collects the admission warnings the apiserver sends back.
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningRecorder) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+// What Cloudflare accepts is admitted, however unusual: where a rule is
+// stricter than its source, admission warns and lets the object through.
+// Each case is a configuration the live API accepted (Cloudflare's Terraform
+// provider acceptance tests) or one no source says it refuses.
+func TestAdmitsWhatCloudflareAccepts(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name string
+		spec string
+		// warning is a phrase one of the warnings must hold; "" for none.
+		warning string
+	}{
+		{"named protocol ssh", `
+  protocol: ssh
+  dns: {type: CNAME, name: ssh.example.com}
+  originDirect: ["tcp://128.66.0.1:22"]
+`, ""},
+		{"named protocol rdp", `
+  protocol: rdp
+  dns: {type: CNAME, name: rdp.example.com}
+  originDirect: ["tcp://128.66.0.1:3389"]
+`, ""},
+		{"named protocol minecraft", `
+  protocol: minecraft
+  dns: {type: CNAME, name: mc.example.com}
+  originDirect: ["tcp://128.66.0.1:25565"]
+`, ""},
+		{"originPort beside originDirect", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: ssh2.example.com}
+  originDirect: ["tcp://128.66.0.2:23"]
+  originPort: 22
+`, "originPort"},
+		{"virtual network with an edge port range", `
+  protocol: tcp/5432-5433
+  dns: {type: CNAME, name: db.example.com}
+  originDirect: ["tcp://10.0.0.5:5432"]
+  virtualNetworkID: 0f4c5c3e-2a55-4f2e-9c1e-8e4a5b6c7d8e
+`, "spec.protocol"},
+		{"origin scheme other than the protocol's", `
+  protocol: tcp/53
+  dns: {type: CNAME, name: dns.example.com}
+  originDirect: ["udp://192.0.2.1:53"]
+`, "scheme udp"},
+		{"UDP with simple proxy protocol", `
+  protocol: udp/22
+  dns: {type: CNAME, name: udp.example.com}
+  originDirect: ["udp://128.66.0.6:22"]
+  proxyProtocol: simple
+`, ""},
+		{"more than 64 origins", `
+  protocol: tcp/22
+  dns: {type: CNAME, name: many.example.com}
+  originDirect: [` + manyOrigins(70) + `]
+`, ""},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			recorder := &warningRecorder{}
+			cfg := rest.CopyConfig(restConfig)
+			cfg.WarningHandlerWithContext = recorder
+			c, err := client.New(cfg, client.Options{Scheme: k8sClient.Scheme()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Create(context.Background(), manifest(t, ns, fmt.Sprintf("ok-%d", i), tc.spec)); err != nil {
+				t.Fatalf("Cloudflare accepts this, admission must too: %v", err)
+			}
+			recorder.mu.Lock()
+			defer recorder.mu.Unlock()
+			if tc.warning == "" && len(recorder.warnings) > 0 {
+				t.Errorf("unexpected warnings %q", recorder.warnings)
+			}
+			if tc.warning != "" && !slices.ContainsFunc(recorder.warnings, func(w string) bool { return strings.Contains(w, tc.warning) }) {
+				t.Errorf("warnings %q lack one about %q", recorder.warnings, tc.warning)
+			}
+		})
+	}
+}
+
+func manyOrigins(n int) string {
+	origins := make([]string, n)
+	for i := range origins {
+		origins[i] = fmt.Sprintf(`"tcp://192.0.2.%d:22"`, i+1)
+	}
+	return strings.Join(origins, ", ")
 }

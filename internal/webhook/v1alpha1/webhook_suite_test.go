@@ -6,23 +6,21 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
 // The suite runs one real kube-apiserver and etcd (envtest) per package, with
@@ -31,7 +29,9 @@ import (
 // admission chain as kubectl's.
 var (
 	k8sClient client.Client // talks to the apiserver directly
-	cached    client.Reader // the manager's cache, which the webhook reads
+	// restConfig reaches the apiserver, for clients of a test's own.
+	restConfig *rest.Config
+	cached     client.Reader // the manager's cache, which the webhook reads
 )
 
 func TestMain(m *testing.M) {
@@ -39,20 +39,12 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) int {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "FAIL: KUBEBUILDER_ASSETS is not set, so envtest has no kube-apiserver and etcd to start.\n"+
-			"Run `make test`, or: export KUBEBUILDER_ASSETS=$(bash hack/envtest-binaries.sh)")
-		return 1
-	}
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
 
-	root := filepath.Join("..", "..", "..")
-	testEnv := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join(root, "config", "webhook")},
-		},
+	testEnv, err := testenv.New(testenv.Options{WithWebhooks: true})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		return 1
 	}
 	cfg, err := testEnv.Start()
 	if err != nil {
@@ -64,14 +56,9 @@ func runSuite(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
 		}
 	}()
+	restConfig = cfg
 
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, spectrumv1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
-			return 1
-		}
-	}
+	scheme := testenv.Scheme()
 	if k8sClient, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: client: %v\n", err)
 		return 1

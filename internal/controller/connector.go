@@ -17,29 +17,24 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
-// credentialsIndex indexes SpectrumApps by the Secret they take their token
-// from, so a Secret change wakes exactly the apps that use it.
-const credentialsIndex = "spec.credentialsRef.name"
-
-// usesDefaultCredentials is the index value of apps without credentialsRef.
-const usesDefaultCredentials = "\x00default"
-
-func indexCredentials(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, credentialsIndex, func(obj client.Object) []string {
-		app := obj.(*v1alpha1.SpectrumApp)
-		if app.Spec.CredentialsRef == nil {
-			return []string{usesDefaultCredentials}
-		}
-		return []string{app.Spec.CredentialsRef.Name}
-	})
+// Connector hands out a Cloudflare client per API token; clients of one
+// token share its rate limit.
+type Connector interface {
+	ForToken(token string) spectrum.Client
 }
 
-// connect returns the Cloudflare client for the app's credentials.
-func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.SpectrumApp) (spectrum.Client, error) {
+// DefaultCredentials names the Secret used by apps without a credentialsRef.
+type DefaultCredentials struct {
+	Namespace, Name, Key string
+}
+
+// connect returns the seam to the app's Cloudflare application, through the
+// client of the app's API token.
+func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.SpectrumApp) (*cloudflareApp, error) {
 	secret, key := r.credentialsSecret(app)
 	if secret.Name == "" {
-		return nil, &spectrum.CredentialsError{
-			Reason: spectrum.ReasonCredentialsNotConfigured,
+		return nil, &CredentialsError{
+			Reason: ReasonCredentialsNotConfigured,
 			Detail: "spec.credentialsRef is not set and the operator has no default credentials",
 		}
 	}
@@ -47,7 +42,7 @@ func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.Spect
 	if err != nil {
 		return nil, err
 	}
-	return r.Connector.ForToken(token), nil
+	return &cloudflareApp{cf: r.Connector.ForToken(token), zones: r.zones, claims: r, app: app, settle: r.requestTimeout()}, nil
 }
 
 // credentialsSecret is the Secret and key the app's token comes from.
@@ -84,8 +79,8 @@ func (r *SpectrumAppReconciler) token(ctx context.Context, name types.Namespaced
 	}
 	token := string(secret.Data[key])
 	if token == "" {
-		return "", &spectrum.CredentialsError{
-			Reason: spectrum.ReasonCredentialsKeyMissing,
+		return "", &CredentialsError{
+			Reason: ReasonCredentialsKeyMissing,
 			Detail: fmt.Sprintf("Secret %s has no non-empty key %q", name, key),
 		}
 	}
@@ -93,14 +88,73 @@ func (r *SpectrumAppReconciler) token(ctx context.Context, name types.Namespaced
 	return token, nil
 }
 
+// secretError explains a Secret that could not be read. Missing and
+// forbidden need a person; anything else (a timeout, the apiserver
+// restarting) passes by itself.
 func secretError(name types.NamespacedName, err error) error {
-	if apierrors.IsNotFound(err) {
-		return &spectrum.CredentialsError{
-			Reason: spectrum.ReasonCredentialsSecretNotFound,
+	switch {
+	case apierrors.IsNotFound(err):
+		return &CredentialsError{
+			Reason: ReasonCredentialsSecretNotFound,
 			Detail: fmt.Sprintf("Secret %s not found", name),
+		}
+	case apierrors.IsForbidden(err):
+		return &CredentialsError{
+			Reason: ReasonCredentialsSecretForbidden,
+			Detail: fmt.Sprintf("the operator may not read Secret %s (%s)", name, apierrors.ReasonForError(err)),
 		}
 	}
 	return fmt.Errorf("reading Secret %s: %w", name, err)
+}
+
+// CredentialsError says the operator has no usable API token for an app,
+// found before any request is sent. It never holds the token.
+type CredentialsError struct {
+	// Reason is a stable CamelCase word, one of the ReasonCredentials*.
+	Reason string
+	// Detail names the Secret and key concerned.
+	Detail string
+}
+
+func (e *CredentialsError) Error() string { return e.Detail }
+
+// Reasons of CredentialsError.
+const (
+	ReasonCredentialsNotConfigured   = "CredentialsNotConfigured"
+	ReasonCredentialsSecretNotFound  = "CredentialsSecretNotFound"
+	ReasonCredentialsKeyMissing      = "CredentialsKeyMissing"
+	ReasonCredentialsSecretForbidden = "CredentialsSecretForbidden"
+)
+
+// Classification implements spectrum.Explained: only a person can provide
+// the token. The Secret is watched, so fixing it is enough.
+func (e *CredentialsError) Classification() spectrum.Classification {
+	resolution := "Create the Secret in the SpectrumApp's namespace with the API token under the key spec.credentialsRef.key (default apiToken); the operator retries as soon as it changes."
+	switch e.Reason {
+	case ReasonCredentialsNotConfigured:
+		resolution = "Set spec.credentialsRef to a Secret holding a Cloudflare API token, or start the operator with --default-credentials-secret."
+	case ReasonCredentialsSecretForbidden:
+		resolution = "Let the operator's service account get Secrets in this namespace (the Helm chart's watchNamespaces grants it per namespace), then set the " +
+			v1alpha1.ReconcileRequestedAtAnnotation + " annotation to retry."
+	}
+	return spectrum.Explain(spectrum.NeedsHuman, e.Reason, resolution, e.Detail)
+}
+
+// credentialsIndex indexes SpectrumApps by the Secret they take their token
+// from, so a Secret change wakes exactly the apps that use it.
+const credentialsIndex = "spec.credentialsRef.name"
+
+// usesDefaultCredentials is the index value of apps without credentialsRef.
+const usesDefaultCredentials = "\x00default"
+
+func indexCredentials(ctx context.Context, mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, credentialsIndex, func(obj client.Object) []string {
+		app := obj.(*v1alpha1.SpectrumApp)
+		if app.Spec.CredentialsRef == nil {
+			return []string{usesDefaultCredentials}
+		}
+		return []string{app.Spec.CredentialsRef.Name}
+	})
 }
 
 // appsUsingSecret maps a Secret event to the SpectrumApps that use it.
@@ -109,7 +163,7 @@ func (r *SpectrumAppReconciler) appsUsingSecret(ctx context.Context, secret clie
 	add := func(opts ...client.ListOption) {
 		var apps v1alpha1.SpectrumAppList
 		if err := r.List(ctx, &apps, opts...); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing SpectrumApps for a Secret change", "secret", client.ObjectKeyFromObject(secret))
+			ctrl.LoggerFrom(ctx).Error(err, "Listing SpectrumApps for a Secret change", "secret", client.ObjectKeyFromObject(secret))
 			return
 		}
 		for _, app := range apps.Items {

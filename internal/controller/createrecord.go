@@ -1,0 +1,62 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+)
+
+// Cloudflare's API has no idempotency key: a create whose answer never came
+// (a timeout, a reset, an HTML page from the edge) may be applied after the
+// client gave up, and one sent by a manager that was then killed may land
+// after its successor started. Creating again before it lands makes a
+// duplicate; deleting the SpectrumApp before it lands makes an orphan.
+//
+// So, as crossplane-runtime does with its external-create-pending
+// annotation, the operator writes down on the apiserver that a create is
+// about to be sent (status.pendingCreate) before sending it, and clears the
+// record once the outcome is known: the ID is recorded, or Cloudflare
+// answered with a refusal. A record left behind means a create may have been
+// applied unseen; any manager, after any restart, reads it and looks for
+// that application (cloudflareApp.byNameAfterPendingCreate) instead of
+// guessing from timing.
+
+// recordPendingCreate writes status.pendingCreate before a create is sent,
+// and returns the time recorded. It is written on its own, and must succeed
+// before the create goes out.
+func (r *SpectrumAppReconciler) recordPendingCreate(ctx context.Context, app *v1alpha1.SpectrumApp) (time.Time, error) {
+	// Rounded up to the second the field keeps, so the recorded time is
+	// never earlier than the create's start.
+	at := metav1.NewTime(time.Now().Add(time.Second).Truncate(time.Second))
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"pendingCreate": at}})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := r.Status().Patch(ctx, app, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return time.Time{}, err
+	}
+	app.Status.PendingCreate = &at
+	return at.Time, nil
+}
+
+// reasonCreateUnconfirmed is the Reconciling reason while the operator waits
+// for an earlier create to land before it looks for it again.
+const reasonCreateUnconfirmed = "CreateUnconfirmed"
+
+// createUnconfirmed explains the wait for an unconfirmed create.
+func createUnconfirmed(wait time.Duration) spectrum.Classification {
+	wait = wait.Round(time.Second) + time.Second
+	c := spectrum.Explain(spectrum.Retryable, reasonCreateUnconfirmed,
+		"Nothing to do: the operator looks again once it has landed, and creates the application only if it has not.",
+		"An earlier create of this application got no answer and may still be applied at Cloudflare (status.pendingCreate records it); "+
+			"waiting "+wait.String()+" before looking for it again, so that it is not created twice nor left behind")
+	c.RetryAfter = wait
+	return c
+}

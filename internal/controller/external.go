@@ -1,0 +1,288 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+)
+
+// cloudflareApp is the one seam between a SpectrumApp and its application at
+// Cloudflare: it observes, creates, updates and deletes that application,
+// and owns what that takes (the zone listings, adoption by hostname and
+// protocol, the check that no other SpectrumApp claims what it would adopt,
+// and when a create whose answer was lost may still land). It never writes
+// to the apiserver; the reconciler records what it reports.
+type cloudflareApp struct {
+	cf     spectrum.Client
+	zones  *zoneCache
+	claims claimant
+	app    *v1alpha1.SpectrumApp
+	// settle is how long Cloudflare may take to apply a request after the
+	// client stopped waiting for its answer: the request timeout.
+	settle time.Duration
+}
+
+// claimant finds the SpectrumApp, other than app, that manages
+// applicationID; "" when none does.
+type claimant interface {
+	claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (string, error)
+}
+
+// observation is what Observe found at Cloudflare.
+type observation struct {
+	// exists is true when the application was found.
+	exists bool
+	// app is the application as Cloudflare holds it.
+	app spectrum.App
+	// adopted is true when it was found by hostname and protocol rather
+	// than by the recorded ID: made outside Kubernetes, or by a create of
+	// ours whose answer was lost.
+	adopted bool
+	// differences names the fields in which it differs from the spec.
+	differences []string
+	// unconfirmed, when the application was not found, is how long until
+	// a create of ours that may still be in flight would have landed:
+	// until then, absence cannot be believed.
+	unconfirmed time.Duration
+}
+
+// Observe finds the application: by the ID in status, and by hostname and
+// protocol when no ID is recorded (adoption) or a create of ours may have
+// been applied unseen.
+func (e *cloudflareApp) Observe(ctx context.Context) (observation, error) {
+	found, ok, err := e.byRecordedID(ctx)
+	if err != nil {
+		return observation{}, err
+	}
+	if ok {
+		return e.observed(found, false), nil
+	}
+	if e.app.Status.ApplicationID != "" && e.app.Status.PendingCreate == nil {
+		// Deleted outside the operator, and no create of ours is pending:
+		// there is nothing to look for.
+		return observation{}, nil
+	}
+	found, ok, wait, err := e.byNameAfterPendingCreate(ctx)
+	if err != nil || !ok {
+		return observation{unconfirmed: wait}, err
+	}
+	return e.observed(found, true), nil
+}
+
+func (e *cloudflareApp) observed(app spectrum.App, adopted bool) observation {
+	return observation{exists: true, app: app, adopted: adopted,
+		differences: spectrum.Differences(spectrum.FromSpec(&e.app.Spec), app)}
+}
+
+// byRecordedID looks up the application whose ID status records.
+func (e *cloudflareApp) byRecordedID(ctx context.Context) (spectrum.App, bool, error) {
+	zoneID, id := e.app.Spec.ZoneID, e.app.Status.ApplicationID
+	if id == "" {
+		return spectrum.App{}, false, nil
+	}
+	listed, found, err := e.zones.byID(ctx, e.cf, zoneID, id, time.Time{})
+	if err != nil || found {
+		return listed, found, err
+	}
+	// Missing from the zone's listing: confirm with one get before
+	// believing it, since the listing may predate it.
+	got, err := e.cf.GetApp(ctx, zoneID, id)
+	if spectrum.IsNotFound(err) {
+		return spectrum.App{}, false, nil
+	}
+	if err != nil {
+		return spectrum.App{}, false, err
+	}
+	e.zones.put(e.cf, zoneID, got)
+	return got, true, nil
+}
+
+// byNameAfterPendingCreate looks in the zone for an application with the
+// app's hostname and protocol that no other SpectrumApp claims. While a
+// create of ours may still land, absence is not believed: it returns how
+// long until it can be. After that, only a listing fetched later counts.
+func (e *cloudflareApp) byNameAfterPendingCreate(ctx context.Context) (spectrum.App, bool, time.Duration, error) {
+	landedBy := e.pendingCreateLandedBy()
+	wait := time.Until(landedBy)
+	notBefore := landedBy
+	if wait > 0 {
+		notBefore = time.Time{}
+	}
+	spec := &e.app.Spec
+	existing, found, err := e.zones.byName(ctx, e.cf, spec.ZoneID, spec.DNS.Name, spec.Protocol, notBefore)
+	if err != nil {
+		return spectrum.App{}, false, 0, err
+	}
+	if !found {
+		return spectrum.App{}, false, max(wait, 0), nil
+	}
+	owner, err := e.claims.claimant(ctx, existing.ID, e.app)
+	if err != nil {
+		return spectrum.App{}, false, 0, err
+	}
+	if owner != "" {
+		return spectrum.App{}, false, 0, &ClaimedError{ApplicationID: existing.ID, Owner: owner}
+	}
+	return existing, true, 0, nil
+}
+
+// pendingCreateLandedBy is when a create recorded in status.pendingCreate
+// has certainly landed, if it ever will: it was sent within
+// createSendWindow of being recorded (Create's deadline makes sure),
+// answered or abandoned a request timeout later at the latest, and applied
+// within settle after that. Zero when no create is pending.
+func (e *cloudflareApp) pendingCreateLandedBy() time.Time {
+	pending := e.app.Status.PendingCreate
+	if pending == nil {
+		return time.Time{}
+	}
+	return pending.Add(e.createDeadline() + e.settle)
+}
+
+// createDeadline bounds a create from the moment it is recorded: the wait
+// for the rate limit (createSendWindow) and the request (a request
+// timeout, which settle equals).
+func (e *cloudflareApp) createDeadline() time.Duration {
+	return createSendWindow(e.settle) + e.settle
+}
+
+// createSendWindow is how long after being recorded a create may still be
+// sent. A create the rate limit holds back longer is not sent at all (the
+// client fails it fast, and nothing was applied).
+func createSendWindow(requestTimeout time.Duration) time.Duration { return requestTimeout }
+
+// Create asks Cloudflare for the application the spec describes. The
+// caller has recorded status.pendingCreate (at recordedAt) first: the create
+// must be sent and answered by the deadline that record promises.
+func (e *cloudflareApp) Create(ctx context.Context, recordedAt time.Time) (spectrum.App, error) {
+	ctx, cancel := context.WithDeadline(ctx, recordedAt.Add(e.createDeadline()))
+	defer cancel()
+	zoneID := e.app.Spec.ZoneID
+	created, err := e.cf.CreateApp(ctx, zoneID, spectrum.FromSpec(&e.app.Spec))
+	if err != nil {
+		// The next attempt looks at a fresh listing, so that a create that
+		// did land is adopted rather than repeated.
+		e.zones.invalidate(e.cf, zoneID)
+		return spectrum.App{}, err
+	}
+	e.zones.put(e.cf, zoneID, created)
+	return created, nil
+}
+
+// Update sends the whole desired configuration, as the API's PUT expects:
+// fields the spec leaves unset go back to Cloudflare's defaults.
+func (e *cloudflareApp) Update(ctx context.Context, observed spectrum.App) (spectrum.App, error) {
+	zoneID := e.app.Spec.ZoneID
+	updated, err := e.cf.UpdateApp(ctx, zoneID, observed.ID, spectrum.FromSpec(&e.app.Spec))
+	if err != nil {
+		e.zones.invalidate(e.cf, zoneID)
+		return spectrum.App{}, err
+	}
+	e.zones.put(e.cf, zoneID, updated)
+	return updated, nil
+}
+
+// deletion is what Delete did.
+type deletion struct {
+	// deletedIDs are the applications deleted.
+	deletedIDs []string
+	// unconfirmed is how long until a pending create would have landed,
+	// when it may still: deleting the SpectrumApp now would orphan it.
+	unconfirmed time.Duration
+}
+
+// Delete deletes only what the SpectrumApp created or adopted: the
+// application whose ID status records, and, only when status records a
+// pending create, the application with its hostname and protocol that such a
+// create may have made unseen. One already gone counts as deleted; one
+// another SpectrumApp claims is not ours.
+func (e *cloudflareApp) Delete(ctx context.Context) (deletion, error) {
+	var d deletion
+	if id := e.app.Status.ApplicationID; id != "" {
+		if err := e.deleteID(ctx, id); err != nil {
+			return d, err
+		}
+		d.deletedIDs = append(d.deletedIDs, id)
+	}
+	if e.app.Status.PendingCreate == nil {
+		return d, nil
+	}
+	existing, found, wait, err := e.byNameAfterPendingCreate(ctx)
+	var claimed *ClaimedError
+	switch {
+	case errors.As(err, &claimed):
+		return d, nil
+	case err != nil:
+		return d, err
+	case !found:
+		d.unconfirmed = wait
+		return d, nil
+	case existing.ID == e.app.Status.ApplicationID:
+		return d, nil
+	}
+	if err := e.deleteID(ctx, existing.ID); err != nil {
+		return d, err
+	}
+	d.deletedIDs = append(d.deletedIDs, existing.ID)
+	return d, nil
+}
+
+func (e *cloudflareApp) deleteID(ctx context.Context, id string) error {
+	zoneID := e.app.Spec.ZoneID
+	err := e.cf.DeleteApp(ctx, zoneID, id)
+	e.zones.remove(e.cf, zoneID, id)
+	if err != nil && !spectrum.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// claimant names another SpectrumApp whose status records applicationID;
+// "" when there is none. Two SpectrumApps adopting one application would
+// fight over it, and deleting either would delete it for both.
+func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (string, error) {
+	// Only adoption asks, which is rare (a lost create, an app made outside
+	// Kubernetes), so the zone's apps are scanned in the cache rather than
+	// every app paying for an index entry of its own ID (docs/benchmarks.md).
+	var zoneApps v1alpha1.SpectrumAppList
+	if err := r.List(ctx, &zoneApps, client.MatchingFields{zoneIndex: app.Spec.ZoneID}, client.UnsafeDisableDeepCopy); err != nil {
+		return "", err
+	}
+	for i := range zoneApps.Items {
+		owner := &zoneApps.Items[i]
+		if owner.Status.ApplicationID == applicationID && owner.UID != app.UID {
+			return owner.Namespace + "/" + owner.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// ClaimedError says the Cloudflare application an app would adopt is
+// already managed by another SpectrumApp: two SpectrumApps name the same
+// zone, hostname and protocol.
+type ClaimedError struct {
+	// ApplicationID is the Cloudflare application both would manage.
+	ApplicationID string
+	// Owner is the SpectrumApp that manages it, as namespace/name.
+	Owner string
+}
+
+func (e *ClaimedError) Error() string {
+	return fmt.Sprintf("Cloudflare application %s, with the same hostname and protocol, is already managed by SpectrumApp %s", e.ApplicationID, e.Owner)
+}
+
+// ReasonApplicationClaimed is the reason of a ClaimedError.
+const ReasonApplicationClaimed = "ApplicationClaimed"
+
+// Classification implements spectrum.Explained: only a person can say
+// which SpectrumApp should own the application.
+func (e *ClaimedError) Classification() spectrum.Classification {
+	return spectrum.Explain(spectrum.NeedsHuman, ReasonApplicationClaimed,
+		"Delete one of the two SpectrumApps, or give this one another dns.name or protocol.", e.Error())
+}

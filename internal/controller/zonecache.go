@@ -1,0 +1,215 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
+)
+
+// zoneCache holds one listing per zone and client (that is, per API token),
+// shared by every reconcile: checking N apps of a zone for drift costs one
+// list call per page per period, not N gets. The operator's own writes go
+// into the listing as they succeed, so it never hides them.
+//
+// Locking, once for the whole file: mu guards the map of listings and every
+// listing's fields; each listing's fetching mutex serializes the list call
+// itself, so that concurrent reconciles of one zone wait for a single call
+// instead of each making their own. fetching is always taken before mu,
+// never while holding it, and mu is never held across a call to Cloudflare.
+type zoneCache struct {
+	maxAge time.Duration
+	log    logr.Logger
+	// unreadable counts applications skipped because they could not be
+	// decoded (spectrum_cloudflare_unreadable_applications_total).
+	unreadable prometheus.Counter
+
+	mu    sync.Mutex
+	zones map[zoneKey]*zoneListing
+}
+
+type zoneKey struct {
+	client spectrum.Client
+	zoneID string
+}
+
+type zoneListing struct {
+	fetching sync.Mutex
+	// fetchedAt is when the list request that made the listing was sent:
+	// the listing shows every write applied before then.
+	fetchedAt time.Time
+	// invalidatedAt is when a write's outcome became unknown; a listing
+	// fetched before it (even one in flight at the time) is stale.
+	invalidatedAt time.Time
+	apps          map[string]spectrum.App
+	byName        map[nameKey]string
+	// unreadable are the applications the listing held that could not be
+	// decoded, by ID and by name, so that neither managing nor adopting
+	// one mistakes it for absent.
+	unreadable       map[string]spectrum.UnreadableApp
+	unreadableByName map[nameKey]spectrum.UnreadableApp
+}
+
+func newZoneCache(maxAge time.Duration, log logr.Logger, unreadable prometheus.Counter) *zoneCache {
+	if maxAge <= 0 {
+		maxAge = time.Minute
+	}
+	return &zoneCache{maxAge: maxAge, log: log, unreadable: unreadable, zones: map[zoneKey]*zoneListing{}}
+}
+
+// zoneIDs are the zones the cache holds listings of, each once.
+func (c *zoneCache) zoneIDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := make(map[string]bool, len(c.zones))
+	ids := make([]string, 0, len(c.zones))
+	for key := range c.zones {
+		if !seen[key.zoneID] {
+			seen[key.zoneID] = true
+			ids = append(ids, key.zoneID)
+		}
+	}
+	return ids
+}
+
+func (c *zoneCache) listing(cf spectrum.Client, zoneID string) *zoneListing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := zoneKey{cf, zoneID}
+	l, ok := c.zones[key]
+	if !ok {
+		l = &zoneListing{}
+		c.zones[key] = l
+	}
+	return l
+}
+
+// refresh lists the zone's applications again when the last listing is
+// older than maxAge, was invalidated, or was fetched before notBefore.
+func (c *zoneCache) refresh(ctx context.Context, cf spectrum.Client, zoneID string, notBefore time.Time) (*zoneListing, error) {
+	l := c.listing(cf, zoneID)
+	l.fetching.Lock()
+	defer l.fetching.Unlock()
+	c.mu.Lock()
+	fresh := l.apps != nil && time.Since(l.fetchedAt) <= c.maxAge &&
+		l.fetchedAt.After(l.invalidatedAt) && !l.fetchedAt.Before(notBefore)
+	c.mu.Unlock()
+	if fresh {
+		return l, nil
+	}
+	sent := time.Now()
+	listing, err := cf.ListApps(ctx, zoneID)
+	if err != nil {
+		return nil, err
+	}
+	for _, bad := range listing.Unreadable {
+		c.log.Info("Skipped an application Cloudflare listed that could not be read",
+			"zone", zoneID, "applicationID", bad.ID, "hostname", bad.Hostname, "protocol", bad.Protocol, "problem", bad.Problem)
+		if c.unreadable != nil {
+			c.unreadable.Inc()
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l.apps = make(map[string]spectrum.App, len(listing.Apps))
+	l.byName = make(map[nameKey]string, len(listing.Apps))
+	for _, a := range listing.Apps {
+		l.store(a)
+	}
+	l.unreadable = make(map[string]spectrum.UnreadableApp, len(listing.Unreadable))
+	l.unreadableByName = make(map[nameKey]spectrum.UnreadableApp, len(listing.Unreadable))
+	for _, bad := range listing.Unreadable {
+		l.unreadable[bad.ID] = bad
+		l.unreadableByName[newNameKey(bad.Hostname, bad.Protocol)] = bad
+	}
+	// Dated by when it was asked for: a write whose outcome became unknown
+	// while the list was in flight may be missing from it, and
+	// invalidatedAt, being later, marks it stale.
+	l.fetchedAt = sent
+	return l, nil
+}
+
+// byID returns the zone's application with that ID, if the listing,
+// fetched no earlier than notBefore, has it.
+func (c *zoneCache) byID(ctx context.Context, cf spectrum.Client, zoneID, appID string, notBefore time.Time) (spectrum.App, bool, error) {
+	l, err := c.refresh(ctx, cf, zoneID, notBefore)
+	if err != nil {
+		return spectrum.App{}, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if bad, ok := l.unreadable[appID]; ok {
+		return spectrum.App{}, false, &spectrum.UnreadableAppError{ZoneID: zoneID, App: bad}
+	}
+	app, ok := l.apps[appID]
+	return app, ok, nil
+}
+
+// byName returns the zone's application with that hostname and protocol,
+// from a listing fetched no earlier than notBefore.
+func (c *zoneCache) byName(ctx context.Context, cf spectrum.Client, zoneID, hostname, protocol string, notBefore time.Time) (spectrum.App, bool, error) {
+	l, err := c.refresh(ctx, cf, zoneID, notBefore)
+	if err != nil {
+		return spectrum.App{}, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := newNameKey(hostname, protocol)
+	if id, ok := l.byName[key]; ok {
+		return l.apps[id], true, nil
+	}
+	if bad, ok := l.unreadableByName[key]; ok {
+		return spectrum.App{}, false, &spectrum.UnreadableAppError{ZoneID: zoneID, App: bad}
+	}
+	return spectrum.App{}, false, nil
+}
+
+func (c *zoneCache) put(cf spectrum.Client, zoneID string, app spectrum.App) {
+	l := c.listing(cf, zoneID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.apps != nil {
+		l.store(app)
+	}
+}
+
+func (c *zoneCache) remove(cf spectrum.Client, zoneID, appID string) {
+	l := c.listing(cf, zoneID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if app, ok := l.apps[appID]; ok {
+		delete(l.byName, newNameKey(app.DNS.Name, app.Protocol))
+		delete(l.apps, appID)
+	}
+}
+
+func (c *zoneCache) invalidate(cf spectrum.Client, zoneID string) {
+	l := c.listing(cf, zoneID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l.apps, l.byName = nil, nil
+	l.invalidatedAt = time.Now()
+}
+
+// store adds or replaces app. The caller holds the cache's mu.
+func (l *zoneListing) store(app spectrum.App) {
+	if old, ok := l.apps[app.ID]; ok {
+		delete(l.byName, newNameKey(old.DNS.Name, old.Protocol))
+	}
+	l.apps[app.ID] = app
+	l.byName[newNameKey(app.DNS.Name, app.Protocol)] = app.ID
+}
+
+// nameKey identifies an application by what adoption matches on: the
+// hostname as spectrum.NormalizeHostname writes it, and the protocol as its
+// ports ("ssh" is "tcp/22").
+type nameKey struct{ hostname, protocol string }
+
+func newNameKey(hostname, protocol string) nameKey {
+	return nameKey{spectrum.NormalizeHostname(hostname), rules.CanonicalProtocol(protocol)}
+}
