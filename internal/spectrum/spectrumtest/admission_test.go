@@ -187,8 +187,8 @@ func TestRefusals(t *testing.T) {
 		{"denied origin range", modelZone, modelToken, app(`,"origin_direct":["tcp://198.18.0.1:22"]`), 400, []int{codeOriginAddress}},
 		{"origin range of another size", modelZone, modelToken, `{"protocol":"tcp/2000-2001","dns":{"type":"CNAME","name":"x.example.com"},"origin_direct":["tcp://192.0.2.1:3000-3004"]}`, 400, []int{codeOriginAddress}},
 		{"ADDRESS with dynamic edge IPs", modelZone, modelToken, `{"protocol":"tcp/22","dns":{"type":"ADDRESS","name":"x.example.com"},"origin_direct":["tcp://192.0.2.1:22"]}`, 400, []int{codeDNSType}},
-		{"virtual network with origin_dns", modelZone, modelToken, app(`,"origin_dns":{"name":"o.example.com"},"origin_port":22,`+vn), 400, []int{codeVirtualNetworkDNS}},
-		{"virtual network with two origins", modelZone, modelToken, app(`,"origin_direct":["tcp://10.0.0.5:22","tcp://10.0.0.6:22"],`+vn), 400, []int{codeVirtualNetworkOrigins}},
+		{"virtual network with origin_dns", modelZone, modelToken, app(`,"origin_dns":{"name":"o.example.com"},"origin_port":22,` + vn), 400, []int{codeVirtualNetworkDNS}},
+		{"virtual network with two origins", modelZone, modelToken, app(`,"origin_direct":["tcp://10.0.0.5:22","tcp://10.0.0.6:22"],` + vn), 400, []int{codeVirtualNetworkOrigins}},
 		{"virtual network with an origin_direct range", modelZone, modelToken, `{"protocol":"tcp/2000-2001","dns":{"type":"CNAME","name":"x.example.com"},"origin_direct":["tcp://10.0.0.5:2000-2001"],` + vn + `}`, 400, []int{codeVirtualNetworkRange}},
 		{"virtual network with an origin_port range", modelZone, modelToken, `{"protocol":"tcp/2000-2001","dns":{"type":"CNAME","name":"x.example.com"},"origin_direct":["tcp://10.0.0.5:22"],"origin_port":"2000-2001",` + vn + `}`, 400, []int{codeVirtualNetworkRange}},
 		{"virtual network id not a UUID", modelZone, modelToken, app(`,"origin_direct":["tcp://10.0.0.5:22"],"virtual_network_id":"private"`), 400, []int{codeVirtualNetworkID}},
@@ -196,7 +196,7 @@ func TestRefusals(t *testing.T) {
 		{"validation before entitlements", modelZone, modelToken, app(`,"argo_smart_routing":true`), 400, []int{codeOriginChoice}},
 		{"FTP", modelZone, modelToken, `{"protocol":"tcp/20-21","dns":{"type":"CNAME","name":"ftp.example.com"},"origin_direct":["tcp://192.0.2.1:21"]}`, 403, []int{codeFTPNotEnabled}},
 		{"entitlements reported together", modelZone, modelToken, `{"protocol":"tcp/21","dns":{"type":"CNAME","name":"ftp.example.com"},"origin_direct":["tcp://192.0.2.1:21"],"argo_smart_routing":true}`, 403, []int{codeFTPNotEnabled, codeArgoNotEnabled}},
-		{"virtual network without a route", modelZone, modelToken, app(`,"origin_direct":["tcp://10.9.0.5:22"],`+vn), 400, []int{codeNoVirtualNetworkRule}},
+		{"virtual network without a route", modelZone, modelToken, app(`,"origin_direct":["tcp://10.9.0.5:22"],` + vn), 400, []int{codeNoVirtualNetworkRule}},
 		{"named protocol counts as its port for 13002", modelPaygZ, modelPaygTk, `{"protocol":"rdp","dns":{"type":"CNAME","name":"rdp.example.net"},"origin_direct":["tcp://192.0.2.1:3389"]}`, 400, []int{codeProtocolUnavailable}},
 	}
 	for _, tc := range cases {
