@@ -111,14 +111,18 @@ var admissionTable = []check{
 	// Body: a JSON object with the types of the app object; required
 	// fields present; enum values among those the notes list.
 	{"body", codeInvalidRequest, bad, srcPage + ", the application object (types)", checkDecodes},
-	{"body", codeInvalidRequest, bad, srcPage + ", protocol row (required; tcp|udp/PORT[-END] or ssh, rdp, minecraft) and " + srcTerraform + " (protocol = \"ssh\", \"rdp\")", checkProtocol},
+	{"body", codeInvalidRequest, bad, srcPage + ", protocol row (required; tcp|udp/PORT[-END] or ssh, rdp, minecraft) and " + srcTerraform + ": spectrumapplicationconfigbasictypes.tf with \"ssh\" and \"rdp\" (TestAccCloudflareSpectrumApplication_BasicSSH, _BasicRDP)", checkProtocol},
 	{"body", codeInvalidRequest, bad, srcPage + ", dns row (required; type CNAME or ADDRESS; a name)", checkDNS},
 	{"body", codeInvalidRequest, bad, srcPage + ", proxy_protocol, tls, traffic_type and edge_ips rows (listed values)", checkEnums},
 
 	{"plan", codeUnknownField, bad, srcPage + ", 10012 row and Pay-as-you-go paragraph", checkPlanFields},
 
 	// Validation codes.
-	{"validation", codeOriginChoice, bad, srcPage + ", 11000 row", checkOriginChoice},
+	// origin_port is not part of the choice: beside origin_direct it is
+	// accepted and stored (spectrumapplicationconfigbasic.tf and
+	// spectrumapplicationconfigbasicupdated.tf: tcp/22, origin_direct
+	// tcp://128.66.0.1:23 then .2:23, origin_port 22).
+	{"validation", codeOriginChoice, bad, srcPage + ", 11000 row (origin_port beside origin_direct accepted: " + srcTerraform + ", spectrumapplicationconfigbasic.tf)", checkOriginChoice},
 	{"validation", codeOriginDNS, bad, srcPage + ", 11001 row (name, non-SRV type without origin_port, ttl) and origin_dns row (types)", checkOriginDNS},
 	{"validation", codeOriginAddress, bad, srcPage + ", 11002 row and origin_direct row (unparseable, IPv6 without brackets, denied IP)", checkOriginAddresses},
 	{"validation", codeOriginAddress, bad, srcPage + ", Port ranges paragraph (range sizes match; the notes give no code, 11002 is the bad-origin code)", checkPortCounts},

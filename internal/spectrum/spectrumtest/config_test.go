@@ -1,6 +1,7 @@
 package spectrumtest
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -83,5 +84,20 @@ func TestConfigJSON(t *testing.T) {
 	if cfg.RateLimit.Window.Duration != 1500*time.Millisecond || !cfg.RateLimit.Enforce || cfg.RateLimit.Headers != HeadersBoth ||
 		len(cfg.RateLimit.OtherClients) != 1 || cfg.RateLimit.OtherClients[0].RequestsPerSecond != 0.5 || cfg.Tokens[0].User != "u" {
 		t.Errorf("rate limit read as %+v", cfg.RateLimit)
+	}
+}
+
+// Every code of the admission table appears in the table of checks in
+// docs/simulator.md, so the two stay in step.
+func TestDocumentedChecks(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/simulator.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range admissionTable {
+		row := fmt.Sprintf("| %s | %d | %d |", c.stage, c.code, c.status)
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/simulator.md has no row starting %q", row)
+		}
 	}
 }
