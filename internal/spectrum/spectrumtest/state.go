@@ -51,7 +51,6 @@ type account struct {
 }
 
 type token struct {
-	secret     string
 	account    string
 	ipPrefixes bool
 	revoked    bool
@@ -104,7 +103,7 @@ func newWorld(cfg Config, now time.Time) *world {
 		w.accounts[a.ID] = acct
 	}
 	for _, t := range cfg.Tokens {
-		w.tokens[t.Token] = &token{secret: t.Token, account: t.Account, ipPrefixes: t.IPPrefixesPermission,
+		w.tokens[t.Token] = &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission,
 			revoked: t.Revoked, user: budgetUser(t)}
 	}
 	for _, z := range cfg.Zones {
