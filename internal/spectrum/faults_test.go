@@ -214,7 +214,10 @@ func TestFaultProbabilityAndCount(t *testing.T) {
 // client learns the window from the headers and never gets a 429.
 func TestConcurrentCallersStayInsideAFixedWindowBudget(t *testing.T) {
 	cfg := testConfig()
-	cfg.RateLimit = spectrumtest.RateLimitConfig{Limit: 10, Window: spectrumtest.Duration{Duration: 500 * time.Millisecond}, Enforce: true}
+	// The client paces from the X-RateLimit-* headers; the simulator sends
+	// the modern Ratelimit headers by default, so ask for both.
+	cfg.RateLimit = spectrumtest.RateLimitConfig{Limit: 10, Window: spectrumtest.Duration{Duration: 500 * time.Millisecond}, Enforce: true,
+		Headers: spectrumtest.HeadersBoth}
 	sim := startSimulator(t, cfg)
 	var mu sync.Mutex
 	statuses := map[int]int{}

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
@@ -70,6 +72,7 @@ func (s *Simulator) ResetCounters() {
 	defer s.mu.Unlock()
 	s.calls = map[string]int{}
 	s.faults.fired = 0
+	s.rateLimited = 0
 }
 
 // Reset restores the world, faults and counters of the config.
@@ -78,6 +81,24 @@ func (s *Simulator) Reset() {
 	defer s.mu.Unlock()
 	s.reset()
 	s.calls = map[string]int{}
+	s.rateLimited = 0
+}
+
+// RateLimited returns how many requests were answered 429 because a
+// budget was exceeded (or its user was blocked), not by an injected fault.
+func (s *Simulator) RateLimited() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rateLimited
+}
+
+// SetOtherClient makes other clients (the dashboard, Terraform, a second
+// token) spend user's rate-limit budget at requestsPerSecond from now on; 0
+// removes them. What they spent so far in the open window stays spent.
+func (s *Simulator) SetOtherClient(user string, requestsPerSecond float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.world.setOtherClient(user, requestsPerSecond, time.Now())
 }
 
 // AddFault starts injecting f and returns it with its ID.
@@ -150,6 +171,16 @@ func (s *Simulator) DeleteApp(zoneID, appID string) error {
 // with app.ID, or adds one (with a new ID when app.ID is empty). legacy
 // serves it in the old response shapes.
 func (s *Simulator) PutApp(zoneID string, app spectrum.App, legacy bool) (StoredApp, error) {
+	app.ModifiedOn = nil
+	own, err := fromClientApp(app)
+	if err != nil {
+		return StoredApp{}, err
+	}
+	return s.putOwnApp(zoneID, own, legacy)
+}
+
+// putOwnApp stores an app of the simulator's model out of band.
+func (s *Simulator) putOwnApp(zoneID string, app *simApp, legacy bool) (StoredApp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.world.zones[zoneID] == nil {
@@ -158,8 +189,7 @@ func (s *Simulator) PutApp(zoneID string, app spectrum.App, legacy bool) (Stored
 	if existing := s.world.apps[app.ID]; existing != nil && existing.zoneID != zoneID {
 		return StoredApp{}, fmt.Errorf("app %s belongs to zone %s", app.ID, existing.zoneID)
 	}
-	app.ModifiedOn = nil
-	return s.world.put(zoneID, app, legacy), nil
+	return s.world.export(s.world.put(zoneID, app, legacy)), nil
 }
 
 // ModifyApp changes an app out of band (drift): mutate gets a copy of the
@@ -171,10 +201,14 @@ func (s *Simulator) ModifyApp(zoneID, appID string, mutate func(*spectrum.App)) 
 	if stored == nil {
 		return fmt.Errorf("app %s in zone %s: %w", appID, zoneID, ErrNotFound)
 	}
-	app := cloneApp(stored.app)
+	app := toClientApp(stored.app)
 	mutate(&app)
 	app.ID, app.ModifiedOn = appID, nil
-	s.world.put(zoneID, app, stored.legacy)
+	own, err := fromClientApp(app)
+	if err != nil {
+		return err
+	}
+	s.world.put(zoneID, own, stored.legacy)
 	return nil
 }
 
@@ -196,13 +230,19 @@ type TokenState struct {
 	Account              string `json:"account"`
 	IPPrefixesPermission bool   `json:"ipPrefixesPermission"`
 	Revoked              bool   `json:"revoked"`
-	RequestsInWindow     int    `json:"requestsInWindow"`
+	// User is whose budget the token spends; empty for a user of its own.
+	User string `json:"user,omitempty"`
+	// RequestsInWindow is what the token's user sent in the open window
+	// (other clients' spending not included).
+	RequestsInWindow int `json:"requestsInWindow"`
 }
 
 // Counters are the request counters.
 type Counters struct {
 	Calls       map[string]int `json:"calls"`
 	FaultsFired int            `json:"faultsFired"`
+	// RateLimited is RateLimited().
+	RateLimited int `json:"rateLimited"`
 }
 
 // State returns a snapshot of the world.
@@ -211,7 +251,7 @@ func (s *Simulator) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	state := State{Apps: apps, Faults: slices.Clone(s.faults.active),
-		Counters: Counters{Calls: maps.Clone(s.calls), FaultsFired: s.faults.fired}}
+		Counters: Counters{Calls: maps.Clone(s.calls), FaultsFired: s.faults.fired, RateLimited: s.rateLimited}}
 	for _, a := range s.cfg.Accounts {
 		acct := s.world.accounts[a.ID]
 		a.Entitlements = acct.entitlements
@@ -219,8 +259,12 @@ func (s *Simulator) State() State {
 	}
 	for _, t := range s.cfg.Tokens {
 		tok := s.world.tokens[t.Token]
+		used := 0
+		if b := s.world.budgets[tok.user]; b != nil && time.Now().Before(b.windowStart.Add(s.rateLimit.Window.Duration)) {
+			used = b.used
+		}
 		state.Tokens = append(state.Tokens, TokenState{Fingerprint: fingerprint(t.Token), Account: tok.account,
-			IPPrefixesPermission: tok.ipPrefixes, Revoked: tok.revoked, RequestsInWindow: tok.used})
+			IPPrefixesPermission: tok.ipPrefixes, Revoked: tok.revoked, User: t.User, RequestsInWindow: used})
 	}
 	state.Zones = slices.Clone(s.cfg.Zones)
 	return state
@@ -241,7 +285,7 @@ func (s *Simulator) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, s.Apps())
 	})
 	mux.HandleFunc("GET "+AdminPrefix+"/counters", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, Counters{Calls: s.Calls(), FaultsFired: s.FaultsFired()})
+		writeJSON(w, http.StatusOK, Counters{Calls: s.Calls(), FaultsFired: s.FaultsFired(), RateLimited: s.RateLimited()})
 	})
 	mux.HandleFunc("POST "+AdminPrefix+"/reset-counters", func(w http.ResponseWriter, _ *http.Request) {
 		s.ResetCounters()
@@ -295,12 +339,18 @@ func (s *Simulator) adminHandler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("PUT "+AdminPrefix+"/apps/{zone}/{app}", func(w http.ResponseWriter, r *http.Request) {
-		var app spectrum.App
-		if !readJSON(w, r, &app) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
 			return
 		}
-		app.ID = r.PathValue("app")
-		stored, err := s.PutApp(r.PathValue("zone"), app, r.URL.Query().Get("legacy") == "true")
+		app, _, err := decodeApp(body)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		app.ID, app.ModifiedOn = r.PathValue("app"), time.Time{}
+		stored, err := s.putOwnApp(r.PathValue("zone"), app, r.URL.Query().Get("legacy") == "true")
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return

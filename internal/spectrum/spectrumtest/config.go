@@ -28,10 +28,15 @@ type Config struct {
 	// origin_dns.name with 11050. Names under another configured zone are
 	// refused the same way without being listed.
 	HostnamesInOtherZones []string `json:"hostnamesInOtherZones,omitempty"`
+	// DeniedOrigins are CIDRs whose origin IPs fail Cloudflare's access
+	// check: an origin_direct address in them is refused with 11002. The
+	// API notes name the check without listing the ranges, so none is
+	// denied unless configured.
+	DeniedOrigins []string `json:"deniedOrigins,omitempty"`
 	// Apps exist when the simulator starts.
 	Apps []AppConfig `json:"apps,omitempty"`
-	// RateLimit is the per-token request budget reported in the
-	// X-RateLimit-* headers and, when Enforce is set, enforced with 429s.
+	// RateLimit is the per-user request budget reported in the rate-limit
+	// headers and, when Enforce is set, enforced with 429s.
 	RateLimit RateLimitConfig `json:"rateLimit,omitempty"`
 	// Faults are active from the start (see Fault).
 	Faults []Fault `json:"faults,omitempty"`
@@ -83,6 +88,9 @@ type TokenConfig struct {
 	IPPrefixesPermission bool `json:"ipPrefixesPermission,omitempty"`
 	// Revoked tokens are refused with 9109.
 	Revoked bool `json:"revoked,omitempty"`
+	// User is whose rate-limit budget the token spends: tokens of one user
+	// share one budget. Empty means the token is a user of its own.
+	User string `json:"user,omitempty"`
 }
 
 // ZoneConfig is a zone of an account.
@@ -111,19 +119,35 @@ type AppConfig struct {
 	Zone string `json:"zone"`
 	// Legacy apps are served in the shapes of apps created years ago
 	// (proxy_protocol as a boolean, "ipv4"/"spp" fields, no edge_ips,
-	// origin_dns without type).
-	Legacy bool         `json:"legacy,omitempty"`
-	App    spectrum.App `json:"app"`
+	// origin_port as a string, origin_dns without type when it is "").
+	Legacy bool `json:"legacy,omitempty"`
+	// App is the app in API JSON. It is read as spectrum.App for
+	// convenience and handed to the simulator through JSON only.
+	App spectrum.App `json:"app"`
 }
 
-// RateLimitConfig is the per-token budget: Limit requests per Window, the
-// real API's 1200 per 300s by default.
+// RateLimitConfig is Cloudflare's global API limit: Limit requests per
+// Window per user, the real API's 1200 per 300s by default.
 type RateLimitConfig struct {
-	Limit  int      `json:"limit,omitempty"`
-	Window Duration `json:"window,omitempty"`
-	// Enforce answers 429 (code 10100, Retry-After) beyond the budget;
-	// otherwise the budget is only reported in headers.
+	Limit  int      `json:"limit,omitempty"`  // default 1200
+	Window Duration `json:"window,omitempty"` // default 300s
+	// Enforce answers 429 (code 10100, Retry-After) beyond the budget and
+	// then blocks the user for a whole window, as Cloudflare blocks for five
+	// minutes; otherwise the budget is only reported in headers.
 	Enforce bool `json:"enforce,omitempty"`
+	// Headers: "modern" (default): Ratelimit / Ratelimit-Policy; "legacy":
+	// X-RateLimit-Limit/-Remaining (and -Reset on a 429); "both".
+	Headers string `json:"headers,omitempty"`
+	// OtherClients spend part of a user's budget at a steady rate, as the
+	// dashboard, Terraform or a second token would.
+	OtherClients []OtherClientConfig `json:"otherClients,omitempty"`
+}
+
+// OtherClientConfig is a client outside the test that spends a user's
+// budget.
+type OtherClientConfig struct {
+	User              string  `json:"user"`              // whose budget it spends
+	RequestsPerSecond float64 `json:"requestsPerSecond"` // steady rate
 }
 
 // Duration is a time.Duration written as "300s" or "250ms" (or a number of
@@ -246,8 +270,8 @@ func (c *Config) Validate() error {
 		}
 		if z.EdgePorts != nil {
 			for _, ports := range append(append([]string{}, z.EdgePorts.TCP...), z.EdgePorts.UDP...) {
-				if _, err := spectrum.ParseOriginPort(ports); err != nil {
-					problem("zones[%d].edgePorts: %v", i, err)
+				if _, ok := parsePortRange(ports); !ok {
+					problem("zones[%d].edgePorts: %q is not a port (1-65535) or a range START-END", i, ports)
 				}
 			}
 		}
@@ -255,6 +279,9 @@ func (c *Config) Validate() error {
 	for i, a := range c.Apps {
 		if !zones[a.Zone] {
 			problem("apps[%d]: unknown zone %q", i, a.Zone)
+		}
+		if _, err := fromClientApp(a.App); err != nil {
+			problem("apps[%d]: %v", i, err)
 		}
 	}
 	for i, f := range c.Faults {
@@ -264,6 +291,21 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit.Limit < 0 || c.RateLimit.Window.Duration < 0 {
 		problem("rateLimit: limit and window must not be negative")
+	}
+	switch c.RateLimit.Headers {
+	case "", HeadersModern, HeadersLegacy, HeadersBoth:
+	default:
+		problem("rateLimit: headers must be %q, %q or %q, not %q", HeadersModern, HeadersLegacy, HeadersBoth, c.RateLimit.Headers)
+	}
+	for i, o := range c.RateLimit.OtherClients {
+		if o.User == "" || o.RequestsPerSecond < 0 {
+			problem("rateLimit.otherClients[%d]: needs a user and a requestsPerSecond of at least 0", i)
+		}
+	}
+	for _, p := range c.DeniedOrigins {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			problem("deniedOrigins: %v", err)
+		}
 	}
 	return errors.Join(problems...)
 }

@@ -1,6 +1,7 @@
 package spectrumtest
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -59,6 +60,12 @@ tokens: [{token: t, account: b}]`, `unknown account "b"`},
 		"latency no time": {`faults: [{kind: latency}]`, `positive latency`},
 		"bad duration":    {`rateLimit: {window: soon}`, `duration`},
 		"app in no zone":  {`apps: [{zone: 023e105f4ecef8ad9ca31a8372d0c353, app: {protocol: tcp/22}}]`, "unknown zone"},
+		"bad headers":     {`rateLimit: {headers: newest}`, `headers must be`},
+		"other client":    {`rateLimit: {otherClients: [{requestsPerSecond: 2}]}`, `otherClients[0]`},
+		"denied origins":  {`deniedOrigins: [10.0.0.0/40]`, `deniedOrigins`},
+		"bad edge ports": {`
+accounts: [{id: a, plan: enterprise}]
+zones: [{id: 023e105f4ecef8ad9ca31a8372d0c353, name: example.com, account: a, edgePorts: {tcp: ["22-21"]}}]`, "edgePorts"},
 	}
 	for name, tc := range cases {
 		_, err := ParseConfig([]byte(tc.yaml))
@@ -69,11 +76,28 @@ tokens: [{token: t, account: b}]`, `unknown account "b"`},
 }
 
 func TestConfigJSON(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"accounts":[{"id":"a","plan":"pay-as-you-go"}],"rateLimit":{"limit":10,"window":1.5,"enforce":true}}`))
+	cfg, err := ParseConfig([]byte(`{"accounts":[{"id":"a","plan":"pay-as-you-go"}],"tokens":[{"token":"t","account":"a","user":"u"}],
+		"rateLimit":{"limit":10,"window":1.5,"enforce":true,"headers":"both","otherClients":[{"user":"u","requestsPerSecond":0.5}]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.RateLimit.Window.Duration != 1500*time.Millisecond || !cfg.RateLimit.Enforce {
+	if cfg.RateLimit.Window.Duration != 1500*time.Millisecond || !cfg.RateLimit.Enforce || cfg.RateLimit.Headers != HeadersBoth ||
+		len(cfg.RateLimit.OtherClients) != 1 || cfg.RateLimit.OtherClients[0].RequestsPerSecond != 0.5 || cfg.Tokens[0].User != "u" {
 		t.Errorf("rate limit read as %+v", cfg.RateLimit)
+	}
+}
+
+// Every code of the admission table appears in the table of checks in
+// docs/simulator.md, so the two stay in step.
+func TestDocumentedChecks(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/simulator.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range admissionTable {
+		row := fmt.Sprintf("| %s | %d | %d |", c.stage, c.code, c.status)
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/simulator.md has no row starting %q", row)
+		}
 	}
 }

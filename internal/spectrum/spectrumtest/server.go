@@ -1,10 +1,15 @@
 // Package spectrumtest is a stateful simulator of the Cloudflare Spectrum
 // apps API, faithful to the project's API notes: accounts with plans and
 // entitlements, tokens, zones with quotas and allowed ports, the documented
-// error codes in the situations that cause them (400 validation codes come
-// from the shared rule set, as the admission webhook's do), pagination,
-// rate-limit headers, and injected faults. Tests use NewServer; the
+// error codes in the situations that cause them, pagination, the per-user
+// rate limit with its headers, and injected faults. Tests use NewServer; the
 // spectrum-simulator binary serves the same handler.
+//
+// It is an independent model of Cloudflare: it decodes bodies with its own
+// wire model (wire.go) and judges them with its own table of checks
+// (admission.go), each naming its source, and shares no code with the
+// operator's client or its rules. A stand-in that reused them could only
+// agree with the code under test.
 package spectrumtest
 
 import (
@@ -20,8 +25,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 const (
@@ -48,6 +51,8 @@ type Simulator struct {
 	world  *world
 	faults faultSet
 	calls  map[string]int
+	// rateLimited counts the 429s answered because a budget was exceeded.
+	rateLimited int
 }
 
 // New returns a simulator of the world cfg describes.
@@ -62,6 +67,9 @@ func New(cfg Config) (*Simulator, error) {
 	if s.rateLimit.Window.Duration == 0 {
 		s.rateLimit.Window.Duration = 300 * time.Second
 	}
+	if s.rateLimit.Headers == "" {
+		s.rateLimit.Headers = HeadersModern
+	}
 	s.reset()
 	s.admin = s.adminHandler()
 	return s, nil
@@ -70,7 +78,7 @@ func New(cfg Config) (*Simulator, error) {
 // reset restores the world and faults of the config. The caller holds the
 // lock, or has not shared s yet.
 func (s *Simulator) reset() {
-	s.world = newWorld(s.cfg)
+	s.world = newWorld(s.cfg, time.Now())
 	s.faults = faultSet{}
 	for _, f := range s.cfg.Faults {
 		if _, err := s.faults.add(f); err != nil {
@@ -120,7 +128,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // answer is one API response before it is written.
 type answer struct {
 	result     any
-	resultInfo *spectrum.ResultInfo
+	resultInfo *resultInfo
 	failure    *failure
 	header     http.Header
 }
@@ -136,7 +144,7 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if fault != nil && fault.Kind != FaultResponseLost {
-		injectFailure(w, fault)
+		s.injectFailure(w, fault)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
@@ -155,7 +163,16 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 	writeEnvelope(w, a)
 }
 
-func injectFailure(w http.ResponseWriter, fault *Fault) {
+// resultInfo is the list envelope's page information.
+type resultInfo struct {
+	Page       int `json:"page"`
+	PerPage    int `json:"per_page"`
+	Count      int `json:"count"`
+	TotalCount int `json:"total_count"`
+	TotalPages int `json:"total_pages"`
+}
+
+func (s *Simulator) injectFailure(w http.ResponseWriter, fault *Fault) {
 	switch fault.Kind {
 	case FaultConnectionReset:
 		resetConnection(w)
@@ -168,7 +185,9 @@ func injectFailure(w http.ResponseWriter, fault *Fault) {
 		wait := max(fault.RetryAfterSeconds, 1)
 		header := http.Header{}
 		header.Set("Retry-After", strconv.Itoa(wait))
-		header.Set("X-RateLimit-Reset", time.Now().Add(time.Duration(wait)*time.Second).UTC().Format(http.TimeFormat))
+		if s.rateLimit.Headers != HeadersModern {
+			header.Set("X-RateLimit-Reset", time.Now().Add(time.Duration(wait)*time.Second).UTC().Format(http.TimeFormat))
+		}
 		writeEnvelope(w, &answer{header: header, failure: refuse(http.StatusTooManyRequests, codeRateLimited,
 			"More than 1200 requests per 300 seconds reached. Please wait and consider throttling your request speed")})
 	case FaultBadGateway:
@@ -211,8 +230,7 @@ func (s *Simulator) route(r *http.Request, tok *token, zoneID, appID string, bod
 		if f != nil {
 			return &answer{failure: f}
 		}
-		stored := s.world.create(z.id, app)
-		return &answer{result: render(s.world.apps[stored.App.ID])}
+		return &answer{result: render(s.world.create(z.id, app))}
 	case appID == "" || r.Method == http.MethodPost:
 		return &answer{failure: refuse(http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method %s not allowed for this endpoint", r.Method)}
 	}
@@ -258,9 +276,12 @@ func (w *world) authenticate(authorization string) (*token, *failure) {
 	if !ok || strings.TrimSpace(secret) == "" {
 		return nil, refuse(http.StatusUnauthorized, codeAuthentication, "Authentication error")
 	}
-	tok := w.tokens[strings.TrimSpace(secret)]
+	secret = strings.TrimSpace(secret)
+	tok := w.tokens[secret]
 	if tok == nil || tok.revoked {
-		return nil, refuse(http.StatusForbidden, codeInvalidToken, "Invalid access token")
+		// Echoes the token, as a careless API might: the operator must
+		// redact what comes back, and its token-leak tests see this.
+		return nil, refuse(http.StatusForbidden, codeInvalidToken, "Invalid access token: %s", secret)
 	}
 	return tok, nil
 }
@@ -273,30 +294,6 @@ func (w *world) authorizeZone(tok *token, zoneID string) (*zone, *failure) {
 		return nil, refuse(http.StatusForbidden, codeAuthentication, "Authentication error")
 	}
 	return z, nil
-}
-
-// spendBudget counts a request against the token's budget and reports it in
-// the X-RateLimit-* headers; beyond the budget, when enforced, it refuses
-// with 429 until the window ends.
-func (s *Simulator) spendBudget(tok *token) (http.Header, *failure) {
-	now := time.Now()
-	window := s.rateLimit.Window.Duration
-	if now.Sub(tok.windowStart) >= window {
-		tok.windowStart, tok.used = now, 0
-	}
-	tok.used++
-	header := http.Header{}
-	header.Set("X-RateLimit-Limit", strconv.Itoa(s.rateLimit.Limit))
-	header.Set("X-RateLimit-Remaining", strconv.Itoa(max(s.rateLimit.Limit-tok.used, 0)))
-	if !s.rateLimit.Enforce || tok.used <= s.rateLimit.Limit {
-		return header, nil
-	}
-	reset := tok.windowStart.Add(window)
-	wait := int((reset.Sub(now) + time.Second - 1) / time.Second)
-	header.Set("Retry-After", strconv.Itoa(max(wait, 1)))
-	header.Set("X-RateLimit-Reset", reset.UTC().Format(http.TimeFormat))
-	return header, refuse(http.StatusTooManyRequests, codeRateLimited,
-		"More than %d requests per %s reached. Please wait and consider throttling your request speed", s.rateLimit.Limit, window)
 }
 
 // list answers one page of the zone's apps.
@@ -314,7 +311,7 @@ func (s *Simulator) list(z *zone, r *http.Request) *answer {
 	for _, a := range apps[start:end] {
 		result = append(result, render(a))
 	}
-	return &answer{result: result, resultInfo: &spectrum.ResultInfo{
+	return &answer{result: result, resultInfo: &resultInfo{
 		Page: page, PerPage: perPage, Count: len(result), TotalCount: total,
 		TotalPages: (total + perPage - 1) / perPage,
 	}}
@@ -332,7 +329,7 @@ func sortApps(apps []*storedApp, order, direction string) {
 	case "dns":
 		key = func(a, b *storedApp) int { return cmp.Compare(a.app.DNS.Name, b.app.DNS.Name) }
 	case "modified_on":
-		key = func(a, b *storedApp) int { return a.app.ModifiedOn.Compare(*b.app.ModifiedOn) }
+		key = func(a, b *storedApp) int { return a.app.ModifiedOn.Compare(b.app.ModifiedOn) }
 	}
 	slices.SortStableFunc(apps, key)
 	if direction == "desc" {
@@ -358,7 +355,7 @@ func writeEnvelope(w http.ResponseWriter, a *answer) {
 	w.Header().Set("cf-ray", newRayID())
 	envelope := map[string]any{
 		"success":  a.failure == nil,
-		"errors":   []spectrum.ErrorDetail{},
+		"errors":   []errorDetail{},
 		"messages": []any{},
 		"result":   a.result,
 	}

@@ -96,8 +96,11 @@ func TestEveryAnswerHasEnvelopeAndHeaders(t *testing.T) {
 		if !rayPattern.MatchString(resp.Header.Get("cf-ray")) {
 			t.Errorf("%s: cf-ray %q", name, resp.Header.Get("cf-ray"))
 		}
-		if got := resp.Header.Get("X-RateLimit-Limit") != "" && resp.Header.Get("X-RateLimit-Remaining") != ""; got != tc.rateHeaders {
+		if got := resp.Header.Get("Ratelimit") != "" && resp.Header.Get("Ratelimit-Policy") != ""; got != tc.rateHeaders {
 			t.Errorf("%s: rate-limit headers present = %v", name, got)
+		}
+		if resp.Header.Get("X-RateLimit-Limit") != "" {
+			t.Errorf("%s: legacy rate-limit headers by default", name)
 		}
 	}
 }
@@ -199,7 +202,7 @@ func TestLegacyShapeOnTheWire(t *testing.T) {
 	if err := json.Unmarshal(env.Result, &fields); err != nil {
 		t.Fatal(err)
 	}
-	if fields["proxy_protocol"] != true || fields["ipv4"] != true || fields["spp"] != false || fields["edge_ips"] != nil || fields["origin_port"] != float64(22) {
+	if fields["proxy_protocol"] != true || fields["ipv4"] != true || fields["spp"] != false || fields["edge_ips"] != nil || fields["origin_port"] != "22" {
 		t.Errorf("legacy result = %v", fields)
 	}
 	if od := fields["origin_dns"].(map[string]any); od["type"] != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,13 +14,17 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
-// StoredApp is an app as the simulator holds it.
+// StoredApp is an app as the simulator holds it, for tests to inspect.
 type StoredApp struct {
 	ZoneID    string `json:"zoneID"`
 	AccountID string `json:"accountID"`
 	// Legacy apps are served in the old response shapes.
-	Legacy bool         `json:"legacy,omitempty"`
-	App    spectrum.App `json:"app"`
+	Legacy bool `json:"legacy,omitempty"`
+	// App is the app in the current API shape. The simulator keeps its own
+	// model (simApp); App is converted from it through JSON only (see
+	// toClientApp), so no behaviour of the simulated API uses the client's
+	// types.
+	App spectrum.App `json:"app"`
 }
 
 // world is the simulated Cloudflare state. The simulator's lock guards it.
@@ -29,6 +34,11 @@ type world struct {
 	zones                 map[string]*zone
 	apps                  map[string]*storedApp
 	hostnamesInOtherZones []string
+	deniedOrigins         []netip.Prefix
+	// budgets are the rate-limit budgets, by user; others are the other
+	// clients spending them (see ratelimit.go).
+	budgets map[string]*budget
+	others  map[string]*otherClient
 	// nextSeq orders apps by creation, the API's default list order.
 	nextSeq int64
 }
@@ -41,34 +51,41 @@ type account struct {
 }
 
 type token struct {
-	account     string
-	ipPrefixes  bool
-	revoked     bool
-	windowStart time.Time
-	used        int
+	account    string
+	ipPrefixes bool
+	revoked    bool
+	// user is whose rate-limit budget the token spends.
+	user string
 }
 
 type zone struct {
 	id, name, account string
 	ipv4Quota         *int
-	edgePorts         *EdgePortsConfig
+	edgePorts         *edgePorts
 }
+
+type edgePorts struct{ tcp, udp []portRange }
 
 type storedApp struct {
 	zoneID string
-	app    spectrum.App
+	app    *simApp
 	legacy bool
 	seq    int64
 }
 
 // newWorld builds the state a valid config describes.
-func newWorld(cfg Config) *world {
+func newWorld(cfg Config, now time.Time) *world {
 	w := &world{
 		accounts:              map[string]*account{},
 		tokens:                map[string]*token{},
 		zones:                 map[string]*zone{},
 		apps:                  map[string]*storedApp{},
 		hostnamesInOtherZones: slices.Clone(cfg.HostnamesInOtherZones),
+		budgets:               map[string]*budget{},
+		others:                map[string]*otherClient{},
+	}
+	for _, p := range cfg.DeniedOrigins {
+		w.deniedOrigins = append(w.deniedOrigins, netip.MustParsePrefix(p).Masked())
 	}
 	for _, a := range cfg.Accounts {
 		acct := &account{id: a.ID, name: a.Name, plan: a.Plan, entitlements: a.Entitlements,
@@ -86,21 +103,56 @@ func newWorld(cfg Config) *world {
 		w.accounts[a.ID] = acct
 	}
 	for _, t := range cfg.Tokens {
-		w.tokens[t.Token] = &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission, revoked: t.Revoked}
+		w.tokens[t.Token] = &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission,
+			revoked: t.Revoked, user: budgetUser(t)}
 	}
 	for _, z := range cfg.Zones {
-		w.zones[z.ID] = &zone{id: z.ID, name: z.Name, account: z.Account, ipv4Quota: z.IPv4Quota, edgePorts: z.EdgePorts}
+		stored := &zone{id: z.ID, name: z.Name, account: z.Account, ipv4Quota: z.IPv4Quota}
+		if z.EdgePorts != nil {
+			stored.edgePorts = &edgePorts{tcp: mustPortRanges(z.EdgePorts.TCP), udp: mustPortRanges(z.EdgePorts.UDP)}
+		}
+		w.zones[z.ID] = stored
 	}
 	for _, a := range cfg.Apps {
-		w.put(a.Zone, a.App, a.Legacy)
+		app, err := fromClientApp(a.App)
+		if err != nil {
+			panic(err) // Validate decoded every app.
+		}
+		w.put(a.Zone, app, a.Legacy)
+	}
+	for _, o := range cfg.RateLimit.OtherClients {
+		w.setOtherClient(o.User, w.otherRate(o.User)+o.RequestsPerSecond, now)
 	}
 	return w
 }
 
+// budgetUser is whose budget a token spends: its user, or, without one, a
+// user of its own (the prefix keeps it apart from configured user names).
+func budgetUser(t TokenConfig) string {
+	if t.User != "" {
+		return t.User
+	}
+	return "\x00token:" + fingerprint(t.Token)
+}
+
+func mustPortRanges(texts []string) []portRange {
+	ranges := []portRange{}
+	for _, text := range texts {
+		r, ok := parsePortRange(text)
+		if !ok {
+			panic(fmt.Sprintf("edge ports %q", text)) // Validate checked them.
+		}
+		ranges = append(ranges, r)
+	}
+	return ranges
+}
+
 // put stores app as is, without any check: apps that exist at start and
-// out-of-band changes.
-func (w *world) put(zoneID string, app spectrum.App, legacy bool) StoredApp {
+// out-of-band changes. It keeps the creation time of the app it replaces
+// unless app has one.
+func (w *world) put(zoneID string, app *simApp, legacy bool) *storedApp {
 	now := time.Now().UTC()
+	app = app.clone()
 	if app.ID == "" {
 		app.ID = newID()
 	}
@@ -110,35 +162,34 @@ func (w *world) put(zoneID string, app spectrum.App, legacy bool) StoredApp {
 		stored = &storedApp{seq: w.nextSeq}
 		w.apps[app.ID] = stored
 	}
-	if app.CreatedOn == nil {
-		app.CreatedOn = &now
+	if app.CreatedOn.IsZero() {
+		app.CreatedOn = now
 		if exists {
 			app.CreatedOn = stored.app.CreatedOn
 		}
 	}
-	if app.ModifiedOn == nil {
-		app.ModifiedOn = &now
+	if app.ModifiedOn.IsZero() {
+		app.ModifiedOn = now
 	}
 	stored.zoneID, stored.app, stored.legacy = zoneID, app, legacy
-	return w.export(stored)
+	return stored
 }
 
 // create stores an admitted app as Cloudflare would: a new id, timestamps,
 // and its defaults filled in.
-func (w *world) create(zoneID string, app spectrum.App) StoredApp {
-	app = withDefaults(app)
-	app.ID, app.CreatedOn, app.ModifiedOn = "", nil, nil
+func (w *world) create(zoneID string, app *simApp) *storedApp {
+	app = app.withDefaults()
+	app.ID, app.CreatedOn, app.ModifiedOn = "", time.Time{}, time.Time{}
 	return w.put(zoneID, app, false)
 }
 
-// update replaces an admitted app's configuration; unsent fields fall back
-// to their defaults, as with a PUT at Cloudflare.
-func (w *world) update(old *storedApp, app spectrum.App) StoredApp {
-	app = withDefaults(app)
-	now := time.Now().UTC()
-	app.ID, app.CreatedOn, app.ModifiedOn = old.app.ID, old.app.CreatedOn, &now
+// update replaces an admitted app's whole configuration: unsent fields fall
+// back to their defaults, as with a PUT at Cloudflare. The app is served in
+// the current shape from then on.
+func (w *world) update(old *storedApp, app *simApp) {
+	app = app.withDefaults()
+	app.ID, app.CreatedOn, app.ModifiedOn = old.app.ID, old.app.CreatedOn, time.Now().UTC()
 	old.app, old.legacy = app, false
-	return w.export(old)
 }
 
 // app returns an app of the zone, or nil.
@@ -167,77 +218,41 @@ func (w *world) export(stored *storedApp) StoredApp {
 	if z := w.zones[stored.zoneID]; z != nil {
 		accountID = z.account
 	}
-	return StoredApp{ZoneID: stored.zoneID, AccountID: accountID, Legacy: stored.legacy, App: cloneApp(stored.app)}
-}
-
-// withDefaults fills in what Cloudflare returns for fields an app left
-// unset.
-func withDefaults(app spectrum.App) spectrum.App {
-	if app.ProxyProtocol == "" {
-		app.ProxyProtocol = "off"
-	}
-	if app.TLS == "" {
-		app.TLS = "off"
-	}
-	if app.TrafficType == "" {
-		app.TrafficType = "direct"
-	}
-	if app.IPFirewall == nil {
-		app.IPFirewall = new(bool)
-	}
-	if app.ArgoSmartRouting == nil {
-		app.ArgoSmartRouting = new(bool)
-	}
-	if app.EdgeIPs == nil && app.DNS.Type == "CNAME" {
-		app.EdgeIPs = &spectrum.EdgeIPs{Type: "dynamic", Connectivity: "all"}
-	}
-	if app.EdgeIPs != nil && app.EdgeIPs.Type == "dynamic" && app.EdgeIPs.Connectivity == "" {
-		app.EdgeIPs.Connectivity = "all"
-	}
-	return app
+	return StoredApp{ZoneID: stored.zoneID, AccountID: accountID, Legacy: stored.legacy, App: toClientApp(stored.app)}
 }
 
 // render is the app as the API answers it.
-func render(stored *storedApp) any {
-	if !stored.legacy {
-		return stored.app
-	}
-	return legacyShape(stored.app)
+func render(stored *storedApp) map[string]any {
+	return stored.app.render(stored.legacy)
 }
 
-// legacyShape is an app as Cloudflare returns one created years ago.
-func legacyShape(app spectrum.App) map[string]any {
-	data, err := json.Marshal(app)
+// The test-inspection boundary. Tests hand apps in and get them out as
+// spectrum.App for convenience; the conversion goes through JSON only: the
+// simulator's own rendering is unmarshalled into spectrum.App, and a
+// spectrum.App is marshalled and read by the simulator's own decoder.
+
+// toClientApp converts the simulator's model to spectrum.App through JSON.
+func toClientApp(app *simApp) spectrum.App {
+	data, err := json.Marshal(app.render(false))
 	if err != nil {
 		panic(err)
 	}
-	var fields map[string]any
-	if err := json.Unmarshal(data, &fields); err != nil {
-		panic(err)
+	var out spectrum.App
+	if err := json.Unmarshal(data, &out); err != nil {
+		panic(fmt.Sprintf("spectrumtest: the client cannot read the simulator's app %s: %v", data, err))
 	}
-	fields["ipv4"] = true
-	fields["spp"] = false
-	switch app.ProxyProtocol {
-	case "v1":
-		fields["proxy_protocol"] = true
-	case "", "off":
-		fields["proxy_protocol"] = false
-	}
-	delete(fields, "edge_ips")
-	return fields
+	return out
 }
 
-// cloneApp deep-copies an app so callers cannot change stored state.
-func cloneApp(app spectrum.App) spectrum.App {
+// fromClientApp converts a spectrum.App to the simulator's model through
+// JSON.
+func fromClientApp(app spectrum.App) (*simApp, error) {
 	data, err := json.Marshal(app)
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	var clone spectrum.App
-	if err := json.Unmarshal(data, &clone); err != nil {
-		panic(err)
-	}
-	return clone
+	out, _, err := decodeApp(data)
+	return out, err
 }
 
 func newID() string {
