@@ -114,6 +114,11 @@ func (e *cloudflareApp) byNameAfterPendingCreate(ctx context.Context) (spectrum.
 	if wait > 0 {
 		notBefore = time.Time{}
 	}
+	if e.app.Status.ApplicationID == "" {
+		// Whatever existed when the SpectrumApp was made is adopted, not
+		// duplicated: only a listing fetched since then can tell.
+		notBefore = laterOf(notBefore, e.app.CreationTimestamp.Time)
+	}
 	spec := &e.app.Spec
 	existing, found, err := e.zones.byName(ctx, e.cf, spec.ZoneID, spec.DNS.Name, spec.Protocol, notBefore)
 	if err != nil {
@@ -285,4 +290,11 @@ const ReasonApplicationClaimed = "ApplicationClaimed"
 func (e *ClaimedError) Classification() spectrum.Classification {
 	return spectrum.Explain(spectrum.NeedsHuman, ReasonApplicationClaimed,
 		"Delete one of the two SpectrumApps, or give this one another dns.name or protocol.", e.Error())
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -34,6 +34,15 @@ func simApp(t *testing.T, zoneID, hostname string) spectrum.App {
 	return apps[0]
 }
 
+// untilTheNextSecond waits for the wall clock's next second. A SpectrumApp
+// adopts what existed when it was created, as far as its creationTimestamp
+// (whole seconds) tells: tests that make an application out of band and
+// then the SpectrumApp put a second between them.
+func untilTheNextSecond() {
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(now))
+}
+
 func enableArgo(t *testing.T) {
 	t.Helper()
 	if err := sim.SetEntitlement(enterprise, spectrumtest.EntitlementArgo, true); err != nil {
@@ -151,6 +160,7 @@ func TestAdoptionBringsTheApplicationToTheSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	untilTheNextSecond()
 	f.create(app)
 	ready := f.waitForCondition("adoptee", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("adoptee")
@@ -263,6 +273,7 @@ func TestNamedProtocol(t *testing.T) {
 		OriginDirect: other.Spec.OriginDirect}, false); err != nil {
 		t.Fatal(err)
 	}
+	untilTheNextSecond()
 	other.Spec.Protocol = "ssh"
 	f.create(other)
 	adopted := f.waitForCondition("spelled", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
@@ -297,6 +308,7 @@ func TestUnreadableApplicationDoesNotFailTheZone(t *testing.T) {
 	calls.addToListings(t, zoneMain, json.RawMessage(fmt.Sprintf(
 		`{"id":"unreadable0000000000000000000001","protocol":"tcp/22","dns":{"type":"CNAME","name":%q},"origin_port":{"from":22}}`, weird)))
 	before := testutil.ToFloat64(controller.UnreadableApplications)
+	untilTheNextSecond()
 
 	for _, name := range []string{"neighbour-a", "neighbour-b"} {
 		f.create(f.app(name, zoneMain, "example.com"))
