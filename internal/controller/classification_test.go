@@ -14,6 +14,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
 // A failure that needs a person stalls the app with the Cloudflare code,
@@ -26,13 +27,13 @@ func TestNeedsAHumanStallsWithoutRetrying(t *testing.T) {
 		wantInText []string
 	}{
 		{"argo not entitled", func(a *v1alpha1.SpectrumApp) { a.Spec.ArgoSmartRouting = ptr.To(true) },
-			"", []string{"11026", "403"}},
+			"ArgoNotEnabled", []string{"11026", "403"}},
 		{"hostname in another zone", func(a *v1alpha1.SpectrumApp) { a.Spec.DNS.Name = "taken.example.com" },
-			"", []string{"16001", "400"}},
+			"HostnameInAnotherZone", []string{"16001", "400"}},
 		{"ftp not entitled", func(a *v1alpha1.SpectrumApp) {
 			a.Spec.Protocol = "tcp/21"
 			a.Spec.OriginDirect = []string{"tcp://192.0.2.10:21"}
-		}, "", []string{"11014", "403"}},
+		}, "FTPNotEnabled", []string{"11014", "403"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,15 +62,26 @@ func TestNeedsAHumanStallsWithoutRetrying(t *testing.T) {
 				t.Errorf("warning event %q lacks code %s", warning.Note, tc.wantInText[0])
 			}
 
-			// Not requeued: no further create attempt while nothing changes.
+			// Not requeued: no further create attempt while nothing changes,
+			// for longer than the backoff's first steps and a resync.
 			posts := calls.count("POST", zoneMain, "list")
-			time.Sleep(3 * time.Second)
-			if got := calls.count("POST", zoneMain, "list") - posts; got != 0 {
-				t.Errorf("%d more create attempts for a stalled app; want 0", got)
-			}
+			testenv.Consistently(t, resyncPeriod+time.Second, func() string {
+				if got := calls.count("POST", zoneMain, "list") - posts; got != 0 {
+					return fmt.Sprintf("%d more create attempts for a stalled app; want 0", got)
+				}
+				return ""
+			})
 			if n := countEvents(f.events(name), corev1.EventTypeWarning); n != 1 {
 				t.Errorf("%d warning events, want exactly 1", n)
 			}
+			// Positive control: asking for a retry does send the create again.
+			requestRetry(t, f, name)
+			eventually(t, 10*time.Second, func() string {
+				if calls.count("POST", zoneMain, "list") == posts {
+					return "the requested retry sent no create"
+				}
+				return ""
+			})
 		})
 	}
 }
@@ -87,26 +99,25 @@ func countEvents(events []eventsv1.Event, eventType string) int {
 // Temporary failures say Reconciling, are retried with backoff, and end Ready.
 func TestRetryableFailuresAreRetried(t *testing.T) {
 	cases := []struct {
-		name  string
-		fault spectrumtest.Fault
+		name   string
+		fault  spectrumtest.Fault
+		reason string
 	}{
-		{"internal error 10002", spectrumtest.Fault{Kind: spectrumtest.FaultInternalError, Method: "POST", Count: 2}},
-		{"unavailable 503", spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "POST", Count: 2}},
-		{"rate limited 429", spectrumtest.Fault{Kind: spectrumtest.FaultRateLimited, Method: "POST", Count: 1, RetryAfterSeconds: 1}},
-		{"connection reset", spectrumtest.Fault{Kind: spectrumtest.FaultConnectionReset, Method: "POST", Count: 2}},
-		{"html 502", spectrumtest.Fault{Kind: spectrumtest.FaultBadGateway, Method: "POST", Count: 1}},
+		{"internal error 10002", spectrumtest.Fault{Kind: spectrumtest.FaultInternalError, Method: "POST", Count: 2}, "CloudflareInternalError"},
+		{"unavailable 503", spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "POST", Count: 2}, "CloudflareInternalError"},
+		{"rate limited 429", spectrumtest.Fault{Kind: spectrumtest.FaultRateLimited, Method: "POST", Count: 1, RetryAfterSeconds: 1}, "RateLimited"},
+		{"connection reset", spectrumtest.Fault{Kind: spectrumtest.FaultConnectionReset, Method: "POST", Count: 2}, "NetworkError"},
+		{"html 502", spectrumtest.Fault{Kind: spectrumtest.FaultBadGateway, Method: "POST", Count: 1}, "CloudflareUnavailable"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, enterpriseToken)
 			name := fmt.Sprintf("retry-%d", i)
 			tc.fault.PathPrefix = "/zones/" + zoneMain
-			if _, err := sim.AddFault(tc.fault); err != nil {
-				t.Fatal(err)
-			}
+			addFault(t, tc.fault)
 			f.create(f.app(name, zoneMain, "example.com"))
 			// The failure is told once, as retryable, before the app ends Ready.
-			warning := f.waitForEvent(name, corev1.EventTypeWarning, "")
+			warning := f.waitForEvent(name, corev1.EventTypeWarning, tc.reason)
 			if !strings.Contains(warning.Note, "retries with backoff") {
 				t.Errorf("warning %s: %q does not say it will be retried", warning.Reason, warning.Note)
 			}
@@ -120,5 +131,18 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 				t.Errorf("simulator holds %d apps for %s, want 1", len(stored), name)
 			}
 		})
+	}
+}
+
+// requestRetry sets the reconcile-requested-at annotation, as a user does.
+func requestRetry(t *testing.T, f *fixture, name string) {
+	t.Helper()
+	app := f.get(name)
+	if app.Annotations == nil {
+		app.Annotations = map[string]string{}
+	}
+	app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation] = time.Now().Format(time.RFC3339Nano)
+	if err := k8sClient.Update(f.ctx, app); err != nil {
+		t.Fatal(err)
 	}
 }

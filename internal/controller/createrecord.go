@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,20 +33,36 @@ import (
 // recordPendingCreate writes status.pendingCreate before a create is sent,
 // and returns the time recorded. It is written on its own, and must succeed
 // before the create goes out.
+//
+// The write is conditional on the resourceVersion the reconcile read: the
+// manager's cache may not yet show a record an earlier attempt wrote (or
+// the ID it recorded), and a create decided on such a stale view could
+// duplicate the application. Then the write fails with a conflict
+// (errStaleRead) and nothing is sent.
 func (r *SpectrumAppReconciler) recordPendingCreate(ctx context.Context, app *v1alpha1.SpectrumApp) (time.Time, error) {
 	// Rounded up to the second the field keeps, so the recorded time is
 	// never earlier than the create's start.
 	at := metav1.NewTime(time.Now().Add(time.Second).Truncate(time.Second))
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"pendingCreate": at}})
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": app.ResourceVersion},
+		"status":   map[string]any{"pendingCreate": at},
+	})
 	if err != nil {
 		return time.Time{}, err
 	}
 	if err := r.Status().Patch(ctx, app, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		if apierrors.IsConflict(err) {
+			return time.Time{}, errStaleRead
+		}
 		return time.Time{}, err
 	}
 	app.Status.PendingCreate = &at
 	return at.Time, nil
 }
+
+// errStaleRead says the object the reconcile read is older than the
+// apiserver's: it is read again before anything is decided.
+var errStaleRead = errors.New("the SpectrumApp changed since it was read")
 
 // reasonCreateUnconfirmed is the Reconciling reason while the operator waits
 // for an earlier create to land before it looks for it again.

@@ -45,6 +45,10 @@ type outcome struct {
 	// wroteCloudflare is true when the event tells of a write at
 	// Cloudflare, which is logged at info.
 	wroteCloudflare bool
+	// readAgain: the object read was stale, nothing was done; the
+	// reconcile is repeated once the cache catches up, with nothing to
+	// report.
+	readAgain bool
 	// pendingCreateWritten is the status.pendingCreate this reconcile
 	// wrote on its own before sending a create; the final status write
 	// starts from it.
@@ -65,6 +69,11 @@ func released(event, message string, wrote bool) outcome {
 
 func failed(c spectrum.Classification) outcome { return outcome{failure: &c} }
 
+func readAgain() outcome { return outcome{readAgain: true} }
+
+// readAgainAfter gives the cache a moment to catch up with the apiserver.
+const readAgainAfter = 200 * time.Millisecond
+
 func failedWith(err error) outcome { return failed(spectrum.Classify(err)) }
 
 // wrote notes that status.pendingCreate was written at recordedAt.
@@ -83,9 +92,11 @@ func (r *SpectrumAppReconciler) report(ctx context.Context, app *v1alpha1.Spectr
 	if o.failure != nil {
 		r.reportFailure(app, *o.failure)
 		if o.failure.Class == spectrum.Retryable {
-			log.V(1).Info("Reconcile failed; retrying", "reason", o.failure.Reason, "rayID", o.failure.RayID)
+			log.V(1).Info("Reconcile failed; retrying", "reason", o.failure.Reason, "codes", o.failure.Codes,
+				"httpStatus", o.failure.HTTPStatus, "rayID", o.failure.RayID)
 		} else {
-			log.Error(nil, "Reconcile failed; a person must act", "reason", o.failure.Reason, "codes", o.failure.Codes, "rayID", o.failure.RayID)
+			log.Error(nil, "Reconcile failed; a person must act", "reason", o.failure.Reason, "codes", o.failure.Codes,
+				"httpStatus", o.failure.HTTPStatus, "rayID", o.failure.RayID)
 		}
 		return
 	}

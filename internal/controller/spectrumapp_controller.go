@@ -3,6 +3,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,11 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if !controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer) {
 			return ctrl.Result{}, nil
 		}
+		// What to delete rests on status (the ID, a pending create): read
+		// it from the apiserver, not from a cache that may lag our writes.
+		if err := r.APIReader.Get(ctx, req.NamespacedName, app); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 		before := app.DeepCopy()
 		return r.finish(ctx, app, before, r.delete(ctx, app))
 	}
@@ -115,6 +121,9 @@ func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare *cloudfla
 		return failed(createUnconfirmed(observed.unconfirmed))
 	}
 	recordedAt, err := r.recordPendingCreate(ctx, app)
+	if errors.Is(err, errStaleRead) {
+		return readAgain()
+	}
 	if err != nil {
 		return failedWith(err)
 	}
@@ -193,6 +202,9 @@ func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.Spectr
 // finish reports the outcome, writes status, lets a deleted object go, and
 // requeues.
 func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
+	if o.readAgain {
+		return ctrl.Result{RequeueAfter: readAgainAfter}, nil
+	}
 	r.report(ctx, app, o)
 	if o.release {
 		controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)

@@ -13,6 +13,7 @@ import (
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
 func TestCreateUpdateDelete(t *testing.T) {
@@ -147,19 +148,21 @@ func TestResyncCostsOneListPerZoneAndNoWrites(t *testing.T) {
 	lists, gets, writes := calls.count("GET", zoneDrift, "list"), calls.count("GET", zoneDrift, "app"), calls.writes(zoneDrift)
 	reconciles := reconcileCount(t)
 	const periods = 3
-	time.Sleep(periods * resyncPeriod)
-	listed := calls.count("GET", zoneDrift, "list") - lists
 	// Apps in sync are checked against the listing, not reconciled: a
 	// reconcile per app and period would be periods*n.
-	if got := reconcileCount(t) - reconciles; got >= n {
-		t.Errorf("%.0f reconciles during %d resync periods of %d apps in sync; want fewer than %d (only drifted apps are reconciled)", got, periods, n, n)
-	}
-	if got := calls.count("GET", zoneDrift, "app") - gets; got != 0 {
-		t.Errorf("%d per-app GETs during %d resync periods of %d apps; want 0 (list-based drift checks)", got, periods, n)
-	}
-	if got := calls.writes(zoneDrift) - writes; got != 0 {
-		t.Errorf("%d writes while nothing changed; want 0", got)
-	}
+	testenv.Consistently(t, periods*resyncPeriod, func() string {
+		if got := reconcileCount(t) - reconciles; got >= n {
+			return fmt.Sprintf("%.0f reconciles of %d apps in sync; want fewer than %d (only drifted apps are reconciled)", got, n, n)
+		}
+		if got := calls.count("GET", zoneDrift, "app") - gets; got != 0 {
+			return fmt.Sprintf("%d per-app GETs of %d apps in sync; want 0 (list-based drift checks)", got, n)
+		}
+		if got := calls.writes(zoneDrift) - writes; got != 0 {
+			return fmt.Sprintf("%d writes while nothing changed; want 0", got)
+		}
+		return ""
+	})
+	listed := calls.count("GET", zoneDrift, "list") - lists
 	// Every app is checked each period, yet the zone is listed about once
 	// per period (one page holds these apps), not once per app.
 	if listed < 1 || listed > periods+1 {
@@ -202,35 +205,28 @@ func TestADriftCheckFailureLeavesReadyAppsAlone(t *testing.T) {
 
 	// Every read of the zone fails, and meanwhile the app is changed at
 	// Cloudflare.
-	if _, err := sim.AddFault(spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "GET", PathPrefix: "/zones/" + zoneDrift}); err != nil {
-		t.Fatal(err)
-	}
-	cleared := false
-	defer func() {
-		if !cleared {
-			sim.ClearFaults()
-		}
-	}()
+	addFault(t, spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "GET", PathPrefix: "/zones/" + zoneDrift})
 	if err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrum.App) {
 		a.OriginDirect = []string{"tcp://203.0.113.77:22"}
 	}); err != nil {
 		t.Fatal(err)
 	}
 	fired := sim.FaultsFired()
-	deadline := time.Now().Add(3 * resyncPeriod)
-	for time.Now().Before(deadline) {
+	testenv.Consistently(t, 3*resyncPeriod, func() string {
 		current := f.get("calm")
 		if c := meta.FindStatusCondition(current.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
-			t.Fatalf("a failed drift check changed Ready: %+v", c)
+			return fmt.Sprintf("a failed drift check changed Ready: %+v", c)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ""
+	})
+	// Positive control: the drift checks did meet the failure.
 	if sim.FaultsFired() == fired {
 		t.Fatal("no drift check met the failure: the test proves nothing")
 	}
 
+	// The positive control of the outcome: once Cloudflare answers, the
+	// same check finds and repairs the drift.
 	sim.ClearFaults()
-	cleared = true
 	eventually(t, 4*resyncPeriod+10*time.Second, func() string {
 		stored := simApps(zoneDrift, app.Spec.DNS.Name)
 		if len(stored) != 1 || fmt.Sprint(stored[0].OriginDirect) != "[tcp://192.0.2.10:22]" {

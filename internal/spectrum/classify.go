@@ -46,8 +46,6 @@ type Classification struct {
 	Class Class
 	// Reason is a stable CamelCase word, fit for a condition's reason.
 	Reason string
-	// Resolution is what to do about it.
-	Resolution string
 	// Codes are Cloudflare's error codes, in its order.
 	Codes []int
 	// HTTPStatus is the response's status; 0 when no answer came.
@@ -262,7 +260,6 @@ func joinInts(values []int) string {
 func (e entry) explain(facts Classification, what string) Classification {
 	facts.Class = e.class
 	facts.Reason = e.reason
-	facts.Resolution = e.resolution
 	message := strings.TrimRight(what, ".") + ". " + e.resolution
 	if facts.RetryAfter > 0 {
 		message += fmt.Sprintf(" Cloudflare asked to wait %s.", facts.RetryAfter)
@@ -299,7 +296,7 @@ var table = []entry{
 	{codes: []int{10000}, status: 403, class: NeedsHuman, reason: "AuthenticationFailed",
 		resolution: "Check that the credentials Secret holds a valid API token with Zone > Spectrum > Edit permission on this zone."},
 	{codes: []int{9109}, status: 403, class: NeedsHuman, reason: "AuthenticationFailed",
-		resolution: "Put a valid, unexpired API token with Zone > Spectrum > Edit permission in the credentials Secret."},
+		resolution: "The token is expired or revoked, or never existed: put a valid API token with Zone > Spectrum > Edit permission in the credentials Secret."},
 	{codes: []int{971, 10100, 10300}, status: 429, class: Retryable, reason: ReasonRateLimited,
 		resolution: rateLimitResolution},
 	{codes: []int{codeAppNotFound}, status: 404, class: Retryable, reason: "AppNotFound",

@@ -29,7 +29,7 @@ func TestClassifyTable(t *testing.T) {
 					apiErr.Errors = []ErrorDetail{{Code: code, Message: "what Cloudflare said"}}
 				}
 				got := Classify(fmt.Errorf("creating the app: %w", apiErr))
-				if got.Class != e.class || got.Reason != e.reason || got.Resolution != e.resolution {
+				if got.Class != e.class || got.Reason != e.reason {
 					t.Fatalf("Classify = %v %s, want %v %s", got.Class, got.Reason, e.class, e.reason)
 				}
 				if got.HTTPStatus != e.status || got.RayID != apiErr.RayID {

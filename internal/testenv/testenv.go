@@ -11,7 +11,6 @@ import (
 	"runtime"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -69,11 +68,4 @@ func New(opts Options) (*envtest.Environment, error) {
 		}
 	}
 	return env, nil
-}
-
-// SpectrumAppResource is the plural resource of SpectrumApp.
-var SpectrumAppResource = schema.GroupVersionResource{
-	Group:    spectrumv1alpha1.GroupVersion.Group,
-	Version:  spectrumv1alpha1.GroupVersion.Version,
-	Resource: "spectrumapps",
 }
