@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 )
 
 // The API has changed shape over the years and apps created long ago still
@@ -13,36 +15,17 @@ import (
 // These codecs accept every shape seen so that adopting or resyncing an old
 // app never fails on decoding, and always send the current shape.
 
-// ParseOriginPort parses "22" or "3000-4000".
+// ParseOriginPort parses "22" or "3000-4000", with the rules' parser. Blanks
+// are ignored: what Cloudflare returns is read leniently.
 func ParseOriginPort(s string) (OriginPort, error) {
-	s = strings.TrimSpace(s)
-	startText, endText, isRange := strings.Cut(s, "-")
-	start, err := parsePort(startText)
+	first, last, err := rules.ParsePortRange(strings.Join(strings.Fields(s), ""))
 	if err != nil {
 		return OriginPort{}, fmt.Errorf("origin port %q: %w", s, err)
 	}
-	if !isRange {
-		return OriginPort{Start: start}, nil
+	if last == first {
+		return OriginPort{Start: first}, nil
 	}
-	end, err := parsePort(endText)
-	if err != nil {
-		return OriginPort{}, fmt.Errorf("origin port range %q: %w", s, err)
-	}
-	if end < start {
-		return OriginPort{}, fmt.Errorf("origin port range %q ends before it starts", s)
-	}
-	if end == start {
-		return OriginPort{Start: start}, nil
-	}
-	return OriginPort{Start: start, End: end}, nil
-}
-
-func parsePort(s string) (int, error) {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n < 0 || n > 65535 {
-		return 0, fmt.Errorf("%q is not a port number", s)
-	}
-	return n, nil
+	return OriginPort{Start: first, End: last}, nil
 }
 
 // IsRange reports whether the port is a range of more than one port.

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -65,6 +66,18 @@ func parsePortRange(s string) (portRange, string) {
 		return portRange{}, fmt.Sprintf("port range start %d is greater than its end %d", a, b)
 	}
 	return portRange{First: a, Last: b}, ""
+}
+
+// ParsePortRange parses "PORT" or "START-END" (ports 1-65535, START no
+// greater than END). It is the operator's one port parser: the rules use it
+// on specs and the client on what Cloudflare returns. (The simulator keeps
+// a parser of its own: it must not share the operator's beliefs.)
+func ParsePortRange(s string) (first, last int, err error) {
+	r, msg := parsePortRange(strings.TrimSpace(s))
+	if msg != "" {
+		return 0, 0, errors.New(msg)
+	}
+	return r.First, r.Last, nil
 }
 
 // protocol is a parsed spec.protocol: "tcp/22", "udp/1000-2000", or a named
