@@ -32,6 +32,25 @@ const (
 	// DefaultCredentialsKey is the Secret key read when credentialsRef.key is
 	// empty.
 	DefaultCredentialsKey = "apiToken"
+
+	// ReconcilePolicyAnnotation says how far the operator manages the app:
+	// ReconcilePolicyManage (the default), ReconcilePolicyObserve or
+	// ReconcilePolicySkip.
+	ReconcilePolicyAnnotation = "spectrum.cloudflare-operator.io/reconcile-policy"
+)
+
+// Values of ReconcilePolicyAnnotation.
+const (
+	// ReconcilePolicyManage creates, updates and deletes the Cloudflare
+	// application.
+	ReconcilePolicyManage = "manage"
+	// ReconcilePolicyObserve only reads it: status says whether it matches
+	// the spec and which fields differ. Nothing is written at Cloudflare,
+	// and deleting the SpectrumApp leaves the application in place.
+	ReconcilePolicyObserve = "observe"
+	// ReconcilePolicySkip makes no Cloudflare call at all; deleting the
+	// SpectrumApp leaves the application in place.
+	ReconcilePolicySkip = "skip"
 )
 
 // AccountPlan is a Cloudflare account's Spectrum plan.
