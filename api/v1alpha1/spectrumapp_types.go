@@ -260,6 +260,19 @@ type SpectrumAppStatus struct {
 	// +optional
 	Adopted bool `json:"adopted,omitempty"`
 
+	// ReconcilePolicy is the reconcile-policy the operator last acted on:
+	// manage, observe or skip (see the
+	// spectrum.cloudflare-operator.io/reconcile-policy annotation).
+	// +optional
+	ReconcilePolicy string `json:"reconcilePolicy,omitempty"`
+
+	// Differences are the Cloudflare API fields in which the application
+	// differs from the spec, as the observe policy found them; empty when it
+	// matches, and under the manage policy (which corrects them).
+	// +listType=atomic
+	// +optional
+	Differences []string `json:"differences,omitempty"`
+
 	// LastHandledReconcileAt is the value of the
 	// spectrum.cloudflare-operator.io/reconcile-requested-at annotation that
 	// the operator last acted on.
@@ -278,6 +291,8 @@ type SpectrumAppStatus struct {
 // +kubebuilder:printcolumn:name="Protocol",type=string,JSONPath=`.spec.protocol`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.reconcilePolicy`
+// +kubebuilder:printcolumn:name="Differences",type=string,priority=1,JSONPath=`.status.differences`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SpectrumApp struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -144,8 +144,19 @@ func inSync(app *v1alpha1.SpectrumApp) bool {
 	if !app.DeletionTimestamp.IsZero() || app.Status.ApplicationID == "" {
 		return false
 	}
+	if observing(app) {
+		return true
+	}
 	ready := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
 	return ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == app.Generation
+}
+
+// observing is true for an app whose last reconcile observed it under the
+// observe policy: the check tells it when Cloudflare starts or stops
+// matching the spec, whichever it was.
+func observing(app *v1alpha1.SpectrumApp) bool {
+	return policyOf(app) == v1alpha1.ReconcilePolicyObserve &&
+		app.Status.ReconcilePolicy == v1alpha1.ReconcilePolicyObserve && app.Status.ObservedGeneration == app.Generation
 }
 
 // check returns the apps whose application the zone's listing lacks or
@@ -171,7 +182,12 @@ func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials
 		if err != nil {
 			return nil, err
 		}
-		if !found || spectrum.Differs(spectrum.FromSpec(&app.Spec), observed) {
+		differs := !found || spectrum.Differs(spectrum.FromSpec(&app.Spec), observed)
+		if observing(app) {
+			// What changed is whether it matches, either way.
+			differs = differs != (len(app.Status.Differences) > 0)
+		}
+		if differs {
 			drifted = append(drifted, app)
 		}
 	}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,10 @@ type outcome struct {
 	// reconcile is repeated once the cache catches up, with nothing to
 	// report.
 	readAgain bool
+	// skipped: the skip policy, no Cloudflare call was made.
+	skipped bool
+	// observedOnly is what the observe policy found; nothing was written.
+	observedOnly *observation
 	// pendingCreateWritten is the status.pendingCreate this reconcile
 	// wrote on its own before sending a create; the final status write
 	// starts from it.
@@ -70,6 +75,36 @@ func released(event, message string, wrote bool) outcome {
 func failed(c spectrum.Classification) outcome { return outcome{failure: &c} }
 
 func readAgain() outcome { return outcome{readAgain: true} }
+
+func skipped() outcome { return outcome{skipped: true} }
+
+// observedOnly records what the observe policy found.
+func observedOnly(app *v1alpha1.SpectrumApp, observed observation) outcome {
+	if observed.exists {
+		recordObserved(app, observed.app)
+		app.Status.Adopted = observed.adopted || app.Status.Adopted
+	}
+	return outcome{observedOnly: &observed}
+}
+
+// policyOf is the app's reconcile policy; manage when unset.
+func policyOf(app *v1alpha1.SpectrumApp) string {
+	policy, ok := app.Annotations[v1alpha1.ReconcilePolicyAnnotation]
+	if !ok || policy == "" {
+		return v1alpha1.ReconcilePolicyManage
+	}
+	return policy
+}
+
+// reasonInvalidReconcilePolicy: admission rejects unknown policies; one
+// that got through (admission bypassed) is reported, and nothing is done.
+const reasonInvalidReconcilePolicy = "InvalidReconcilePolicy"
+
+func unknownPolicy(policy string) spectrum.Classification {
+	return spectrum.Explain(spectrum.InvalidSpec, reasonInvalidReconcilePolicy,
+		"Set it to manage, observe or skip; nothing was sent to Cloudflare.",
+		"The "+v1alpha1.ReconcilePolicyAnnotation+" annotation is "+strconv.Quote(policy)+", which the operator does not know")
+}
 
 // readAgainAfter gives the cache a moment to catch up with the apiserver.
 const readAgainAfter = 200 * time.Millisecond
@@ -100,6 +135,14 @@ func (r *SpectrumAppReconciler) report(ctx context.Context, app *v1alpha1.Spectr
 		}
 		return
 	}
+	switch {
+	case o.skipped:
+		r.reportSkipped(app)
+		return
+	case o.observedOnly != nil:
+		r.reportObserved(app, *o.observedOnly)
+		return
+	}
 	if o.event != "" {
 		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, o.event, o.event, o.message)
 		if o.wroteCloudflare {
@@ -113,10 +156,64 @@ func (r *SpectrumAppReconciler) report(ctx context.Context, app *v1alpha1.Spectr
 	}
 }
 
-func (r *SpectrumAppReconciler) reportSuccess(app *v1alpha1.SpectrumApp) {
+// Reasons of the observe and skip policies.
+const (
+	reasonObserved         = "Observed"
+	reasonOutOfSync        = "OutOfSync"
+	reasonNotFound         = "NotFound"
+	reasonReconcileSkipped = "ReconcileSkipped"
+)
+
+// reportObserved tells whether the application matches the spec, and which
+// fields differ, without writing anything at Cloudflare.
+func (r *SpectrumAppReconciler) reportObserved(app *v1alpha1.SpectrumApp, observed observation) {
+	r.handled(app, v1alpha1.ReconcilePolicyObserve)
+	app.Status.Differences = observed.differences
+	previous := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
+	const nothingWritten = " (reconcile-policy observe: nothing is written at Cloudflare; annotate with manage to correct it)"
+	var reason, message string
+	switch {
+	case !observed.exists:
+		reason, message = reasonNotFound, "No Cloudflare Spectrum application with this hostname and protocol"+nothingWritten
+	case len(observed.differences) > 0:
+		reason, message = reasonOutOfSync, "The Cloudflare Spectrum application "+observed.app.ID+" differs from the spec in: "+joinFields(observed.differences)+nothingWritten
+	default:
+		setCondition(app, v1alpha1.ConditionReady, metav1.ConditionTrue, reasonObserved,
+			"The Cloudflare Spectrum application "+observed.app.ID+" matches the spec (reconcile-policy observe)")
+		meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionReconciling)
+		meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionStalled)
+		return
+	}
+	setCondition(app, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
+	setCondition(app, v1alpha1.ConditionStalled, metav1.ConditionTrue, reason, message)
+	meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionReconciling)
+	if previous == nil || previous.Reason != reason || previous.Message != message {
+		r.Recorder.Eventf(app, nil, corev1.EventTypeWarning, reason, "Observe", message)
+	}
+}
+
+// reportSkipped says that nothing was looked at.
+func (r *SpectrumAppReconciler) reportSkipped(app *v1alpha1.SpectrumApp) {
+	r.handled(app, v1alpha1.ReconcilePolicySkip)
+	app.Status.Differences = nil
+	setCondition(app, v1alpha1.ConditionReady, metav1.ConditionUnknown, reasonReconcileSkipped,
+		"reconcile-policy skip: the operator makes no Cloudflare call for this SpectrumApp")
+	meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionReconciling)
+	meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionStalled)
+}
+
+// handled records what every reconcile records: the generation, policy and
+// retry request it acted on.
+func (r *SpectrumAppReconciler) handled(app *v1alpha1.SpectrumApp, policy string) {
 	app.Status.ObservedGeneration = app.Generation
-	app.Status.SyncedGeneration = app.Generation
+	app.Status.ReconcilePolicy = policy
 	app.Status.LastHandledReconcileAt = app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation]
+}
+
+func (r *SpectrumAppReconciler) reportSuccess(app *v1alpha1.SpectrumApp) {
+	r.handled(app, v1alpha1.ReconcilePolicyManage)
+	app.Status.Differences = nil
+	app.Status.SyncedGeneration = app.Generation
 	setCondition(app, v1alpha1.ConditionReady, metav1.ConditionTrue, reasonSynced,
 		"The Cloudflare Spectrum application "+app.Status.ApplicationID+" matches the spec")
 	meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionReconciling)
@@ -124,8 +221,7 @@ func (r *SpectrumAppReconciler) reportSuccess(app *v1alpha1.SpectrumApp) {
 }
 
 func (r *SpectrumAppReconciler) reportFailure(app *v1alpha1.SpectrumApp, f spectrum.Classification) {
-	app.Status.ObservedGeneration = app.Generation
-	app.Status.LastHandledReconcileAt = app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation]
+	r.handled(app, policyOf(app))
 	previous := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
 	message := f.Message + " " + whatHappensNext(f)
 	setCondition(app, v1alpha1.ConditionReady, metav1.ConditionFalse, f.Reason, message)

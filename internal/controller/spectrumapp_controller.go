@@ -79,7 +79,7 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		before := app.DeepCopy()
-		return r.finish(ctx, app, before, r.delete(ctx, app))
+		return r.finish(ctx, app, before, r.delete(ctx, app, policyOf(app)))
 	}
 	if controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
 		if err := r.Update(ctx, app); err != nil {
@@ -87,12 +87,20 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 	before := app.DeepCopy()
-	return r.finish(ctx, app, before, r.sync(ctx, app))
+	return r.finish(ctx, app, before, r.sync(ctx, app, policyOf(app)))
 }
 
 // sync makes the Cloudflare application match the spec: connect, observe,
-// then create, update or nothing.
-func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.SpectrumApp) outcome {
+// then create, update or nothing. The observe policy stops after observing,
+// and skip before connecting.
+func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.SpectrumApp, policy string) outcome {
+	switch policy {
+	case v1alpha1.ReconcilePolicyManage, v1alpha1.ReconcilePolicyObserve:
+	case v1alpha1.ReconcilePolicySkip:
+		return skipped()
+	default:
+		return failed(unknownPolicy(policy))
+	}
 	if failure := r.checkSpec(app); failure != nil {
 		return failed(*failure)
 	}
@@ -104,6 +112,8 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 	switch {
 	case err != nil:
 		return failedWith(err)
+	case policy == v1alpha1.ReconcilePolicyObserve:
+		return observedOnly(app, observed)
 	case !observed.exists:
 		return r.create(ctx, cloudflare, app, observed)
 	case len(observed.differences) > 0:
@@ -170,10 +180,17 @@ func alreadyInSync(app *v1alpha1.SpectrumApp, observed observation) outcome {
 }
 
 // delete removes the Cloudflare application, or leaves it per
-// deletionPolicy Orphan, before Kubernetes lets the object go.
-func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.SpectrumApp) outcome {
+// deletionPolicy Orphan or a policy other than manage, before Kubernetes
+// lets the object go.
+func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.SpectrumApp, policy string) outcome {
 	if app.Spec.DeletionPolicy == v1alpha1.DeletionPolicyOrphan {
 		return released(eventOrphaned, "Left Cloudflare Spectrum application "+app.Status.ApplicationID+" in place (deletionPolicy Orphan)", false)
+	}
+	if policy != v1alpha1.ReconcilePolicyManage {
+		// Neither observe nor skip ever writes at Cloudflare, and deleting
+		// under them must not hang either.
+		return released(eventOrphaned, "Left Cloudflare Spectrum application "+app.Status.ApplicationID+
+			" in place (reconcile-policy "+policy+" never writes at Cloudflare)", false)
 	}
 	if app.Status.ApplicationID == "" && app.Status.PendingCreate == nil {
 		// It never created nor adopted anything: nothing at Cloudflare is

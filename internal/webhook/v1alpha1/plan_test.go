@@ -54,7 +54,7 @@ func validator(t *testing.T, def spectrumv1alpha1.AccountPlan, objs ...client.Ob
 		t.Fatal(err)
 	}
 	return &SpectrumAppCustomValidator{
-		Client:      fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build(),
+		Client:      fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithIndex(&spectrumv1alpha1.SpectrumApp{}, claimIndex, claimKeys).Build(),
 		DefaultPlan: def,
 	}
 }

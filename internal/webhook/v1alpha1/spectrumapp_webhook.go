@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 )
 
@@ -41,9 +42,25 @@ func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("unknown default account plan %q: use %q or %q",
 			opts.DefaultPlan, spectrumv1alpha1.PlanEnterprise, spectrumv1alpha1.PlanPayAsYouGo)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spectrumv1alpha1.SpectrumApp{}, claimIndex, claimKeys); err != nil {
+		return err
+	}
 	return ctrl.NewWebhookManagedBy(mgr, &spectrumv1alpha1.SpectrumApp{}).
 		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan}).
 		Complete()
+}
+
+// claimIndex indexes SpectrumApps by the Cloudflare application they
+// stand for: zone, hostname and protocol (a named protocol as its port),
+// across namespaces.
+const claimIndex = "spectrum.cloudflare-operator.io/claim"
+
+func claimKeys(obj client.Object) []string {
+	return []string{claimKey(&obj.(*spectrumv1alpha1.SpectrumApp).Spec)}
+}
+
+func claimKey(spec *spectrumv1alpha1.SpectrumAppSpec) string {
+	return spec.ZoneID + "/" + spectrum.NormalizeHostname(spec.DNS.Name) + "/" + rules.CanonicalProtocol(spec.Protocol)
 }
 
 // +kubebuilder:webhook:path=/validate-spectrum-cloudflare-operator-io-v1alpha1-spectrumapp,mutating=false,failurePolicy=fail,sideEffects=None,groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=create;update,versions=v1alpha1,name=vspectrumapp-v1alpha1.kb.io,admissionReviewVersions=v1
@@ -69,6 +86,12 @@ var specPath = field.NewPath("spec")
 // ValidateCreate checks every rule, including what the account's plan allows.
 func (v *SpectrumAppCustomValidator) ValidateCreate(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) (admission.Warnings, error) {
 	vs := rules.ValidateSpec(&app.Spec, specPath)
+	vs = append(vs, validatePolicy(app)...)
+	claimed, err := v.claimedElsewhere(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	vs = append(vs, claimed...)
 	planVs, warnings, err := v.validatePlan(ctx, app, true)
 	if err != nil {
 		return warnings, err
@@ -83,10 +106,23 @@ func (v *SpectrumAppCustomValidator) ValidateCreate(ctx context.Context, app *sp
 // adds), so that a rule tightened in a later release does not freeze
 // existing objects.
 func (v *SpectrumAppCustomValidator) ValidateUpdate(ctx context.Context, oldApp, newApp *spectrumv1alpha1.SpectrumApp) (admission.Warnings, error) {
-	if newApp.DeletionTimestamp != nil || equality.Semantic.DeepEqual(oldApp.Spec, newApp.Spec) {
+	if newApp.DeletionTimestamp != nil {
 		return nil, nil
 	}
-	vs := rules.ValidateUpdate(&oldApp.Spec, &newApp.Spec, specPath)
+	policy := validatePolicy(newApp)
+	if equality.Semantic.DeepEqual(oldApp.Spec, newApp.Spec) {
+		return nil, invalid(newApp, policy)
+	}
+	vs := append(rules.ValidateUpdate(&oldApp.Spec, &newApp.Spec, specPath), policy...)
+	if claimKey(&oldApp.Spec) != claimKey(&newApp.Spec) {
+		// Only a change of zone, hostname or protocol can make a clash;
+		// apps that already clash may still be edited.
+		claimed, err := v.claimedElsewhere(ctx, newApp)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, claimed...)
+	}
 	// Apps that already share a protocol (created before the account was
 	// marked Pay-as-you-go) may still be edited; only a change that could
 	// create the clash is checked against the siblings.
@@ -98,6 +134,53 @@ func (v *SpectrumAppCustomValidator) ValidateUpdate(ctx context.Context, oldApp,
 	}
 	vs = append(vs, planVs...)
 	return append(warnings, vs.Warnings()...), invalid(newApp, vs)
+}
+
+var policyPath = field.NewPath("metadata", "annotations").Key(spectrumv1alpha1.ReconcilePolicyAnnotation)
+
+// validatePolicy: the reconcile-policy annotation, when set, is one the
+// operator knows. It is the operator's own setting, not Cloudflare's.
+func validatePolicy(app *spectrumv1alpha1.SpectrumApp) rules.Violations {
+	policy, ok := app.Annotations[spectrumv1alpha1.ReconcilePolicyAnnotation]
+	if !ok {
+		return nil
+	}
+	switch policy {
+	case spectrumv1alpha1.ReconcilePolicyManage, spectrumv1alpha1.ReconcilePolicyObserve, spectrumv1alpha1.ReconcilePolicySkip:
+		return nil
+	}
+	return rules.Violations{{Code: rules.CodeNone, Source: rules.SourceKubernetes,
+		Err: field.NotSupported(policyPath, policy, []string{spectrumv1alpha1.ReconcilePolicyManage,
+			spectrumv1alpha1.ReconcilePolicyObserve, spectrumv1alpha1.ReconcilePolicySkip})}}
+}
+
+// claimedElsewhere refuses a SpectrumApp whose zone, hostname and protocol
+// another SpectrumApp already stands for, in any namespace: two would fight
+// over one Cloudflare application, and deleting either would delete it for
+// both. The other object is named only in the same namespace: tenants do
+// not learn each other's names. (The controller's claim check remains the
+// backstop for two creates that race past admission.)
+func (v *SpectrumAppCustomValidator) claimedElsewhere(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) (rules.Violations, error) {
+	var holders spectrumv1alpha1.SpectrumAppList
+	if err := v.Client.List(ctx, &holders, client.MatchingFields{claimIndex: claimKey(&app.Spec)}); err != nil {
+		log.Error(err, "Listing SpectrumApps for the hostname check")
+		return nil, apierrors.NewInternalError(fmt.Errorf("listing SpectrumApps: %w", err))
+	}
+	for i := range holders.Items {
+		other := &holders.Items[i]
+		if other.Namespace == app.Namespace && other.Name == app.Name {
+			continue
+		}
+		holder := "a SpectrumApp in another namespace"
+		if other.Namespace == app.Namespace {
+			holder = "SpectrumApp " + other.Name
+		}
+		return rules.Violations{{Code: rules.CodeNone, Source: rules.SourceKubernetes,
+			Err: field.Forbidden(specPath.Child("dns", "name"), fmt.Sprintf(
+				"%s with protocol %s in zone %s is already managed by %s: one Cloudflare application has one owner",
+				app.Spec.DNS.Name, app.Spec.Protocol, app.Spec.ZoneID, holder))}}, nil
+	}
+	return nil, nil
 }
 
 // ValidateDelete allows every delete: what happens at Cloudflare is the

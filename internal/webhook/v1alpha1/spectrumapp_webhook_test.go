@@ -41,7 +41,20 @@ spec:
 	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
 		t.Fatalf("bad test manifest: %v\n%s", err, doc)
 	}
+	inNamespaceZone(u, ns)
 	return u
+}
+
+// inNamespaceZone puts the namespace into the app's hostname
+// (ssh.example.com becomes ssh.NS.example.com), so that tests in their own
+// namespaces never claim one another's hostnames; tests of that claim set
+// the names they need.
+func inNamespaceZone(u *unstructured.Unstructured, ns string) {
+	name, found, _ := unstructured.NestedString(u.Object, "spec", "dns", "name")
+	if !found || !strings.HasSuffix(name, ".example.com") {
+		return
+	}
+	_ = unstructured.SetNestedField(u.Object, strings.TrimSuffix(name, ".example.com")+"."+ns+".example.com", "spec", "dns", "name")
 }
 
 func create(t *testing.T, obj client.Object) error {
@@ -370,13 +383,13 @@ func TestPayAsYouGo(t *testing.T) {
 	t.Run("other credentials are another account", func(t *testing.T) {
 		// No annotation and no Secret at all: the default plan
 		// (enterprise here) applies, with a warning.
-		mustCreate(t, manifest(t, ns, "ssh-other-account", sshSpec+"\n  credentialsRef: {name: missing}"))
+		mustCreate(t, manifest(t, ns, "ssh-other-account", strings.Replace(sshSpec, "ssh.example.com", "ssh3.example.com", 1)+"\n  credentialsRef: {name: missing}"))
 	})
 
 	t.Run("metadata changes and deletion are never blocked", func(t *testing.T) {
 		// Created before the account was marked Pay-as-you-go: now it
 		// breaks 10012, but a finalizer can still come and go.
-		legacy := manifest(t, ns, "legacy", sshSpec+"\n  credentialsRef: {name: later-payg}\n  tls: \"off\"")
+		legacy := manifest(t, ns, "legacy", strings.Replace(sshSpec, "ssh.example.com", "ssh4.example.com", 1)+"\n  credentialsRef: {name: later-payg}\n  tls: \"off\"")
 		legacy.SetFinalizers([]string{spectrumv1alpha1.Finalizer})
 		mustCreate(t, legacy)
 		payAsYouGo(t, ns, "later-payg")
@@ -424,6 +437,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 			u.SetNamespace(ns)
+			inNamespaceZone(u, ns)
 			if err := create(t, u); err != nil {
 				t.Fatalf("sample denied: %v", err)
 			}
@@ -529,4 +543,69 @@ func manyOrigins(n int) string {
 		origins[i] = fmt.Sprintf(`"tcp://192.0.2.%d:22"`, i+1)
 	}
 	return strings.Join(origins, ", ")
+}
+
+// One Cloudflare application has one owner: a second SpectrumApp for the
+// same zone, hostname and protocol is refused, in any namespace, and the
+// message names the other object only inside the same namespace.
+func TestOneOwnerPerHostnameAndProtocol(t *testing.T) {
+	teamA, teamB := newNamespace(t), newNamespace(t)
+	shared := func(ns, name, protocol, port string) *unstructured.Unstructured {
+		u := manifest(t, ns, name, `
+  protocol: `+protocol+`
+  dns: {type: CNAME, name: placeholder}
+  originDirect: ["tcp://192.0.2.1:`+port+`"]
+`)
+		_ = unstructured.SetNestedField(u.Object, "shared."+teamA+".example.com", "spec", "dns", "name")
+		return u
+	}
+	first := shared(teamA, "first", "tcp/22", "22")
+	mustCreate(t, first)
+	waitCached(t, first)
+
+	err := create(t, shared(teamA, "second", "tcp/22", "22"))
+	expectDenied(t, err, cause{"spec.dns.name", 0})
+	if !strings.Contains(err.Error(), "SpectrumApp first") {
+		t.Errorf("same namespace: %v does not name the other SpectrumApp", err)
+	}
+
+	err = create(t, shared(teamB, "intruder", "tcp/22", "22"))
+	expectDenied(t, err, cause{"spec.dns.name", 0})
+	if strings.Contains(err.Error(), "SpectrumApp first") || !strings.Contains(err.Error(), "another namespace") {
+		t.Errorf("another namespace: %v must say another namespace holds it, without its names", err)
+	}
+
+	// A named protocol is its port: ssh is tcp/22.
+	expectDenied(t, create(t, shared(teamB, "named", "ssh", "22")), cause{"spec.dns.name", 0})
+	// Another protocol on the same hostname is another application.
+	mustCreate(t, shared(teamB, "other-port", "tcp/2222", "2222"))
+
+	// Moving an app onto a held hostname is refused; other edits are not.
+	moved := shared(teamB, "mover", "tcp/3333", "3333")
+	mustCreate(t, moved)
+	_ = unstructured.SetNestedField(moved.Object, "tcp/22", "spec", "protocol")
+	_ = unstructured.SetNestedStringSlice(moved.Object, []string{"tcp://192.0.2.1:22"}, "spec", "originDirect")
+	expectDenied(t, k8sClient.Update(context.Background(), moved), cause{"spec.dns.name", 0})
+}
+
+// The reconcile-policy annotation takes manage, observe or skip; anything
+// else is refused, on create and when only the annotation changes.
+func TestReconcilePolicyAnnotation(t *testing.T) {
+	ns := newNamespace(t)
+	withPolicy := func(name, policy string) *unstructured.Unstructured {
+		u := manifest(t, ns, name, sshSpec)
+		u.SetAnnotations(map[string]string{spectrumv1alpha1.ReconcilePolicyAnnotation: policy})
+		_ = unstructured.SetNestedField(u.Object, name+"."+ns+".example.com", "spec", "dns", "name")
+		return u
+	}
+	for _, policy := range []string{"manage", "observe", "skip"} {
+		mustCreate(t, withPolicy("policy-"+policy, policy))
+	}
+	policyField := "metadata.annotations[" + spectrumv1alpha1.ReconcilePolicyAnnotation + "]"
+	expectDenied(t, create(t, withPolicy("policy-typo", "obsrve")), cause{policyField, 0})
+
+	app := withPolicy("policy-change", "observe")
+	mustCreate(t, app)
+	app.SetAnnotations(map[string]string{spectrumv1alpha1.ReconcilePolicyAnnotation: "pause"})
+	expectDenied(t, k8sClient.Update(context.Background(), app), cause{policyField, 0})
 }
