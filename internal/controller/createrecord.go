@@ -60,6 +60,16 @@ func (r *SpectrumAppReconciler) recordPendingCreate(ctx context.Context, app *v1
 	return at.Time, nil
 }
 
+// readStale reports whether the apiserver holds a newer version of app
+// than the one this reconcile read from the cache.
+func (r *SpectrumAppReconciler) readStale(ctx context.Context, app *v1alpha1.SpectrumApp) (bool, error) {
+	current := &v1alpha1.SpectrumApp{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(app), current); err != nil {
+		return false, err
+	}
+	return current.ResourceVersion != app.ResourceVersion, nil
+}
+
 // errStaleRead says the object the reconcile read is older than the
 // apiserver's: it is read again before anything is decided.
 var errStaleRead = errors.New("the SpectrumApp changed since it was read")

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -135,4 +138,57 @@ func TestUnknownPolicyStalls(t *testing.T) {
 	f.create(withPolicy(f.app("typo", zoneDrift, "drift.example"), "pause"))
 	f.waitForCondition("typo", v1alpha1.ConditionStalled, metav1.ConditionTrue, "InvalidReconcilePolicy")
 	f.deleteAndWait("typo")
+}
+
+// A credentials Secret deleted before the SpectrumApps that use it (as a
+// namespace deletion may do, in any order) stays until they have deleted
+// their applications, then goes.
+func TestCredentialsOutliveTheAppsThatNeedThem(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	app := f.app("needs-token", zoneDrift, "drift.example")
+	f.create(app)
+	ready := f.waitForCondition("needs-token", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	secret := &corev1.Secret{}
+	key := types.NamespacedName{Namespace: f.namespace, Name: "cloudflare"}
+	eventually(t, 10*time.Second, func() string {
+		if err := k8sClient.Get(f.ctx, key, secret); err != nil {
+			return err.Error()
+		}
+		if !slices.Contains(secret.Finalizers, controller.CredentialsInUseFinalizer) {
+			return fmt.Sprintf("Secret finalizers %v", secret.Finalizers)
+		}
+		return ""
+	})
+
+	if err := k8sClient.Delete(f.ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	f.deleteAndWait("needs-token")
+	if n := len(simApps(zoneDrift, app.Spec.DNS.Name)); n != 0 {
+		t.Errorf("the application %s was not deleted at Cloudflare (%d left)", ready.Status.ApplicationID, n)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if err := k8sClient.Get(f.ctx, key, secret); !apierrors.IsNotFound(err) {
+			return fmt.Sprintf("the Secret is still there (finalizers %v, err %v)", secret.Finalizers, err)
+		}
+		return ""
+	})
+}
+
+// Apps that will not delete anything at Cloudflare do not hold the Secret.
+func TestOrphanPolicyDoesNotHoldCredentials(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	app := f.app("orphaned", zoneDrift, "drift.example")
+	app.Spec.DeletionPolicy = v1alpha1.DeletionPolicyOrphan
+	f.create(app)
+	ready := f.waitForCondition("orphaned", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	t.Cleanup(func() { _ = sim.DeleteApp(zoneDrift, ready.Status.ApplicationID) })
+	secret := &corev1.Secret{}
+	if err := k8sClient.Get(f.ctx, types.NamespacedName{Namespace: f.namespace, Name: "cloudflare"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(secret.Finalizers, controller.CredentialsInUseFinalizer) {
+		t.Errorf("an Orphan app put %v on its Secret", secret.Finalizers)
+	}
+	f.deleteAndWait("orphaned")
 }

@@ -52,7 +52,7 @@ type SpectrumAppReconciler struct {
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create
 
 // Reconcile moves one SpectrumApp a step towards its spec. The whole story:
@@ -108,6 +108,9 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 	if err != nil {
 		return failedWith(err)
 	}
+	if err := r.protectCredentials(ctx, app); err != nil {
+		return failedWith(err)
+	}
 	observed, err := cloudflare.Observe(ctx)
 	switch {
 	case err != nil:
@@ -128,6 +131,14 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 // application before creating another.
 func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare *cloudflareApp, app *v1alpha1.SpectrumApp, observed observation) outcome {
 	if observed.unconfirmed > 0 {
+		// The record may be one the cache has not yet seen cleared.
+		stale, err := r.readStale(ctx, app)
+		switch {
+		case err != nil:
+			return failedWith(err)
+		case stale:
+			return readAgain()
+		}
 		return failed(createUnconfirmed(observed.unconfirmed))
 	}
 	recordedAt, err := r.recordPendingCreate(ctx, app)
@@ -286,6 +297,9 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	if err := indexZones(context.Background(), mgr); err != nil {
+		return err
+	}
+	if err := setupCredentialsRelease(mgr); err != nil {
 		return err
 	}
 	workers := r.MaxConcurrentReconciles

@@ -1,0 +1,122 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+)
+
+// CredentialsInUseFinalizer keeps a credentials Secret while a SpectrumApp
+// that will delete its Cloudflare application uses it. Deleting a namespace
+// deletes everything in it at once, in no set order: without it, the Secret
+// could go first, and the SpectrumApps could then never delete their
+// applications (no token), stuck in Terminating in a namespace that refuses
+// a new Secret. With it, the Secret stays, terminating, until the last such
+// SpectrumApp is gone.
+const CredentialsInUseFinalizer = "spectrum.cloudflare-operator.io/credentials-in-use"
+
+// needsCredentialsToDelete is true for an app whose deletion will call
+// Cloudflare with its own credentials Secret.
+func needsCredentialsToDelete(app *v1alpha1.SpectrumApp) bool {
+	return app.Spec.CredentialsRef != nil && app.Spec.DeletionPolicy != v1alpha1.DeletionPolicyOrphan &&
+		policyOf(app) == v1alpha1.ReconcilePolicyManage
+}
+
+// protectCredentials puts CredentialsInUseFinalizer on the app's
+// credentials Secret, once.
+func (r *SpectrumAppReconciler) protectCredentials(ctx context.Context, app *v1alpha1.SpectrumApp) error {
+	if !needsCredentialsToDelete(app) {
+		return nil
+	}
+	name, _ := r.credentialsSecret(app)
+	secret := secretMetadata()
+	if err := r.Get(ctx, name, secret); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) || !secret.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	return patchFinalizers(ctx, r.Client, secret, append(slices.Clone(secret.Finalizers), CredentialsInUseFinalizer))
+}
+
+func secretMetadata() *metav1.PartialObjectMetadata {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return meta
+}
+
+// patchFinalizers sets the Secret's finalizers, on the resourceVersion read:
+// a Secret changed meanwhile is read again (a conflict is retried).
+func patchFinalizers(ctx context.Context, c client.Client, secret *metav1.PartialObjectMetadata, finalizers []string) error {
+	if finalizers == nil {
+		finalizers = []string{}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"finalizers": finalizers, "resourceVersion": secret.ResourceVersion}})
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, secret, client.RawPatch(types.MergePatchType, patch))
+}
+
+// credentialsRelease takes CredentialsInUseFinalizer off a Secret once no
+// SpectrumApp that will delete its application uses it any more.
+type credentialsRelease struct {
+	client.Client
+}
+
+// Reconcile releases the Secret when it is no longer needed.
+func (c *credentialsRelease) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	secret := secretMetadata()
+	if err := c.Get(ctx, req.NamespacedName, secret); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) {
+		return reconcile.Result{}, nil
+	}
+	var apps v1alpha1.SpectrumAppList
+	if err := c.List(ctx, &apps, client.InNamespace(req.Namespace), client.MatchingFields{credentialsIndex: req.Name}); err != nil {
+		return reconcile.Result{}, err
+	}
+	for i := range apps.Items {
+		app := &apps.Items[i]
+		if needsCredentialsToDelete(app) && (app.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer)) {
+			return reconcile.Result{}, nil
+		}
+	}
+	kept := slices.DeleteFunc(slices.Clone(secret.Finalizers), func(f string) bool { return f == CredentialsInUseFinalizer })
+	return reconcile.Result{}, client.IgnoreNotFound(patchFinalizers(ctx, c.Client, secret, kept))
+}
+
+// setupCredentialsRelease watches the Secrets that carry the finalizer,
+// and the SpectrumApps that use them.
+func setupCredentialsRelease(mgr manager.Manager) error {
+	carriesFinalizer := predicate.NewPredicateFuncs(func(obj client.Object) bool {
+		return slices.Contains(obj.GetFinalizers(), CredentialsInUseFinalizer)
+	})
+	secretOfApp := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		app := obj.(*v1alpha1.SpectrumApp)
+		if app.Spec.CredentialsRef == nil {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: app.Namespace, Name: app.Spec.CredentialsRef.Name}}}
+	})
+	return builder.ControllerManagedBy(mgr).
+		Named("credentials-release").
+		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(carriesFinalizer)).
+		Watches(&v1alpha1.SpectrumApp{}, secretOfApp).
+		Complete(&credentialsRelease{Client: mgr.GetClient()})
+}
