@@ -13,14 +13,28 @@ import (
 // configuration: an optional field left unset means Cloudflare's default,
 // so removing a field from the spec brings the application back to the
 // default, and a change made outside Kubernetes, to any field, is undone.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.zoneID) != has(self.zoneName)",message="set exactly one of zoneID and zoneName"
+// +kubebuilder:validation:XValidation:rule="self.?zoneID == oldSelf.?zoneID",message="zoneID is immutable; create a new SpectrumApp to use another zone"
+// +kubebuilder:validation:XValidation:rule="self.?zoneName == oldSelf.?zoneName",message="zoneName is immutable; create a new SpectrumApp to use another zone"
 type SpectrumAppSpec struct {
 	// ZoneID is the ID of the Cloudflare zone that owns the application's
 	// hostname: 32 lowercase hexadecimal characters, shown on the zone's
-	// Overview page in the dashboard. It cannot change: to move an application
-	// to another zone, create a new SpectrumApp.
+	// Overview page in the dashboard. Set exactly one of zoneID and
+	// zoneName. It cannot change: to move an application to another zone,
+	// create a new SpectrumApp.
 	// +kubebuilder:validation:Pattern=`^[0-9a-f]{32}$`
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="zoneID is immutable; create a new SpectrumApp to use another zone"
-	ZoneID string `json:"zoneID"`
+	// +optional
+	ZoneID string `json:"zoneID,omitempty"`
+
+	// ZoneName is the name of the Cloudflare zone that owns the
+	// application's hostname, such as "example.com": an alternative to
+	// zoneID. The operator looks the ID up once per API token (Cloudflare's
+	// GET /zones?name=) and records it in status.zoneID. It cannot change.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+\.?$`
+	// +optional
+	ZoneName string `json:"zoneName,omitempty"`
 
 	// CredentialsRef names the Secret, in the SpectrumApp's own namespace, that
 	// holds the Cloudflare API token (a token with Zone > Spectrum > Edit on the
@@ -206,6 +220,11 @@ const (
 
 // SpectrumAppStatus is what the operator last observed.
 type SpectrumAppStatus struct {
+	// ZoneID is the ID of the application's zone: spec.zoneID, or the zone
+	// spec.zoneName names, as the operator found it.
+	// +optional
+	ZoneID string `json:"zoneID,omitempty"`
+
 	// ApplicationID is the Cloudflare application's ID. It is recorded the
 	// moment Cloudflare creates (or the operator adopts) the application.
 	// +optional
@@ -288,6 +307,8 @@ type SpectrumAppStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=sapp;sapps,categories=cloudflare
 // +kubebuilder:printcolumn:name="Hostname",type=string,JSONPath=`.spec.dns.name`
+// +kubebuilder:printcolumn:name="Zone",type=string,JSONPath=`.spec.zoneName`
+// +kubebuilder:printcolumn:name="Zone ID",type=string,priority=1,JSONPath=`.status.zoneID`
 // +kubebuilder:printcolumn:name="Protocol",type=string,JSONPath=`.spec.protocol`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`

@@ -42,7 +42,55 @@ func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.Spect
 	if err != nil {
 		return nil, err
 	}
-	return &cloudflareApp{cf: r.Connector.ForToken(token), zones: r.zones, claims: r, app: app, settle: r.requestTimeout()}, nil
+	cf := r.Connector.ForToken(token)
+	zoneID, err := r.zoneID(ctx, cf, app)
+	if err != nil {
+		return nil, err
+	}
+	return &cloudflareApp{cf: cf, zoneID: zoneID, zones: r.zones, claims: r, app: app, settle: r.requestTimeout()}, nil
+}
+
+// zoneID is the app's zone: spec.zoneID, or the zone spec.zoneName names,
+// looked up once per token and recorded in status.zoneID.
+func (r *SpectrumAppReconciler) zoneID(ctx context.Context, cf spectrum.Client, app *v1alpha1.SpectrumApp) (string, error) {
+	if app.Spec.ZoneID != "" {
+		app.Status.ZoneID = app.Spec.ZoneID
+		return app.Spec.ZoneID, nil
+	}
+	id, found, err := r.zones.zoneIDByName(ctx, cf, app.Spec.ZoneName)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", &ZoneNotFoundError{Name: app.Spec.ZoneName}
+	}
+	app.Status.ZoneID = id
+	return id, nil
+}
+
+// zoneOf is the app's zone ID as far as the cache tells: spec.zoneID, or
+// the one status records for spec.zoneName.
+func zoneOf(app *v1alpha1.SpectrumApp) string {
+	if app.Spec.ZoneID != "" {
+		return app.Spec.ZoneID
+	}
+	return app.Status.ZoneID
+}
+
+// ZoneNotFoundError says no zone of that name is visible to the API token.
+type ZoneNotFoundError struct{ Name string }
+
+func (e *ZoneNotFoundError) Error() string {
+	return fmt.Sprintf("no zone named %s is visible to this API token: the name is wrong, or the token has no access to the zone (Cloudflare lists neither)", e.Name)
+}
+
+// ReasonZoneNotFound is the reason of a ZoneNotFoundError.
+const ReasonZoneNotFound = "ZoneNotFound"
+
+// Classification implements spectrum.Explained.
+func (e *ZoneNotFoundError) Classification() spectrum.Classification {
+	return spectrum.Explain(spectrum.NeedsHuman, ReasonZoneNotFound,
+		"Check spec.zoneName, or give the API token access to the zone (Zone > Spectrum > Edit on it).", e.Error())
 }
 
 // credentialsSecret is the Secret and key the app's token comes from.

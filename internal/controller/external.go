@@ -20,6 +20,7 @@ import (
 // to the apiserver; the reconciler records what it reports.
 type cloudflareApp struct {
 	cf     spectrum.Client
+	zoneID string
 	zones  *zoneCache
 	claims claimant
 	app    *v1alpha1.SpectrumApp
@@ -82,7 +83,7 @@ func (e *cloudflareApp) observed(app spectrum.App, adopted bool) observation {
 
 // byRecordedID looks up the application whose ID status records.
 func (e *cloudflareApp) byRecordedID(ctx context.Context) (spectrum.App, bool, error) {
-	zoneID, id := e.app.Spec.ZoneID, e.app.Status.ApplicationID
+	zoneID, id := e.zoneID, e.app.Status.ApplicationID
 	if id == "" {
 		return spectrum.App{}, false, nil
 	}
@@ -120,7 +121,7 @@ func (e *cloudflareApp) byNameAfterPendingCreate(ctx context.Context) (spectrum.
 		notBefore = laterOf(notBefore, e.app.CreationTimestamp.Time)
 	}
 	spec := &e.app.Spec
-	existing, found, err := e.zones.byName(ctx, e.cf, spec.ZoneID, spec.DNS.Name, spec.Protocol, notBefore)
+	existing, found, err := e.zones.byName(ctx, e.cf, e.zoneID, spec.DNS.Name, spec.Protocol, notBefore)
 	if err != nil {
 		return spectrum.App{}, false, 0, err
 	}
@@ -168,7 +169,7 @@ func createSendWindow(requestTimeout time.Duration) time.Duration { return reque
 func (e *cloudflareApp) Create(ctx context.Context, recordedAt time.Time) (spectrum.App, error) {
 	ctx, cancel := context.WithDeadline(ctx, recordedAt.Add(e.createDeadline()))
 	defer cancel()
-	zoneID := e.app.Spec.ZoneID
+	zoneID := e.zoneID
 	created, err := e.cf.CreateApp(ctx, zoneID, spectrum.FromSpec(&e.app.Spec))
 	if err != nil {
 		// The next attempt looks at a fresh listing, so that a create that
@@ -183,7 +184,7 @@ func (e *cloudflareApp) Create(ctx context.Context, recordedAt time.Time) (spect
 // Update sends the whole desired configuration, as the API's PUT expects:
 // fields the spec leaves unset go back to Cloudflare's defaults.
 func (e *cloudflareApp) Update(ctx context.Context, observed spectrum.App) (spectrum.App, error) {
-	zoneID := e.app.Spec.ZoneID
+	zoneID := e.zoneID
 	updated, err := e.cf.UpdateApp(ctx, zoneID, observed.ID, spectrum.FromSpec(&e.app.Spec))
 	if err != nil {
 		e.zones.invalidate(e.cf, zoneID)
@@ -239,7 +240,7 @@ func (e *cloudflareApp) Delete(ctx context.Context) (deletion, error) {
 }
 
 func (e *cloudflareApp) deleteID(ctx context.Context, id string) error {
-	zoneID := e.app.Spec.ZoneID
+	zoneID := e.zoneID
 	err := e.cf.DeleteApp(ctx, zoneID, id)
 	e.zones.remove(e.cf, zoneID, id)
 	if err != nil && !spectrum.IsNotFound(err) {
@@ -256,7 +257,7 @@ func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID stri
 	// Kubernetes), so the zone's apps are scanned in the cache rather than
 	// every app paying for an index entry of its own ID (docs/benchmarks.md).
 	var zoneApps v1alpha1.SpectrumAppList
-	if err := r.List(ctx, &zoneApps, client.MatchingFields{zoneIndex: app.Spec.ZoneID}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.List(ctx, &zoneApps, client.MatchingFields{zoneIndex: zoneOf(app)}, client.UnsafeDisableDeepCopy); err != nil {
 		return "", err
 	}
 	for i := range zoneApps.Items {

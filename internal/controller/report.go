@@ -123,7 +123,7 @@ func (o outcome) wrote(recordedAt time.Time) outcome {
 // retry; writes at Cloudflare are logged at info, and failures that need a
 // person as errors.
 func (r *SpectrumAppReconciler) report(ctx context.Context, app *v1alpha1.SpectrumApp, o outcome) {
-	log := ctrl.LoggerFrom(ctx).WithValues("zone", app.Spec.ZoneID, "applicationID", app.Status.ApplicationID)
+	log := ctrl.LoggerFrom(ctx).WithValues("zone", zoneOf(app), "applicationID", app.Status.ApplicationID)
 	if o.failure != nil {
 		r.reportFailure(app, *o.failure)
 		if o.failure.Class == spectrum.Retryable {

@@ -327,6 +327,6 @@ const zoneIndex = "spec.zoneID"
 
 func indexZones(ctx context.Context, mgr ctrl.Manager) error {
 	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, zoneIndex, func(obj client.Object) []string {
-		return []string{obj.(*v1alpha1.SpectrumApp).Spec.ZoneID}
+		return []string{zoneOf(obj.(*v1alpha1.SpectrumApp))}
 	})
 }

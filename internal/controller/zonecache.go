@@ -31,6 +31,8 @@ type zoneCache struct {
 
 	mu    sync.Mutex
 	zones map[zoneKey]*zoneListing
+	// names are the zone IDs looked up by name, per client.
+	names map[zoneKey]string
 }
 
 type zoneKey struct {
@@ -59,7 +61,27 @@ func newZoneCache(maxAge time.Duration, log logr.Logger, unreadable prometheus.C
 	if maxAge <= 0 {
 		maxAge = time.Minute
 	}
-	return &zoneCache{maxAge: maxAge, log: log, unreadable: unreadable, zones: map[zoneKey]*zoneListing{}}
+	return &zoneCache{maxAge: maxAge, log: log, unreadable: unreadable, zones: map[zoneKey]*zoneListing{}, names: map[zoneKey]string{}}
+}
+
+// zoneIDByName looks up a zone's ID by name, once per client (that is,
+// per token): N apps of one zone cost one lookup.
+func (c *zoneCache) zoneIDByName(ctx context.Context, cf spectrum.Client, name string) (string, bool, error) {
+	key := zoneKey{cf, "name:" + spectrum.NormalizeHostname(name)}
+	c.mu.Lock()
+	id, ok := c.names[key]
+	c.mu.Unlock()
+	if ok {
+		return id, true, nil
+	}
+	id, found, err := cf.ZoneID(ctx, name)
+	if err != nil || !found {
+		return "", found, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names[key] = id
+	return id, true, nil
 }
 
 // zoneIDs are the zones the cache holds listings of, each once.

@@ -237,6 +237,24 @@ func (c *APIClient) DeleteApp(ctx context.Context, zoneID, appID string) error {
 	return err
 }
 
+// ZoneID implements Client.
+func (c *APIClient) ZoneID(ctx context.Context, name string) (string, bool, error) {
+	var zones []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	query := url.Values{"name": {NormalizeHostname(name)}, "per_page": {"5"}}
+	if _, err := c.do(ctx, http.MethodGet, "/zones", query, nil, &zones); err != nil {
+		return "", false, err
+	}
+	for _, z := range zones {
+		if NormalizeHostname(z.Name) == NormalizeHostname(name) && z.ID != "" {
+			return z.ID, true, nil
+		}
+	}
+	return "", false, nil
+}
+
 // requestBody drops the fields only Cloudflare sets.
 func requestBody(app App) App {
 	app.ID = ""

@@ -29,6 +29,10 @@ type Client interface {
 	UpdateApp(ctx context.Context, zoneID, appID string, app App) (App, error)
 	// DeleteApp deletes the application.
 	DeleteApp(ctx context.Context, zoneID, appID string) error
+	// ZoneID finds the ID of the zone named name among the zones the token
+	// can see (GET /zones?name=); found is false when there is none, which
+	// Cloudflare does not tell apart from a zone the token may not see.
+	ZoneID(ctx context.Context, name string) (id string, found bool, err error)
 }
 
 // Listing is a zone's applications.

@@ -35,9 +35,14 @@ func validateDNSTypeUnchanged(oldSpec, newSpec *v1alpha1.SpectrumAppSpec, path *
 // move, so there is no Cloudflare code. The CRD's CEL rule says the same; this
 // copy keeps the rule set complete for callers without the apiserver.
 func validateZoneIDUnchanged(oldSpec, newSpec *v1alpha1.SpectrumAppSpec, path *field.Path) Violations {
-	if oldSpec.ZoneID == newSpec.ZoneID {
-		return nil
+	var vs Violations
+	if oldSpec.ZoneID != newSpec.ZoneID {
+		vs = append(vs, violation(CodeNone, SourceKubernetes, field.Invalid(path.Child("zoneID"), newSpec.ZoneID,
+			"zoneID is immutable; create a new SpectrumApp to use another zone")))
 	}
-	return Violations{violation(CodeNone, SourceKubernetes, field.Invalid(path.Child("zoneID"), newSpec.ZoneID,
-		"zoneID is immutable; create a new SpectrumApp to use another zone"))}
+	if oldSpec.ZoneName != newSpec.ZoneName {
+		vs = append(vs, violation(CodeNone, SourceKubernetes, field.Invalid(path.Child("zoneName"), newSpec.ZoneName,
+			"zoneName is immutable; create a new SpectrumApp to use another zone")))
+	}
+	return vs
 }

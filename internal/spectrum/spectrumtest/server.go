@@ -201,7 +201,8 @@ func (s *Simulator) injectFailure(w http.ResponseWriter, fault *Fault) {
 // handle answers an API request. The caller holds the lock.
 func (s *Simulator) handle(r *http.Request, path string, body []byte) *answer {
 	zoneID, appID, routed := parseAppsPath(path)
-	if !routed {
+	listsZones := strings.Trim(path, "/") == "zones" && r.Method == http.MethodGet
+	if !routed && !listsZones {
 		return &answer{failure: refuse(http.StatusNotFound, codeNoRoute, "No route for that URI")}
 	}
 	tok, f := s.world.authenticate(r.Header.Get("Authorization"))
@@ -212,9 +213,31 @@ func (s *Simulator) handle(r *http.Request, path string, body []byte) *answer {
 	if f != nil {
 		return &answer{header: header, failure: f}
 	}
-	a := s.route(r, tok, zoneID, appID, body)
+	var a *answer
+	if listsZones {
+		a = s.listZones(tok, r)
+	} else {
+		a = s.route(r, tok, zoneID, appID, body)
+	}
 	a.header = header
 	return a
+}
+
+// listZones answers GET /zones[?name=...]: the zones the token can see (its
+// account's), as Cloudflare's zones API lists them. A zone the token cannot
+// see is simply not listed, like one that does not exist.
+func (s *Simulator) listZones(tok *token, r *http.Request) *answer {
+	name := strings.ToLower(strings.TrimSuffix(r.URL.Query().Get("name"), "."))
+	zones := []map[string]any{}
+	for _, z := range s.world.zones {
+		if z.account != tok.account || (name != "" && strings.ToLower(z.name) != name) {
+			continue
+		}
+		zones = append(zones, map[string]any{"id": z.id, "name": z.name, "status": "active",
+			"account": map[string]string{"id": z.account}})
+	}
+	slices.SortFunc(zones, func(a, b map[string]any) int { return cmp.Compare(a["name"].(string), b["name"].(string)) })
+	return &answer{result: zones, resultInfo: &resultInfo{Page: 1, PerPage: max(len(zones), 1), Count: len(zones), TotalCount: len(zones), TotalPages: 1}}
 }
 
 func (s *Simulator) route(r *http.Request, tok *token, zoneID, appID string, body []byte) *answer {

@@ -59,8 +59,15 @@ func claimKeys(obj client.Object) []string {
 	return []string{claimKey(&obj.(*spectrumv1alpha1.SpectrumApp).Spec)}
 }
 
+// claimKey names the zone as the spec does (an app by zoneID and one by
+// zoneName of the same zone are not matched here; the controller's claim
+// check, on the resolved ID, catches that pair).
 func claimKey(spec *spectrumv1alpha1.SpectrumAppSpec) string {
-	return spec.ZoneID + "/" + spectrum.NormalizeHostname(spec.DNS.Name) + "/" + rules.CanonicalProtocol(spec.Protocol)
+	zone := spec.ZoneID
+	if zone == "" {
+		zone = "name:" + spectrum.NormalizeHostname(spec.ZoneName)
+	}
+	return zone + "/" + spectrum.NormalizeHostname(spec.DNS.Name) + "/" + rules.CanonicalProtocol(spec.Protocol)
 }
 
 // +kubebuilder:webhook:path=/validate-spectrum-cloudflare-operator-io-v1alpha1-spectrumapp,mutating=false,failurePolicy=fail,sideEffects=None,groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=create;update,versions=v1alpha1,name=vspectrumapp-v1alpha1.kb.io,admissionReviewVersions=v1
@@ -178,9 +185,16 @@ func (v *SpectrumAppCustomValidator) claimedElsewhere(ctx context.Context, app *
 		return rules.Violations{{Code: rules.CodeNone, Source: rules.SourceKubernetes,
 			Err: field.Forbidden(specPath.Child("dns", "name"), fmt.Sprintf(
 				"%s with protocol %s in zone %s is already managed by %s: one Cloudflare application has one owner",
-				app.Spec.DNS.Name, app.Spec.Protocol, app.Spec.ZoneID, holder))}}, nil
+				app.Spec.DNS.Name, app.Spec.Protocol, zoneOf(&app.Spec), holder))}}, nil
 	}
 	return nil, nil
+}
+
+func zoneOf(spec *spectrumv1alpha1.SpectrumAppSpec) string {
+	if spec.ZoneID != "" {
+		return spec.ZoneID
+	}
+	return spec.ZoneName
 }
 
 // ValidateDelete allows every delete: what happens at Cloudflare is the
