@@ -1,0 +1,162 @@
+package spectrum
+
+import (
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// The budget is the user's, not the token's: the dashboard, Terraform, a
+// script or a second token spend the same 1,200 requests per five minutes,
+// and when any of them goes over, Cloudflare blocks all of them for five
+// minutes. So the limiter plans from what each answer says is left of every
+// budget the Ratelimit header names, not from its own count.
+//
+// For one budget, an answer says r requests are left and the window resets
+// in t seconds. Of those r:
+//   - the requests of ours still in flight will be counted too;
+//   - the others will go on spending at the rate they spent so far in this
+//     window: how much faster r fell between our answers than our own
+//     requests account for (see budgetWindow.othersRate). Over the τ
+//     seconds left they take othersRate × τ;
+//   - one is kept back (budgetReserve), for the others' request that races
+//     ours at the end.
+//
+// What remains is our share, spent evenly over τ: rate share / τ. If the
+// others keep their pace, r then falls in proportion to τ and reaches zero
+// as the window ends, never before; since the rate is recomputed from every
+// answer, a misjudged share corrects itself as r comes in (an error ε in
+// the others' rate leaves r = τ·(c + ε·ln τ), which stays positive for any
+// plausible ε). When the share is gone, everyone waits for the window's end;
+// the first answer after it tells the new window's budget. With several
+// budgets (policies), the tightest rate and the latest end win, and the
+// configured rate stays the ceiling.
+//
+// The end of the window is only ever overestimated, so no request can land
+// in a window whose budget is spent: t is whole seconds (rounded either
+// way), so an answer bounds the end by now + t + 1 s; and a window lasts w
+// seconds from its first request, so it ends at the latest w seconds after
+// our first answer in it. The window's end is the smallest of those bounds
+// over the window's answers.
+const (
+	budgetReserve = 1
+	// resetSlack covers t's rounding to whole seconds.
+	resetSlack = time.Second
+)
+
+// budgetWindow follows one budget through its windows.
+type budgetWindow struct {
+	// end is the latest the current window can end.
+	end time.Time
+	// first is when our first answer in this window came, firstLeft the r
+	// it said, and answers how many of ours came since.
+	first     time.Time
+	firstLeft int
+	answers   int
+	lastLeft  int
+	// othersBefore is the others' rate at the end of the last window, the
+	// estimate a new window starts from.
+	othersBefore float64
+	others       float64
+}
+
+// budget returns the window of the budget named name; nil when the
+// answers named too many budgets to follow. The caller holds l.mu.
+func (l *RateLimiter) budget(name string) *budgetWindow {
+	if b, ok := l.budgets[name]; ok {
+		return b
+	}
+	if len(l.budgets) >= maxBudgetItems {
+		return nil
+	}
+	b := &budgetWindow{}
+	l.budgets[name] = b
+	return b
+}
+
+// paceFromBudgets paces from the Ratelimit and Ratelimit-Policy headers.
+func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	inFlight := l.answered(now)
+	paced := l.steadyRate
+	var until time.Time
+	for _, report := range reports {
+		b := l.budget(report.name)
+		if b == nil {
+			continue
+		}
+		window := report.window
+		if window <= 0 {
+			window = l.windowFor(report.quota)
+		}
+		if !b.observe(now, report, window, inFlight) {
+			continue
+		}
+		left := max(b.end.Sub(now), time.Millisecond)
+		share := float64(report.remaining-inFlight-budgetReserve) - b.others*left.Seconds()
+		if share < 1 {
+			until = laterOf(until, b.end)
+			continue
+		}
+		paced = min(paced, rate.Limit(share/left.Seconds()))
+	}
+	if !until.IsZero() {
+		// Nothing of this window is ours any more. After it, go at the
+		// steady pace until the first answer tells the new window's budget.
+		l.resumeAt = laterOf(l.resumeAt, until)
+		l.paceChanged()
+		l.setPace(now, l.steadyRate, 1)
+		return
+	}
+	l.setPace(now, paced, 1)
+}
+
+// observe takes in an answer: it tells whether a new window began, bounds
+// the window's end, and estimates the others' rate. It returns false for an
+// answer from an earlier window that arrived late, which says nothing about
+// this one.
+func (b *budgetWindow) observe(now time.Time, report budgetReport, window time.Duration, inFlight int) bool {
+	end := now.Add(window)
+	if report.resetKnown {
+		end = earlierOf(end, now.Add(report.reset+resetSlack))
+	}
+	gap := max(window/2, resetSlack)
+	switch {
+	case !b.end.IsZero() && end.Before(b.end.Add(-gap)):
+		return false
+	// A new window: the last one must have ended, or this answer's end is
+	// later than the last window's could be, or the budget went up by more
+	// than answers arriving out of order explain.
+	case b.end.IsZero() || !now.Before(b.end) || end.After(b.end.Add(gap)) ||
+		report.remaining > b.lastLeft+inFlight+2:
+		if !b.first.IsZero() {
+			b.othersBefore = b.others
+		}
+		b.end, b.first, b.firstLeft, b.answers = end, now, report.remaining, 0
+	default:
+		b.end = earlierOf(b.end, end)
+		b.answers++
+	}
+	b.lastLeft = report.remaining
+	b.others = b.othersRate(now, report.remaining, window)
+	return true
+}
+
+// othersRate estimates the others' requests per second in this window: the
+// fall of r since our first answer in it, less our own requests answered
+// since, over the time between. Until the window has run for a while, the
+// last window's estimate weighs in as if it had been seen for a tenth of a
+// window (between 1 and 30 s).
+func (b *budgetWindow) othersRate(now time.Time, remaining int, window time.Duration) float64 {
+	others := float64(max(b.firstLeft-remaining-b.answers, 0))
+	prior := min(max(window/10, time.Second), 30*time.Second).Seconds()
+	return (others + b.othersBefore*prior) / (now.Sub(b.first).Seconds() + prior)
+}
+
+func earlierOf(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
