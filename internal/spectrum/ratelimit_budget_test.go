@@ -284,6 +284,8 @@ type fixedWindowBudget struct {
 	limit   int
 	window  time.Duration
 	roundUp bool
+	// legacy sends X-RateLimit-Limit and -Remaining instead.
+	legacy bool
 
 	start, blockedUntil time.Time
 	used, tooMany       int
@@ -307,6 +309,11 @@ func (m *fixedWindowBudget) serve(now time.Time) (int, http.Header) {
 		m.blockedUntil = now.Add(m.window)
 		h.Set("Retry-After", fmt.Sprint(int(m.window.Seconds())))
 		return http.StatusTooManyRequests, h
+	}
+	if m.legacy {
+		h.Set("X-RateLimit-Limit", fmt.Sprint(m.limit))
+		h.Set("X-RateLimit-Remaining", fmt.Sprint(m.limit-m.used))
+		return http.StatusOK, h
 	}
 	left := m.start.Add(m.window).Sub(now).Seconds()
 	if m.roundUp {
@@ -395,7 +402,8 @@ func runAgainstBudget(t *testing.T, model *fixedWindowBudget, n, workers int, ot
 // The limiter against Cloudflare's fixed-window budget, at its real shape
 // (1,200 per 300 s) and scaled down (120 per 30 s), alone and with another
 // client of the same user spending a third of the budget, with t rounded
-// either way: never a 429, and close to the bound.
+// either way (and alone with the legacy headers): never a 429, and within
+// 5 % of the bound N / (4/s), 10 % of N / (what the other client leaves).
 func TestLimiterAgainstFixedWindowBudget(t *testing.T) {
 	shapes := []struct {
 		name   string
@@ -408,8 +416,14 @@ func TestLimiterAgainstFixedWindowBudget(t *testing.T) {
 	}
 	for _, shape := range shapes {
 		for _, other := range []bool{false, true} {
-			for _, roundUp := range []bool{false, true} {
-				name := fmt.Sprintf("%s, other client %v, t rounded up %v", shape.name, other, roundUp)
+			for _, headers := range []string{"t rounded down", "t rounded up", "legacy"} {
+				if other && headers == "legacy" {
+					// The legacy headers are paced from as before, by
+					// Remaining alone: another client's spending is not
+					// told from ours there.
+					continue
+				}
+				name := fmt.Sprintf("%s, other client %v, %s", shape.name, other, headers)
 				t.Run(name, func(t *testing.T) {
 					budget := float64(shape.limit) / shape.window.Seconds()
 					var otherEvery time.Duration
@@ -420,7 +434,8 @@ func TestLimiterAgainstFixedWindowBudget(t *testing.T) {
 						goal = 1.10
 					}
 					bound := time.Duration(float64(shape.n) / budget * float64(time.Second))
-					model := &fixedWindowBudget{limit: shape.limit, window: shape.window, roundUp: roundUp}
+					model := &fixedWindowBudget{limit: shape.limit, window: shape.window,
+						roundUp: headers == "t rounded up", legacy: headers == "legacy"}
 					run := runAgainstBudget(t, model, shape.n, 8, otherEvery)
 					ratio := run.elapsed.Seconds() / bound.Seconds()
 					t.Logf("%d requests in %s, bound %s, ratio %.3f; 429s %d; the other client sent %d",
