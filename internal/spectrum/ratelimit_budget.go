@@ -22,15 +22,21 @@ import (
 //   - one is kept back (budgetReserve), for the others' request that races
 //     ours at the end.
 //
-// What remains is our share, spent evenly over τ: rate share / τ. If the
-// others keep their pace, r then falls in proportion to τ and reaches zero
-// as the window ends, never before; since the rate is recomputed from every
-// answer, a misjudged share corrects itself as r comes in (an error ε in
-// the others' rate leaves r = τ·(c + ε·ln τ), which stays positive for any
-// plausible ε). When the share is gone, everyone waits for the window's end;
-// the first answer after it tells the new window's budget. With several
-// budgets (policies), the tightest rate and the latest end win, and the
-// configured rate stays the ceiling.
+// What remains is our share. When others spend the budget too (seen in
+// this window or the last), the share is spent evenly over τ: rate share /
+// τ. If the others keep their pace, r then falls in proportion to τ and
+// reaches zero as the window ends, never before; since the rate is
+// recomputed from every answer, a misjudged share corrects itself as r
+// comes in (an error ε in the others' rate leaves r = τ·(c + ε·ln τ), which
+// stays positive for any plausible ε). When nobody else is seen, the
+// configured rate (the ceiling) decides until the share falls to a tenth of
+// the quota, and only that tenth is spread evenly: with the default ceiling,
+// which fits the window, that is the same pace, and a higher ceiling (a
+// test, a private API) is not slowed down by a budget it is alone on. When
+// the share is gone, everyone waits for the window's end; the first answer
+// after it tells the new window's budget. With several budgets (policies),
+// the tightest rate and the latest end win, and the configured rate stays
+// the ceiling.
 //
 // The end of the window is only ever overestimated, so no request can land
 // in a window whose budget is spent: t is whole seconds (rounded either
@@ -53,12 +59,18 @@ type budgetWindow struct {
 	first     time.Time
 	firstLeft int
 	answers   int
-	lastLeft  int
 	// othersBefore is the others' rate at the end of the last window, the
 	// estimate a new window starts from.
 	othersBefore float64
 	others       float64
+	// seen and seenBefore tell whether others were certainly spending in
+	// this window and in the last one.
+	seen, seenBefore bool
 }
+
+// shared tells whether others spend this budget too, as far as this window
+// and the last one show.
+func (b *budgetWindow) shared() bool { return b.seen || b.seenBefore }
 
 // budget returns the window of the budget named name; nil when the
 // answers named too many budgets to follow. The caller holds l.mu.
@@ -99,6 +111,9 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 			until = laterOf(until, b.end)
 			continue
 		}
+		if !b.shared() && share > float64(l.lowWater(report.quota, window)) {
+			continue // the ceiling
+		}
 		paced = min(paced, rate.Limit(share/left.Seconds()))
 	}
 	if !until.IsZero() {
@@ -126,20 +141,21 @@ func (b *budgetWindow) observe(now time.Time, report budgetReport, window time.D
 	case !b.end.IsZero() && end.Before(b.end.Add(-gap)):
 		return false
 	// A new window: the last one must have ended, or this answer's end is
-	// later than the last window's could be, or the budget went up by more
-	// than answers arriving out of order explain.
-	case b.end.IsZero() || !now.Before(b.end) || end.After(b.end.Add(gap)) ||
-		report.remaining > b.lastLeft+inFlight+2:
+	// later than the last window's could be. (Not when r goes up: answers
+	// of concurrent requests come back out of order.)
+	case b.end.IsZero() || !now.Before(b.end) || end.After(b.end.Add(gap)):
 		if !b.first.IsZero() {
-			b.othersBefore = b.others
+			b.othersBefore, b.seenBefore = b.others, b.seen
 		}
-		b.end, b.first, b.firstLeft, b.answers = end, now, report.remaining, 0
+		b.end, b.first, b.firstLeft, b.answers, b.seen = end, now, report.remaining, 0, false
 	default:
 		b.end = earlierOf(b.end, end)
 		b.answers++
 	}
-	b.lastLeft = report.remaining
 	b.others = b.othersRate(now, report.remaining, window)
+	// Our requests in flight may have been counted already: only a fall
+	// beyond them too is certainly someone else's.
+	b.seen = b.seen || b.firstLeft-report.remaining-b.answers-inFlight >= 1
 	return true
 }
 
@@ -152,6 +168,15 @@ func (b *budgetWindow) othersRate(now time.Time, remaining int, window time.Dura
 	others := float64(max(b.firstLeft-remaining-b.answers, 0))
 	prior := min(max(window/10, time.Second), 30*time.Second).Seconds()
 	return (others + b.othersBefore*prior) / (now.Sub(b.first).Seconds() + prior)
+}
+
+// lowWater is how much of a budget nobody else spends may be used at the
+// ceiling before the rest is spread over the window: a tenth of it.
+func (l *RateLimiter) lowWater(quota int, window time.Duration) int {
+	if quota <= 0 {
+		quota = int(float64(l.steadyRate) * window.Seconds())
+	}
+	return max(quota/10, l.steadyBurst)
 }
 
 func earlierOf(a, b time.Time) time.Time {

@@ -169,23 +169,24 @@ func newTestLimiter(rps float64, burst int) (*RateLimiter, *fakeClock) {
 
 func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 	policy := `"default";q=120;w=30`
-	t.Run("what is left over the rest of the window", func(t *testing.T) {
+	t.Run("alone: the ceiling, then what is left over the rest of the window", func(t *testing.T) {
 		l, clock := newTestLimiter(4, 1)
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=119;t=30`, policy))
-		// The window ends at the latest 30 s after its first answer.
-		if got, want := float64(l.limiter.Limit()), 118.0/30; math.Abs(got-want) > 1e-9 || l.limiter.Burst() != 1 {
-			t.Fatalf("paced at %v/s burst %d, want %v/s and 1", got, l.limiter.Burst(), want)
+		if got := l.limiter.Limit(); got != 4 || l.limiter.Burst() != 1 {
+			t.Fatalf("plenty left: %v/s burst %d, want the steady 4/s and 1", got, l.limiter.Burst())
 		}
-		// Our 59 requests answered over 20 s, no one else's: 60 left, one
-		// kept back, over the 10 s left at most is more than the steady
-		// rate.
-		for i := 1; i <= 59; i++ {
-			clock.advance(20 * time.Second / 59)
+		// Our 108 requests answered over 25 s, no one else's: 11 left.
+		start := clock.now
+		for i := 1; i <= 108; i++ {
+			clock.advance(25 * time.Second / 108)
 			l.grant()
-			l.observe(http.StatusOK, budgetHeaders(fmt.Sprintf(`"default";r=%d;t=%d`, 119-i, 30-int(clock.now.Sub(time.Unix(1_000_000, 0)).Seconds())-1), policy))
+			l.observe(http.StatusOK, budgetHeaders(fmt.Sprintf(`"default";r=%d;t=%d`, 119-i, 29-int(clock.now.Sub(start).Seconds())), policy))
 		}
-		if got := float64(l.limiter.Limit()); got != 4 || l.limiter.Burst() != 1 {
-			t.Fatalf("paced at %v/s burst %d, want the steady 4/s and 1 (5.9/s is left)", got, l.limiter.Burst())
+		// A tenth of the quota or less: the 10 left (one kept back) over
+		// the 5 s left at most, the window having begun with the first
+		// answer at the latest.
+		if got, want := float64(l.limiter.Limit()), 10.0/5; math.Abs(got-want) > 1e-6 || l.limiter.Burst() != 1 {
+			t.Fatalf("paced at %v/s burst %d, want %v/s and 1", got, l.limiter.Burst(), want)
 		}
 	})
 	t.Run("requests in flight count", func(t *testing.T) {
@@ -193,17 +194,17 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 		for range 11 {
 			l.grant()
 		}
-		l.observe(http.StatusOK, budgetHeaders(`"default";r=31;t=30`, policy))
-		// 31 left, 10 still in flight, 1 kept back: 20 over 30 s.
-		if got, want := float64(l.limiter.Limit()), 20.0/30; math.Abs(got-want) > 1e-9 {
+		l.observe(http.StatusOK, budgetHeaders(`"default";r=21;t=30`, policy))
+		// 21 left, 10 still in flight, 1 kept back: 10 over 30 s.
+		if got, want := float64(l.limiter.Limit()), 10.0/30; math.Abs(got-want) > 1e-9 {
 			t.Fatalf("paced at %v/s, want %v/s", got, want)
 		}
 	})
 	t.Run("the tightest of several budgets", func(t *testing.T) {
 		l, _ := newTestLimiter(100, 1)
-		l.observe(http.StatusOK, budgetHeaders(`"minute";r=31;t=10, "hour";r=3601;t=3600`, `"minute";q=60;w=60, "hour";q=3600;w=3600`))
-		// minute: 30 over 11 s; hour: 3600 over 3600 s.
-		if got, want := float64(l.limiter.Limit()), 1.0; math.Abs(got-want) > 1e-9 {
+		l.observe(http.StatusOK, budgetHeaders(`"minute";r=6;t=10, "hour";r=300;t=3600`, `"minute";q=60;w=60, "hour";q=3600;w=3600`))
+		// minute: 5 over 11 s; hour: 299 over 3600 s.
+		if got, want := float64(l.limiter.Limit()), 299.0/3600; math.Abs(got-want) > 1e-9 {
 			t.Fatalf("paced at %v/s, want the hourly budget's %v/s", got, want)
 		}
 	})
