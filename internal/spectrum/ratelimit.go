@@ -165,14 +165,24 @@ func (l *RateLimiter) grant() bool {
 const inFlightHorizon = 2 * DefaultTimeout
 
 // answered forgets the oldest request in flight (answers of one token come
-// back in about the order sent; only their number matters), and returns how
-// many remain in flight. The caller holds l.mu.
+// back in about the order sent), and returns how many remain in flight.
+// The caller holds l.mu.
 func (l *RateLimiter) answered(now time.Time) int {
+	inFlight, _ := l.answeredSent(now)
+	return inFlight
+}
+
+// answeredSent is answered, also returning when the answered request was
+// let through, as far as the order of answers tells (zero when none was
+// in flight).
+func (l *RateLimiter) answeredSent(now time.Time) (int, time.Time) {
+	var sent time.Time
 	if len(l.granted) > 0 {
+		sent = l.granted[0]
 		l.granted = l.granted[1:]
 	}
 	l.forgetLost(now)
-	return len(l.granted)
+	return len(l.granted), sent
 }
 
 // forgetLost drops requests in flight for longer than any request lasts.

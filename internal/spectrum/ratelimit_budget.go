@@ -19,8 +19,8 @@ import (
 //     window: how much faster r fell between our answers than our own
 //     requests account for (see budgetWindow.othersRate). Over the τ
 //     seconds left they take othersRate × τ;
-//   - one is kept back (budgetReserve), for the others' request that races
-//     ours at the end.
+//   - when others spend it too, one is kept back (budgetReserve), for the
+//     others' request that races ours at the end.
 //
 // What remains is our share. When others spend the budget too (seen in
 // this window or the last), the share is spent evenly over τ: rate share /
@@ -43,7 +43,11 @@ import (
 // way), so an answer bounds the end by now + t + 1 s; and a window lasts w
 // seconds from its first request, so it ends at the latest w seconds after
 // our first answer in it. The window's end is the smallest of those bounds
-// over the window's answers.
+// over the window's answers. A new window is known by an answer whose end
+// is later than the last window's by half a window (when windows are long
+// enough for whole seconds to tell), or by the answer to a request sent
+// after the last window's end; an answer to a request sent before that end
+// and answered after it may belong to either window and is left out.
 const (
 	budgetReserve = 1
 	// resetSlack covers t's rounding to whole seconds.
@@ -90,9 +94,10 @@ func (l *RateLimiter) budget(name string) *budgetWindow {
 func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	inFlight := l.answered(now)
+	inFlight, sent := l.answeredSent(now)
 	paced := l.steadyRate
 	var until time.Time
+	used := 0
 	for _, report := range reports {
 		b := l.budget(report.name)
 		if b == nil {
@@ -102,11 +107,16 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 		if window <= 0 {
 			window = l.windowFor(report.quota)
 		}
-		if !b.observe(now, report, window, inFlight) {
+		if !b.observe(now, sent, report, window, inFlight) {
 			continue
 		}
+		used++
 		left := max(b.end.Sub(now), time.Millisecond)
-		share := float64(report.remaining-inFlight-budgetReserve) - b.others*left.Seconds()
+		reserve := 0
+		if b.shared() {
+			reserve = budgetReserve
+		}
+		share := float64(report.remaining-inFlight-reserve) - b.others*left.Seconds()
 		if share < 1 {
 			until = laterOf(until, b.end)
 			continue
@@ -115,6 +125,9 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 			continue // the ceiling
 		}
 		paced = min(paced, rate.Limit(share/left.Seconds()))
+	}
+	if used == 0 {
+		return // nothing this answer says is about the current windows
 	}
 	if !until.IsZero() {
 		// Nothing of this window is ours any more. After it, go at the
@@ -127,27 +140,35 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 	l.setPace(now, paced, 1)
 }
 
-// observe takes in an answer: it tells whether a new window began, bounds
-// the window's end, and estimates the others' rate. It returns false for an
-// answer from an earlier window that arrived late, which says nothing about
-// this one.
-func (b *budgetWindow) observe(now time.Time, report budgetReport, window time.Duration, inFlight int) bool {
+// observe takes in an answer to a request let through at sent (zero when
+// unknown): it tells whether a new window began, bounds the window's end,
+// and estimates the others' rate. It returns false for an answer that may
+// belong to an earlier window, which says nothing certain about this one.
+func (b *budgetWindow) observe(now, sent time.Time, report budgetReport, window time.Duration, inFlight int) bool {
 	end := now.Add(window)
 	if report.resetKnown {
 		end = earlierOf(end, now.Add(report.reset+resetSlack))
 	}
-	gap := max(window/2, resetSlack)
+	// Whole seconds of t tell windows apart only when a window is longer
+	// than a couple of them.
+	gap, tells := window/2, window/2 > resetSlack
+	ended := !b.end.IsZero() && !now.Before(b.end)
 	switch {
-	case !b.end.IsZero() && end.Before(b.end.Add(-gap)):
+	case !b.end.IsZero() && tells && end.Before(b.end.Add(-gap)):
 		return false
-	// A new window: the last one must have ended, or this answer's end is
-	// later than the last window's could be. (Not when r goes up: answers
-	// of concurrent requests come back out of order.)
-	case b.end.IsZero() || !now.Before(b.end) || end.After(b.end.Add(gap)):
+	// A new window: this answer's end is later than the last window's
+	// could be, or the last window has ended and this request was sent
+	// after it. (Not when r goes up: answers of concurrent requests come
+	// back out of order.)
+	case b.end.IsZero() || (tells && end.After(b.end.Add(gap))) || (ended && (sent.IsZero() || !sent.Before(b.end))):
 		if !b.first.IsZero() {
 			b.othersBefore, b.seenBefore = b.others, b.seen
 		}
 		b.end, b.first, b.firstLeft, b.answers, b.seen = end, now, report.remaining, 0, false
+	// Sent before the window's end, answered after it: it may have been
+	// counted in either window.
+	case ended:
+		return false
 	default:
 		b.end = earlierOf(b.end, end)
 		b.answers++

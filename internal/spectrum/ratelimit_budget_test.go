@@ -182,10 +182,10 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 			l.grant()
 			l.observe(http.StatusOK, budgetHeaders(fmt.Sprintf(`"default";r=%d;t=%d`, 119-i, 29-int(clock.now.Sub(start).Seconds())), policy))
 		}
-		// A tenth of the quota or less: the 10 left (one kept back) over
-		// the 5 s left at most, the window having begun with the first
-		// answer at the latest.
-		if got, want := float64(l.limiter.Limit()), 10.0/5; math.Abs(got-want) > 1e-6 || l.limiter.Burst() != 1 {
+		// A tenth of the quota or less: the 11 left (nobody else to keep
+		// one back for) over the 5 s left at most, the window having begun
+		// with the first answer at the latest.
+		if got, want := float64(l.limiter.Limit()), 11.0/5; math.Abs(got-want) > 1e-6 || l.limiter.Burst() != 1 {
 			t.Fatalf("paced at %v/s burst %d, want %v/s and 1", got, l.limiter.Burst(), want)
 		}
 	})
@@ -195,16 +195,16 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 			l.grant()
 		}
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=21;t=30`, policy))
-		// 21 left, 10 still in flight, 1 kept back: 10 over 30 s.
-		if got, want := float64(l.limiter.Limit()), 10.0/30; math.Abs(got-want) > 1e-9 {
+		// 21 left, 10 still in flight: 11 over 30 s.
+		if got, want := float64(l.limiter.Limit()), 11.0/30; math.Abs(got-want) > 1e-9 {
 			t.Fatalf("paced at %v/s, want %v/s", got, want)
 		}
 	})
 	t.Run("the tightest of several budgets", func(t *testing.T) {
 		l, _ := newTestLimiter(100, 1)
 		l.observe(http.StatusOK, budgetHeaders(`"minute";r=6;t=10, "hour";r=300;t=3600`, `"minute";q=60;w=60, "hour";q=3600;w=3600`))
-		// minute: 5 over 11 s; hour: 299 over 3600 s.
-		if got, want := float64(l.limiter.Limit()), 299.0/3600; math.Abs(got-want) > 1e-9 {
+		// minute: 6 over 11 s; hour: 300 over 3600 s.
+		if got, want := float64(l.limiter.Limit()), 300.0/3600; math.Abs(got-want) > 1e-9 {
 			t.Fatalf("paced at %v/s, want the hourly budget's %v/s", got, want)
 		}
 	})
@@ -262,6 +262,28 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=2;t=0`, policy))
 		if l.resumeAt.After(clock.now) || l.limiter.Limit() < 3.9 {
 			t.Fatalf("paused until %s, %v/s", l.resumeAt.Sub(clock.now), l.limiter.Limit())
+		}
+	})
+	t.Run("an answer across the window's end is left out", func(t *testing.T) {
+		l, clock := newTestLimiter(50, 1)
+		short := `"default";q=50;w=1`
+		l.grant()
+		l.observe(http.StatusOK, budgetHeaders(`"default";r=49;t=1`, short))
+		// Sent before the window's end (a second after the first answer),
+		// answered after it: counted in the old window or the new one.
+		clock.advance(990 * time.Millisecond)
+		l.grant()
+		clock.advance(20 * time.Millisecond)
+		l.observe(http.StatusOK, budgetHeaders(`"default";r=0;t=0`, short))
+		if l.resumeAt.After(clock.now) {
+			t.Fatalf("paused for %s on an answer that may be of the last window", l.resumeAt.Sub(clock.now))
+		}
+		// Sent after it: a new window, whose budget is spent.
+		l.grant()
+		clock.advance(20 * time.Millisecond)
+		l.observe(http.StatusOK, budgetHeaders(`"default";r=0;t=1`, short))
+		if want := clock.now.Add(time.Second); !l.resumeAt.Equal(want) {
+			t.Fatalf("paused for %s, want until the new window's end (1s)", l.resumeAt.Sub(clock.now))
 		}
 	})
 	t.Run("modern headers win over legacy ones", func(t *testing.T) {
@@ -327,6 +349,14 @@ func (m *fixedWindowBudget) serve(now time.Time) (int, http.Header) {
 	return http.StatusOK, h
 }
 
+var debugBudget = false
+
+// budgetLatency is request i's latency: from 30 to 230 ms, so that
+// answers come back out of order.
+var budgetLatency = func(i int64) time.Duration {
+	return 30*time.Millisecond + time.Duration(i*37%11)*20*time.Millisecond
+}
+
 type budgetRun struct {
 	elapsed time.Duration
 	ours    int
@@ -340,10 +370,18 @@ type budgetRun struct {
 // request is counted by the model halfway through its latency, which
 // varies from 30 to 230 ms so that answers come back out of order.
 func runAgainstBudget(t *testing.T, model *fixedWindowBudget, n, workers int, otherEvery time.Duration) budgetRun {
+	return runAgainstBudgetWith(t, DefaultRequestsPerSecond, DefaultBurst, model, n, workers, otherEvery)
+}
+
+func runAgainstBudgetWith(t *testing.T, rps float64, burst int, model *fixedWindowBudget, n, workers int, otherEvery time.Duration) budgetRun {
 	var run budgetRun
 	synctest.Test(t, func(t *testing.T) {
-		l := NewRateLimiter(DefaultRequestsPerSecond, DefaultBurst, 0)
-		ctx, cancel := context.WithCancel(t.Context())
+		// Made in the bubble, so that waiting on its channels lets
+		// simulated time move on.
+		l := NewRateLimiter(rps, burst, 0)
+		// A limiter that never finishes fails the test instead of running
+		// on in simulated time.
+		ctx, cancel := context.WithTimeout(t.Context(), 24*time.Hour)
 		start := time.Now()
 		var others sync.WaitGroup
 		if otherEvery > 0 {
@@ -371,16 +409,19 @@ func runAgainstBudget(t *testing.T, model *fixedWindowBudget, n, workers int, ot
 					}
 					for {
 						if err := l.Wait(ctx); err != nil {
-							t.Error(err)
+							t.Errorf("request %d: %v", i, err)
 							return
 						}
-						latency := 30*time.Millisecond + time.Duration(i*37%11)*20*time.Millisecond
+						latency := budgetLatency(i)
 						time.Sleep(latency / 2)
 						status, header := model.serve(time.Now())
 						time.Sleep(latency / 2)
 						l.observe(status, header)
 						mu.Lock()
 						run.ours++
+						if debugBudget {
+							println("ours", run.ours, time.Since(start).String(), status, model.tooMany, l.limiter.Limit(), l.resumeAt.Sub(time.Now()).String())
+						}
 						mu.Unlock()
 						if status == http.StatusOK {
 							break
