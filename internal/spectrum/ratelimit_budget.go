@@ -56,8 +56,9 @@ const (
 
 // budgetWindow follows one budget through its windows.
 type budgetWindow struct {
-	// end is the latest the current window can end.
-	end time.Time
+	// end is the latest the current window can end, lastEnd the last
+	// window's.
+	end, lastEnd time.Time
 	// first is when our first answer in this window came, firstLeft the r
 	// it said, and answers how many of ours came since.
 	first     time.Time
@@ -164,10 +165,12 @@ func (b *budgetWindow) observe(now, sent time.Time, report budgetReport, window 
 		if !b.first.IsZero() {
 			b.othersBefore, b.seenBefore = b.others, b.seen
 		}
+		b.lastEnd = b.end
 		b.end, b.first, b.firstLeft, b.answers, b.seen = end, now, report.remaining, 0, false
 	// Sent before the window's end, answered after it: it may have been
-	// counted in either window.
-	case ended:
+	// counted in either window. The same for a request sent before the
+	// last window's end, answered in this one.
+	case ended || (!sent.IsZero() && sent.Before(b.lastEnd)):
 		return false
 	default:
 		b.end = earlierOf(b.end, end)
