@@ -98,7 +98,7 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 	inFlight, sent := l.answeredSent(now)
 	paced := l.steadyRate
 	var until time.Time
-	used := 0
+	used, over := 0, false
 	for _, report := range reports {
 		b := l.budget(report.name)
 		if b == nil {
@@ -109,6 +109,7 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 			window = l.windowFor(report.quota)
 		}
 		if !b.observe(now, sent, report, window, inFlight) {
+			over = over || !now.Before(b.end)
 			continue
 		}
 		used++
@@ -128,7 +129,13 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 		paced = min(paced, rate.Limit(share/left.Seconds()))
 	}
 	if used == 0 {
-		return // nothing this answer says is about the current windows
+		// Nothing this answer says is about the current windows. One that
+		// is over has left a new window, whose budget the first answer in
+		// it will tell: until then, the steady pace, as after a pause.
+		if over {
+			l.setPace(now, l.steadyRate, 1)
+		}
+		return
 	}
 	if !until.IsZero() {
 		// Nothing of this window is ours any more. After it, go at the
