@@ -99,8 +99,8 @@ func parseFlags() (config, zap.Options) {
 	flag.StringVar(&c.webhookHosts, "webhook-cert-hosts", "", "Extra comma-separated DNS names or IPs for the self-signed certificate.")
 
 	flag.StringVar(&c.apiURL, "cloudflare-api-url", spectrum.DefaultBaseURL, "Base URL of the Cloudflare API (point it at the simulator to test).")
-	flag.Float64Var(&c.requestsPerSecond, "cloudflare-requests-per-second", spectrum.DefaultRequestsPerSecond, "Request budget per API token (Cloudflare allows 1,200 per 5 minutes).")
-	flag.IntVar(&c.burst, "cloudflare-burst", spectrum.DefaultBurst, "Burst of the per-token request budget.")
+	flag.Float64Var(&c.requestsPerSecond, "cloudflare-requests-per-second", spectrum.DefaultRequestsPerSecond, "Ceiling of the request rate per API token; below it the manager paces from Cloudflare's Ratelimit headers, which count what the dashboard and other tools of the same user spend too. Cloudflare allows 1,200 requests per 5 minutes per user: keep --cloudflare-burst + this × 300 within it.")
+	flag.IntVar(&c.burst, "cloudflare-burst", spectrum.DefaultBurst, "Requests the per-token ceiling lets through at once; counted in Cloudflare's 5-minute budget with the rate (see --cloudflare-requests-per-second).")
 	flag.DurationVar(&c.requestTimeout, "cloudflare-request-timeout", spectrum.DefaultTimeout, "Timeout of each Cloudflare API request.")
 
 	flag.StringVar(&c.defaultCredentials, "default-credentials-secret", "", "NAMESPACE/NAME of the Secret whose token is used by SpectrumApps without credentialsRef.")

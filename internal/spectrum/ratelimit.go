@@ -13,35 +13,46 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Cloudflare's global API limit: 1,200 requests per five minutes per user or
-// token, counted across the dashboard, API keys and tokens. Going over blocks
-// every call of that user, dashboard included, for five minutes, so the
-// client stays under the budget instead of probing it.
+// Cloudflare's global API limit: 1,200 requests per five minutes per user,
+// counted across the dashboard, API keys and tokens. Going over blocks every
+// call of that user, dashboard included, for five minutes, so the client
+// stays under the budget instead of probing it.
 const (
-	DefaultRequestsPerSecond = 1200.0 / 300.0
-	DefaultBurst             = 10
-	DefaultRateLimitWindow   = 300 * time.Second
+	// DefaultBurst and DefaultRequestsPerSecond fit inside Cloudflare's
+	// window, burst included: a token bucket admits at most burst + rate ×
+	// window requests in any window, 1 + 3.99 × 300 = 1,198 ≤ 1,200. (The
+	// former 10 and 4/s admitted 1,210 and could trip the block on their
+	// own.)
+	DefaultBurst             = 1
+	DefaultRequestsPerSecond = 3.99
+	// DefaultRateLimitWindow and DefaultRateLimit are Cloudflare's window
+	// and the requests it allows in it.
+	DefaultRateLimitWindow = 300 * time.Second
+	DefaultRateLimit       = 1200
 	// defaultBlock is how long Cloudflare blocks a token after a 429 that
 	// did not say how long to wait.
 	defaultBlock = 5 * time.Minute
 )
 
 // RateLimiter is the request budget of one API token, shared by every caller
-// that uses the token. Besides its steady rate it stops everyone for the
-// wait a 429 asked for, and slows down when Cloudflare's
-// X-RateLimit-Remaining says that the budget runs out before the window
-// ends: because someone else (the dashboard, another tool) spends it too,
-// or because its own requests ran ahead.
+// that uses the token. Its steady rate and burst are a ceiling; below it, it
+// paces from what Cloudflare's answers say is left of the user's budget (see
+// paceFromBudgets), and it stops everyone for the wait a 429 asked for.
 type RateLimiter struct {
 	limiter     *rate.Limiter
 	steadyRate  rate.Limit
 	steadyBurst int
 	// window is the period X-RateLimit-Limit counts over; zero means the
 	// one the budget implies (see windowFor).
-	window         time.Duration
+	window time.Duration
+	// now is the clock of every decision (tests set it); the waits
+	// themselves use the time package's timers.
+	now            func() time.Time
 	mu             sync.Mutex
 	resumeAt       time.Time
 	pacedByHeaders bool
+	// budgets follows each budget the Ratelimit header names.
+	budgets map[string]*budgetWindow
 	// lastRemaining is the last X-RateLimit-Remaining seen (-1 before the
 	// first), and windowStart when it last went up: the start of
 	// Cloudflare's current window as far as a client can tell, never
@@ -58,10 +69,10 @@ type RateLimiter struct {
 }
 
 // NewRateLimiter returns a budget of requestsPerSecond with bursts of burst.
-// window is the period over which Cloudflare counts X-RateLimit-Limit (five
-// minutes for the real API); zero means the window the budget implies,
-// X-RateLimit-Limit / requestsPerSecond, which is those five minutes with
-// Cloudflare's defaults.
+// window is the period over which Cloudflare counts the legacy
+// X-RateLimit-Limit (five minutes for the real API); zero means the window
+// the budget implies, X-RateLimit-Limit / requestsPerSecond. The current
+// Ratelimit-Policy header says its window itself.
 func NewRateLimiter(requestsPerSecond float64, burst int, window time.Duration) *RateLimiter {
 	if requestsPerSecond <= 0 {
 		requestsPerSecond = DefaultRequestsPerSecond
@@ -75,6 +86,8 @@ func NewRateLimiter(requestsPerSecond float64, burst int, window time.Duration) 
 		steadyRate:    steady,
 		steadyBurst:   burst,
 		window:        max(window, 0),
+		now:           time.Now,
+		budgets:       map[string]*budgetWindow{},
 		lastRemaining: -1,
 		turn:          make(chan struct{}, 1),
 		changed:       make(chan struct{}, 1),
@@ -105,7 +118,7 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 		if err := l.waitForResume(ctx); err != nil {
 			return err
 		}
-		now := time.Now()
+		now := l.now()
 		reservation := l.limiter.ReserveN(now, 1)
 		if !reservation.OK() {
 			return fmt.Errorf("%w: burst of 0", ErrRateLimited)
@@ -119,11 +132,11 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				timer.Stop()
-				reservation.Cancel()
+				reservation.CancelAt(l.now())
 				return ctx.Err()
 			case <-l.changed:
 				timer.Stop()
-				reservation.Cancel()
+				reservation.CancelAt(l.now())
 				continue
 			case <-timer.C:
 			}
@@ -138,7 +151,7 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 func (l *RateLimiter) grant() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := time.Now()
+	now := l.now()
 	if now.Before(l.resumeAt) {
 		return false
 	}
@@ -152,14 +165,24 @@ func (l *RateLimiter) grant() bool {
 const inFlightHorizon = 2 * DefaultTimeout
 
 // answered forgets the oldest request in flight (answers of one token come
-// back in about the order sent; only their number matters), and returns how
-// many remain in flight. The caller holds l.mu.
+// back in about the order sent), and returns how many remain in flight.
+// The caller holds l.mu.
 func (l *RateLimiter) answered(now time.Time) int {
+	inFlight, _ := l.answeredSent(now)
+	return inFlight
+}
+
+// answeredSent is answered, also returning when the answered request was
+// let through, as far as the order of answers tells (zero when none was
+// in flight).
+func (l *RateLimiter) answeredSent(now time.Time) (int, time.Time) {
+	var sent time.Time
 	if len(l.granted) > 0 {
+		sent = l.granted[0]
 		l.granted = l.granted[1:]
 	}
 	l.forgetLost(now)
-	return len(l.granted)
+	return len(l.granted), sent
 }
 
 // forgetLost drops requests in flight for longer than any request lasts.
@@ -182,12 +205,13 @@ func (l *RateLimiter) paceChanged() {
 func (l *RateLimiter) waitForResume(ctx context.Context) error {
 	for {
 		l.mu.Lock()
-		wait := time.Until(l.resumeAt)
+		now := l.now()
+		wait := l.resumeAt.Sub(now)
 		l.mu.Unlock()
 		if wait <= 0 {
 			return nil
 		}
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		if deadline, ok := ctx.Deadline(); ok && deadline.Sub(now) < wait {
 			return fmt.Errorf("%w: Cloudflare asked to pause for %s", ErrRateLimited, wait.Round(time.Second))
 		}
 		timer := time.NewTimer(wait)
@@ -209,29 +233,37 @@ func (l *RateLimiter) PauseFor(d time.Duration) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.resumeAt = laterOf(l.resumeAt, time.Now().Add(d))
+	l.resumeAt = laterOf(l.resumeAt, l.now().Add(d))
 	l.paceChanged()
 }
 
-// observe adjusts the budget to what a response says about it.
+// observe adjusts the budget to what a response says about it: from the
+// Ratelimit and Ratelimit-Policy headers Cloudflare sends today, or else
+// from the legacy X-RateLimit-* headers.
 func (l *RateLimiter) observe(status int, header http.Header) {
+	now := l.now()
 	if status == http.StatusTooManyRequests {
-		wait := parseRetryAfter(header.Get("Retry-After"), time.Now())
+		wait := parseRetryAfter(header.Get("Retry-After"), now)
 		if wait <= 0 {
-			wait = untilReset(header)
+			wait = untilReset(header, now)
 		}
 		if wait <= 0 {
 			wait = defaultBlock
 		}
 		l.PauseFor(wait)
 	}
-	l.paceFromRemaining(header)
+	if reports := parseRateLimitHeaders(header); len(reports) > 0 {
+		l.paceFromBudgets(now, reports)
+		return
+	}
+	l.paceFromRemaining(now, header)
 }
 
 // paceFromRemaining spreads what is left of Cloudflare's budget over the
-// rest of its window once less than a tenth of it remains.
+// rest of its window once less than a tenth of it remains, from the legacy
+// X-RateLimit-Limit and X-RateLimit-Remaining headers.
 //
-// Cloudflare sends X-RateLimit-Reset only with a 429, so the end of the
+// Those headers carry X-RateLimit-Reset only with a 429, so the end of the
 // window is estimated: a window began when Remaining last went up (seen in a
 // response, so no earlier than the real start, and the estimated end no
 // earlier than the real end). Within a window whose start was seen, the
@@ -240,11 +272,11 @@ func (l *RateLimiter) observe(status int, header http.Header) {
 // it ends. Without a start seen (the first window, or one that should
 // already have ended), it assumes the window has just begun: slow, but never
 // a 429.
-func (l *RateLimiter) paceFromRemaining(header http.Header) {
+func (l *RateLimiter) paceFromRemaining(now time.Time, header http.Header) {
 	remaining, err := strconv.Atoi(header.Get("X-RateLimit-Remaining"))
 	if err != nil {
 		l.mu.Lock()
-		l.answered(time.Now())
+		l.answered(now)
 		l.mu.Unlock()
 		return
 	}
@@ -254,7 +286,6 @@ func (l *RateLimiter) paceFromRemaining(header http.Header) {
 	}
 	window := l.windowFor(limit)
 	lowWater := max(limit/10, l.steadyBurst)
-	now := time.Now()
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -267,12 +298,12 @@ func (l *RateLimiter) paceFromRemaining(header http.Header) {
 	// Requests sent but not yet answered will spend the budget too.
 	remaining = max(remaining-l.answered(now), 0)
 	if remaining > lowWater {
-		l.steady()
+		l.setPace(now, l.steadyRate, l.steadyBurst)
 		return
 	}
 
 	left, known := window, false
-	if reset := untilReset(header); reset > 0 {
+	if reset := untilReset(header, now); reset > 0 {
 		left, known = reset, true
 	} else if !l.windowStart.IsZero() {
 		if until := l.windowStart.Add(window).Sub(now); until > 0 {
@@ -287,26 +318,23 @@ func (l *RateLimiter) paceFromRemaining(header http.Header) {
 			l.paceChanged()
 		}
 	}
-	if paced >= l.steadyRate {
-		l.steady()
-		return
-	}
-	if !l.pacedByHeaders || paced != l.limiter.Limit() {
-		l.paceChanged()
-	}
-	l.limiter.SetLimit(paced)
-	l.limiter.SetBurst(1)
-	l.pacedByHeaders = true
+	l.setPace(now, min(paced, l.steadyRate), 1)
 }
 
-// steady restores the configured rate and burst. The caller holds l.mu.
-func (l *RateLimiter) steady() {
-	if l.pacedByHeaders {
-		l.limiter.SetLimit(l.steadyRate)
-		l.limiter.SetBurst(l.steadyBurst)
-		l.pacedByHeaders = false
-		l.paceChanged()
+// setPace sets the limiter's rate and burst, the steady ones when paced is
+// not below the steady rate, and wakes the caller whose turn it is when
+// they changed. The caller holds l.mu.
+func (l *RateLimiter) setPace(now time.Time, paced rate.Limit, burst int) {
+	if paced >= l.steadyRate {
+		paced, burst = l.steadyRate, l.steadyBurst
 	}
+	if paced == l.limiter.Limit() && burst == l.limiter.Burst() {
+		return
+	}
+	l.limiter.SetLimitAt(now, paced)
+	l.limiter.SetBurstAt(now, burst)
+	l.pacedByHeaders = paced != l.steadyRate || burst != l.steadyBurst
+	l.paceChanged()
 }
 
 // windowFor is the period X-RateLimit-Limit counts over: the configured
@@ -315,6 +343,9 @@ func (l *RateLimiter) steady() {
 func (l *RateLimiter) windowFor(limit int) time.Duration {
 	if l.window > 0 {
 		return l.window
+	}
+	if limit <= 0 {
+		return DefaultRateLimitWindow
 	}
 	return time.Duration(float64(limit) / float64(l.steadyRate) * float64(time.Second))
 }
@@ -327,12 +358,12 @@ func laterOf(a, b time.Time) time.Time {
 }
 
 // untilReset reads X-RateLimit-Reset (an HTTP date).
-func untilReset(header http.Header) time.Duration {
+func untilReset(header http.Header, now time.Time) time.Duration {
 	at, err := http.ParseTime(header.Get("X-RateLimit-Reset"))
 	if err != nil {
 		return 0
 	}
-	return time.Until(at)
+	return at.Sub(now)
 }
 
 // ConnectorOptions configure a Connector. Zero values mean Cloudflare's
@@ -340,13 +371,16 @@ func untilReset(header http.Header) time.Duration {
 type ConnectorOptions struct {
 	// BaseURL of the API; DefaultBaseURL when empty.
 	BaseURL string
-	// RequestsPerSecond and Burst set each token's budget;
-	// DefaultRequestsPerSecond and DefaultBurst when zero.
+	// RequestsPerSecond and Burst are each token's ceiling, below which it
+	// paces from Cloudflare's rate-limit headers; DefaultRequestsPerSecond
+	// and DefaultBurst when zero. Cloudflare counts burst + rate × window
+	// against its budget.
 	RequestsPerSecond float64
 	Burst             int
-	// RateLimitWindow is the period X-RateLimit-Limit counts over; when
-	// zero, the one the budget implies (X-RateLimit-Limit / RequestsPerSecond:
-	// DefaultRateLimitWindow with Cloudflare's defaults).
+	// RateLimitWindow is the period the legacy X-RateLimit-Limit counts
+	// over; when zero, the one the budget implies (X-RateLimit-Limit /
+	// RequestsPerSecond: about DefaultRateLimitWindow with the defaults).
+	// Ratelimit-Policy says its own window.
 	RateLimitWindow time.Duration
 	// Timeout bounds each HTTP request; DefaultTimeout when zero.
 	Timeout time.Duration

@@ -37,6 +37,10 @@ type config struct {
 	// Window (BENCH_WINDOW) is the simulator's rate-limit window: it allows
 	// Rate*Window requests per window.
 	Window time.Duration `json:"window"`
+	// SharedWindow (BENCH_SHARED_WINDOW) is the window of the shared-budget
+	// scenario's budget, Rate*SharedWindow requests: long enough for whole
+	// seconds of the Ratelimit header's t to tell its end.
+	SharedWindow time.Duration `json:"sharedWindow"`
 	// Latency (BENCH_LATENCY) is added to every simulated API call in the
 	// convergence scenario.
 	Latency time.Duration `json:"latency"`
@@ -55,7 +59,8 @@ type config struct {
 	// AdmissionRequests (BENCH_ADMISSION_REQUESTS) dry-run creates are sent
 	// of each kind, valid and invalid.
 	AdmissionRequests int `json:"admissionRequests"`
-	// Only (BENCH_ONLY: convergence, scale, admission, rules) runs a subset.
+	// Only (BENCH_ONLY: convergence, shared, scale, admission, rules) runs a
+	// subset.
 	Only []string `json:"only,omitempty"`
 	// Out (BENCH_OUT) is the JSON results file.
 	Out string `json:"-"`
@@ -71,6 +76,7 @@ func loadConfig(t *testing.T) config {
 		Rate:              envFloat(t, "BENCH_RATE", 50),
 		Burst:             envInt(t, "BENCH_BURST", 5),
 		Window:            envDuration(t, "BENCH_WINDOW", time.Second),
+		SharedWindow:      envDuration(t, "BENCH_SHARED_WINDOW", 10*time.Second),
 		Latency:           envDuration(t, "BENCH_LATENCY", 15*time.Millisecond),
 		Resync:            envDuration(t, "BENCH_RESYNC", 5*time.Second),
 		SteadyPeriods:     envInt(t, "BENCH_STEADY_PERIODS", 3),
@@ -92,8 +98,8 @@ func loadConfig(t *testing.T) config {
 	if c.Out == "" {
 		c.Out = filepath.Join(testenv.RepoRoot(), "bin", "bench", "results.json")
 	}
-	if c.Apps <= 0 || c.Zones <= 0 || c.Rate <= 0 || c.Window <= 0 || c.Resync <= 0 || c.SteadyPeriods <= 0 {
-		t.Fatalf("BENCH_APPS, BENCH_ZONES, BENCH_RATE, BENCH_WINDOW, BENCH_RESYNC and BENCH_STEADY_PERIODS must be positive: %+v", c)
+	if c.Apps <= 0 || c.Zones <= 0 || c.Rate <= 0 || c.Window <= 0 || c.SharedWindow <= 0 || c.Resync <= 0 || c.SteadyPeriods <= 0 {
+		t.Fatalf("BENCH_APPS, BENCH_ZONES, BENCH_RATE, BENCH_WINDOW, BENCH_SHARED_WINDOW, BENCH_RESYNC and BENCH_STEADY_PERIODS must be positive: %+v", c)
 	}
 	return c
 }
@@ -134,6 +140,7 @@ func TestBench(t *testing.T) {
 		{"admission", runAdmission},
 		{"rules", runRules},
 		{"convergence", runConvergence},
+		{"shared", runSharedBudget},
 		{"scale", runScale},
 	}
 	for _, s := range scenarios {
@@ -207,8 +214,9 @@ func (c config) MarshalJSON() ([]byte, error) {
 	type plain config
 	return json.Marshal(struct {
 		plain
-		Window  string `json:"window"`
-		Latency string `json:"latency"`
-		Resync  string `json:"resync"`
-	}{plain(c), c.Window.String(), c.Latency.String(), c.Resync.String()})
+		Window       string `json:"window"`
+		SharedWindow string `json:"sharedWindow"`
+		Latency      string `json:"latency"`
+		Resync       string `json:"resync"`
+	}{plain(c), c.Window.String(), c.SharedWindow.String(), c.Latency.String(), c.Resync.String()})
 }
