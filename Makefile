@@ -93,8 +93,9 @@ fuzz-short: ## Run every fuzz target for 5s each (for make test).
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and simulator binaries into bin/.
+build: ## Build the manager, kubectl-spectrum and simulator binaries into bin/.
 	go build -o bin/manager ./cmd/manager
+	go build -o bin/kubectl-spectrum ./cmd/kubectl-spectrum
 	@if [ -d cmd/spectrum-simulator ]; then go build -o bin/spectrum-simulator ./cmd/spectrum-simulator; fi
 
 .PHONY: run

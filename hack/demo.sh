@@ -8,15 +8,15 @@ cd "$root"
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[36m$ %s\033[0m\n' "$*"; "$@"; }
 
-bold "1/5 Starting the local control plane, the Spectrum API simulator and the operator"
+bold "1/6 Starting the local control plane, the Spectrum API simulator and the operator"
 eval "$(bash hack/dev.sh up)"
 
-bold "2/5 Applying the samples (config/samples) and waiting until Cloudflare has them"
+bold "2/6 Applying the samples (config/samples) and waiting until Cloudflare has them"
 run kubectl apply -k config/samples
 run kubectl wait --for=condition=Ready spectrumapps -l app.kubernetes.io/name=spectrum-operator --timeout=90s
 run kubectl get spectrumapps
 
-bold "3/5 An app only a person can fix: Argo Smart Routing on an account without it"
+bold "3/6 An app only a person can fix: Argo Smart Routing on an account without it"
 # A second demo run starts this step afresh.
 kubectl delete spectrumapp ssh-argo --ignore-not-found --wait=true >/dev/null
 curl -sf -X POST http://127.0.0.1:18787/_simulator/entitlements \
@@ -38,7 +38,7 @@ printf '%s\n' "$argo" | kubectl apply -f -
 run kubectl wait --for=condition=Stalled spectrumapp/ssh-argo --timeout=60s
 run kubectl describe spectrumapp ssh-argo
 
-bold "4/5 A mistake the webhook rejects before anything reaches Cloudflare"
+bold "4/6 A mistake the webhook rejects before anything reaches Cloudflare"
 bad='apiVersion: spectrum.cloudflare-operator.io/v1alpha1
 kind: SpectrumApp
 metadata:
@@ -57,7 +57,20 @@ if printf '%s\n' "$bad" | kubectl apply -f - ; then
   exit 1
 fi
 
-bold "5/5 Keep playing"
+bold "5/6 Exporting the apps a zone already has, ready for kubectl apply"
+# legacy-ssh.example.com was made outside Kubernetes, years ago (the
+# simulator serves it in the old response shapes). Export only reads.
+printf '\033[36m$ CLOUDFLARE_API_TOKEN=... kubectl spectrum export --zone 023e105f4ecef8ad9ca31a8372d0c353 --reconcile-policy observe\033[0m\n'
+exported="$(CLOUDFLARE_API_TOKEN=demo-enterprise-token bin/kubectl-spectrum export \
+  --zone 023e105f4ecef8ad9ca31a8372d0c353 --reconcile-policy observe \
+  --api-url http://127.0.0.1:18787/client/v4)"
+printf '%s\n' "$exported" | awk '
+  /^---$/ { if (keep) printf "%s", doc; doc = ""; keep = 0; n++; next }
+  { doc = doc $0 "\n" }
+  /^  name: legacy-ssh/ { keep = 1 }
+  END { if (keep) printf "%s", doc; printf "# ... %d documents in all, one per application of the zone; pipe them to kubectl apply -f -\n", n + 1 }'
+
+bold "6/6 Keep playing"
 cat <<EOF
 The operator, the simulator and the control plane keep running:
 

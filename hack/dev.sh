@@ -73,8 +73,9 @@ up() {
 
   mkdir -p "$DEV_DIR"
   rm -f "$DEV_DIR/devcluster.json"
-  say "building the manager, the simulator and the local control plane ..."
+  say "building the manager, kubectl-spectrum, the simulator and the local control plane ..."
   go build -o bin/manager ./cmd/manager
+  go build -o bin/kubectl-spectrum ./cmd/kubectl-spectrum
   go build -o bin/spectrum-simulator ./cmd/spectrum-simulator
   go build -o bin/devcluster ./hack/devcluster
   local assets

@@ -28,12 +28,17 @@ var devEnv = []string{
 	"PROBE_ADDR=127.0.0.1:28081",
 	"METRICS_ADDR=127.0.0.1:28080",
 	"RESYNC_PERIOD=5s",
+	"SIM_CONFIG=bin/e2e/simulator.yaml",
 }
 
 const (
 	simulatorURL = "http://127.0.0.1:28787"
 	zoneID       = "023e105f4ecef8ad9ca31a8372d0c353" // example.com in config/simulator/demo.yaml
 	token        = "demo-enterprise-token"
+
+	enterpriseAccount = "9a7806061c88ada191ed06f989cc3dac" // in config/simulator/demo.yaml
+	exportZoneID      = "e4a0f1c2d3b4a5968778695a4b3c2d1e" // added by writeSimulatorConfig
+	exportZoneName    = "export.example"
 )
 
 var (
@@ -49,6 +54,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the end-to-end tests with `make test`")
 		os.Exit(1)
 	}
+	if err := writeSimulatorConfig(); err != nil {
+		fmt.Fprintf(os.Stderr, "writing the simulator config: %v\n", err)
+		os.Exit(1)
+	}
 	if out, err := devScript("up"); err != nil {
 		fmt.Fprintf(os.Stderr, "hack/dev.sh up failed: %v\n%s", err, out)
 		_, _ = devScript("down")
@@ -60,6 +69,28 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// writeSimulatorConfig writes the e2e world: the demo's
+// (config/simulator/demo.yaml) plus exportZoneID, a zone of the same account
+// that only the export test fills, so that exporting it finds exactly the
+// apps that test put there.
+func writeSimulatorConfig() error {
+	demo, err := os.ReadFile(filepath.Join(repoRoot, "config", "simulator", "demo.yaml"))
+	if err != nil {
+		return err
+	}
+	const zones = "\nzones:\n"
+	if !bytes.Contains(demo, []byte(zones)) {
+		return fmt.Errorf("config/simulator/demo.yaml has no top-level zones list")
+	}
+	extra := fmt.Sprintf("%s  - id: %s\n    name: %s\n    account: %s\n", zones, exportZoneID, exportZoneName, enterpriseAccount)
+	world := bytes.Replace(demo, []byte(zones), []byte(extra), 1)
+	dir := filepath.Join(repoRoot, "bin", "e2e")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "simulator.yaml"), world, 0o644)
 }
 
 func devScript(verb string) (string, error) {
