@@ -12,8 +12,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
 // existingApps are applications made outside Kubernetes (the dashboard,
@@ -163,5 +167,30 @@ func TestExportApplyAdoptsWithoutWrites(t *testing.T) {
 			t.Errorf("no SpectrumApp %s among %v", want, names)
 		}
 	}
-	t.Logf("%d applications exported and adopted; writes seen: %v; reads: %d", len(list.Items), writes, reads)
+	// Observed and matching: every app says so. Then the team switches to
+	// manage, and an exact export still needs no write: each application
+	// already is what its SpectrumApp says.
+	for _, sapp := range list.Items {
+		if c := meta.FindStatusCondition(sapp.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != "Observed" {
+			t.Errorf("%s: Ready %+v, want reason Observed under the observe policy", sapp.Name, c)
+		}
+	}
+	mustKubectl(t, "", "-n", ns, "annotate", "spectrumapps", "--all", v1alpha1.ReconcilePolicyAnnotation+"=manage", "--overwrite")
+	testenv.Eventually(t, 60*time.Second, func() string {
+		var managed v1alpha1.SpectrumAppList
+		if err := json.Unmarshal([]byte(mustKubectl(t, "", "-n", ns, "get", "spectrumapps", "-o", "json")), &managed); err != nil {
+			return err.Error()
+		}
+		for _, sapp := range managed.Items {
+			c := meta.FindStatusCondition(sapp.Status.Conditions, v1alpha1.ConditionReady)
+			if sapp.Status.ReconcilePolicy != "manage" || c == nil || c.Reason != "Synced" || c.ObservedGeneration != sapp.Generation {
+				return fmt.Sprintf("%s: policy %q, Ready %+v; want manage and Synced", sapp.Name, sapp.Status.ReconcilePolicy, c)
+			}
+		}
+		return ""
+	})
+	if writes, _ := simulatorWrites(t); len(writes) != 0 {
+		t.Errorf("switching the exported apps to manage sent writes: %v", writes)
+	}
+	t.Logf("%d applications exported, adopted under observe and managed; writes seen: %v; reads: %d", len(list.Items), writes, reads)
 }
