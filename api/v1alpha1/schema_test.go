@@ -85,6 +85,10 @@ func TestSchemaRejectsInvalidFields(t *testing.T) {
 		{"deletion policy outside its enum", func(a *v1alpha1.SpectrumApp) { a.Spec.DeletionPolicy = "Keep" }, "spec.deletionPolicy", "Unsupported value"},
 		{"protocol without scheme", func(a *v1alpha1.SpectrumApp) { a.Spec.Protocol = "22" }, "spec.protocol", "should match"},
 		{"zone id not hex", func(a *v1alpha1.SpectrumApp) { a.Spec.ZoneID = "example.com" }, "spec.zoneID", "should match"},
+		{"named protocol with a digit", func(a *v1alpha1.SpectrumApp) { a.Spec.Protocol = "ssh2" }, "spec.protocol", "should match"},
+		{"zone name not a name", func(a *v1alpha1.SpectrumApp) { a.Spec.ZoneID, a.Spec.ZoneName = "", "example com" }, "spec.zoneName", "should match"},
+		{"both zoneID and zoneName", func(a *v1alpha1.SpectrumApp) { a.Spec.ZoneName = "example.com" }, "spec", "set exactly one of zoneID and zoneName"},
+		{"neither zoneID nor zoneName", func(a *v1alpha1.SpectrumApp) { a.Spec.ZoneID = "" }, "spec", "set exactly one of zoneID and zoneName"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,6 +135,26 @@ func TestZoneIDIsImmutable(t *testing.T) {
 	}
 }
 
+// A zone by name is as immutable as one by ID, and one cannot be swapped
+// for the other.
+func TestZoneNameIsImmutable(t *testing.T) {
+	ns := newNamespace(t)
+	app := validApp(ns)
+	app.Spec.ZoneID, app.Spec.ZoneName = "", "example.com"
+	ctx := context.Background()
+	if err := k8sClient.Create(ctx, app); err != nil {
+		t.Fatalf("creating an app with zoneName: %v", err)
+	}
+	app.Spec.ZoneName = "example.org"
+	if err := k8sClient.Update(ctx, app); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "zoneName is immutable") {
+		t.Fatalf("want zoneName change rejected as immutable, got %v", err)
+	}
+	app.Spec.ZoneName, app.Spec.ZoneID = "", "023e105f4ecef8ad9ca31a8372d0c353"
+	if err := k8sClient.Update(ctx, app); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "immutable") {
+		t.Fatalf("want zoneName swapped for zoneID rejected, got %v", err)
+	}
+}
+
 func TestStatusIsASubresource(t *testing.T) {
 	ns := newNamespace(t)
 	app := validApp(ns)
@@ -167,6 +191,7 @@ func TestPrinterColumns(t *testing.T) {
 		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ArgoNotEnabled",
 		Message: "m", LastTransitionTime: metav1.Now(),
 	}}
+	app.Status.ZoneID, app.Status.ReconcilePolicy, app.Status.Differences = app.Spec.ZoneID, "observe", []string{"tls"}
 	if err := k8sClient.Status().Update(ctx, app); err != nil {
 		t.Fatalf("updating status: %v", err)
 	}
@@ -193,11 +218,11 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	if got, want := strings.Join(names, ","), "Name,Hostname,Protocol,Ready,Reason,Age"; got != want {
+	if got, want := strings.Join(names, ","), "Name,Hostname,Zone,Zone ID,Protocol,Ready,Reason,Policy,Differences,Age"; got != want {
 		t.Fatalf("columns %s, want %s", got, want)
 	}
-	row := fmt.Sprint(table.Rows[0].Cells[:5])
-	if want := "[ssh ssh.example.com tcp/22 False ArgoNotEnabled]"; row != want {
+	row := fmt.Sprint(table.Rows[0].Cells[:9])
+	if want := `[ssh ssh.example.com <nil> 023e105f4ecef8ad9ca31a8372d0c353 tcp/22 False ArgoNotEnabled observe ["tls"]]`; row != want {
 		t.Fatalf("row %s, want %s", row, want)
 	}
 }

@@ -50,12 +50,16 @@ func (r *SpectrumAppReconciler) recordPendingCreate(ctx context.Context, app *v1
 	if err != nil {
 		return time.Time{}, err
 	}
-	if err := r.Status().Patch(ctx, app, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	// Patched on a copy: the answer would overwrite what this reconcile
+	// has found so far but not yet written.
+	written := app.DeepCopy()
+	if err := r.Status().Patch(ctx, written, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		if apierrors.IsConflict(err) {
 			return time.Time{}, errStaleRead
 		}
 		return time.Time{}, err
 	}
+	app.ResourceVersion = written.ResourceVersion
 	app.Status.PendingCreate = &at
 	return at.Time, nil
 }

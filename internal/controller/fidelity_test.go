@@ -334,3 +334,42 @@ func TestUnreadableApplicationDoesNotFailTheZone(t *testing.T) {
 		t.Errorf("%d applications created beside the unreadable one with the same hostname", n)
 	}
 }
+
+// A zone by name is looked up once per token, recorded in status.zoneID,
+// and N apps of the zone cost one lookup, not N.
+func TestZoneByName(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	lookups := calls.zoneLookups()
+	const n = 4
+	for i := range n {
+		app := f.app(fmt.Sprintf("byname-%d", i), "", "drift.example")
+		app.Spec.ZoneName = "drift.example"
+		f.create(app)
+	}
+	for i := range n {
+		ready := f.waitForCondition(fmt.Sprintf("byname-%d", i), v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+		defer f.deleteAndWait(ready.Name)
+		if ready.Status.ZoneID != zoneDrift {
+			t.Errorf("%s: status.zoneID %q, want %s", ready.Name, ready.Status.ZoneID, zoneDrift)
+		}
+		if len(simApps(zoneDrift, ready.Spec.DNS.Name)) != 1 {
+			t.Errorf("%s: not created in zone %s", ready.Name, zoneDrift)
+		}
+	}
+	if got := calls.zoneLookups() - lookups; got > 1 {
+		t.Errorf("%d zone lookups for %d apps of one zone and token; want at most 1", got, n)
+	}
+
+	// A zone the token cannot see (another account's) and one that does
+	// not exist read the same at Cloudflare; both stall, saying so.
+	for name, zone := range map[string]string{"invisible": "payg.example", "unknown": "nowhere.example"} {
+		app := f.app(name, "", zone)
+		app.Spec.ZoneName = zone
+		f.create(app)
+		stalled := f.waitForCondition(name, v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonZoneNotFound)
+		if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, zone) {
+			t.Errorf("%s: message %q does not name the zone", name, c.Message)
+		}
+		f.deleteAndWait(name)
+	}
+}

@@ -68,6 +68,11 @@ type callLog struct {
 
 func (l *callLog) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == spectrumtest.APIPrefix+"/zones" {
+			l.mu.Lock()
+			l.counts["zone lookups"]++
+			l.mu.Unlock()
+		}
 		zone, rest, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, spectrumtest.APIPrefix+"/zones/"), "/spectrum/apps")
 		if !ok {
 			next.ServeHTTP(w, r)
@@ -120,6 +125,13 @@ func (l *callLog) addToListings(t *testing.T, zone string, raw json.RawMessage) 
 		defer l.mu.Unlock()
 		delete(l.extras, zone)
 	})
+}
+
+// zoneLookups counts GET /zones requests.
+func (l *callLog) zoneLookups() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts["zone lookups"]
 }
 
 // count returns the requests with method to zone of kind ("list" or "app").
