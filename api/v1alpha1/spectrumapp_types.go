@@ -15,8 +15,8 @@ import (
 // default, and a change made outside Kubernetes, to any field, is undone.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.zoneID) != has(self.zoneName)",message="set exactly one of zoneID and zoneName"
-// +kubebuilder:validation:XValidation:rule="has(self.zoneID) == has(oldSelf.zoneID) && (!has(self.zoneID) || self.zoneID == oldSelf.zoneID)",message="zoneID is immutable; create a new SpectrumApp to use another zone"
-// +kubebuilder:validation:XValidation:rule="has(self.zoneName) == has(oldSelf.zoneName) && (!has(self.zoneName) || self.zoneName == oldSelf.zoneName)",message="zoneName is immutable; create a new SpectrumApp to use another zone"
+// +kubebuilder:validation:XValidation:rule="has(self.zoneID) == has(oldSelf.zoneID) && (!has(self.zoneID) || self.zoneID == oldSelf.zoneID)",message="zoneID is immutable; create a new SpectrumApp to use another zone",fieldPath=".zoneID"
+// +kubebuilder:validation:XValidation:rule="has(self.zoneName) == has(oldSelf.zoneName) && (!has(self.zoneName) || self.zoneName == oldSelf.zoneName)",message="zoneName is immutable; create a new SpectrumApp to use another zone",fieldPath=".zoneName"
 type SpectrumAppSpec struct {
 	// ZoneID is the ID of the Cloudflare zone that owns the application's
 	// hostname: 32 lowercase hexadecimal characters, shown on the zone's

@@ -137,12 +137,10 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 // requestRetry sets the reconcile-requested-at annotation, as a user does.
 func requestRetry(t *testing.T, f *fixture, name string) {
 	t.Helper()
-	app := f.get(name)
-	if app.Annotations == nil {
-		app.Annotations = map[string]string{}
-	}
-	app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation] = time.Now().Format(time.RFC3339Nano)
-	if err := k8sClient.Update(f.ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	f.update(name, func(app *v1alpha1.SpectrumApp) {
+		if app.Annotations == nil {
+			app.Annotations = map[string]string{}
+		}
+		app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation] = time.Now().Format(time.RFC3339Nano)
+	})
 }

@@ -72,17 +72,16 @@ func TestRemovingAFieldBringsTheDefaultBack(t *testing.T) {
 	app.Spec.ProxyProtocol = "v1"
 	app.Spec.EdgeIPs = &v1alpha1.EdgeIPs{Type: "dynamic", Connectivity: "ipv4"}
 	f.create(app)
-	ready := f.waitForCondition("removed", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	f.waitForCondition("removed", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("removed")
 	if got := simApp(t, zoneMain, app.Spec.DNS.Name); got.TLS != "strict" || !*got.ArgoSmartRouting || got.EdgeIPs.Connectivity != "ipv4" {
 		t.Fatalf("the fields were not applied: %+v", got)
 	}
 
-	ready.Spec.TLS, ready.Spec.ArgoSmartRouting, ready.Spec.IPFirewall, ready.Spec.ProxyProtocol = "", nil, nil, ""
-	ready.Spec.EdgeIPs = nil
-	if err := k8sClient.Update(f.ctx, ready); err != nil {
-		t.Fatal(err)
-	}
+	f.update("removed", func(a *v1alpha1.SpectrumApp) {
+		a.Spec.TLS, a.Spec.ArgoSmartRouting, a.Spec.IPFirewall, a.Spec.ProxyProtocol = "", nil, nil, ""
+		a.Spec.EdgeIPs = nil
+	})
 	f.waitForCondition("removed", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	got := simApp(t, zoneMain, app.Spec.DNS.Name)
 	if got.TLS != "off" || *got.ArgoSmartRouting || *got.IPFirewall || got.ProxyProtocol != "off" ||
@@ -102,13 +101,12 @@ func TestRemovingOriginDNSSettingsBringsTheDefaultBack(t *testing.T) {
 	app.Spec.OriginPort = &port
 	app.Spec.TrafficType = "https"
 	f.create(app)
-	ready := f.waitForCondition("dnsorigin", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	f.waitForCondition("dnsorigin", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("dnsorigin")
 
-	ready.Spec.OriginDNS.TTL, ready.Spec.OriginDNS.Type, ready.Spec.TrafficType = nil, "", ""
-	if err := k8sClient.Update(f.ctx, ready); err != nil {
-		t.Fatal(err)
-	}
+	f.update("dnsorigin", func(a *v1alpha1.SpectrumApp) {
+		a.Spec.OriginDNS.TTL, a.Spec.OriginDNS.Type, a.Spec.TrafficType = nil, "", ""
+	})
 	f.waitForCondition("dnsorigin", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	got := simApp(t, zoneMain, app.Spec.DNS.Name)
 	if got.OriginDNS == nil || got.OriginDNS.TTL != nil || got.OriginDNS.Type != "" || got.TrafficType != "direct" {

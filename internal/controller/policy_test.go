@@ -27,11 +27,7 @@ func withPolicy(app *v1alpha1.SpectrumApp, policy string) *v1alpha1.SpectrumApp 
 
 func (f *fixture) setPolicy(name, policy string) {
 	f.t.Helper()
-	app := f.get(name)
-	withPolicy(app, policy)
-	if err := k8sClient.Update(f.ctx, app); err != nil {
-		f.t.Fatal(err)
-	}
+	f.update(name, func(app *v1alpha1.SpectrumApp) { withPolicy(app, policy) })
 }
 
 // noWrites shows that zone sees no write at Cloudflare for d.

@@ -63,7 +63,7 @@ func TestStalledAppRecoversAfterEntitlementAndRetryRequest(t *testing.T) {
 	app := f.app("argo", zoneMain, "example.com")
 	app.Spec.ArgoSmartRouting = ptr.To(true)
 	f.create(app)
-	stalled := f.waitForCondition("argo", v1alpha1.ConditionStalled, metav1.ConditionTrue, "")
+	f.waitForCondition("argo", v1alpha1.ConditionStalled, metav1.ConditionTrue, "")
 	defer f.deleteAndWait("argo")
 
 	if err := sim.SetEntitlement(enterprise, spectrumtest.EntitlementArgo, true); err != nil {
@@ -71,13 +71,12 @@ func TestStalledAppRecoversAfterEntitlementAndRetryRequest(t *testing.T) {
 	}
 	defer func() { _ = sim.SetEntitlement(enterprise, spectrumtest.EntitlementArgo, false) }()
 	requestedAt := time.Now().Format(time.RFC3339Nano)
-	if stalled.Annotations == nil {
-		stalled.Annotations = map[string]string{}
-	}
-	stalled.Annotations[v1alpha1.ReconcileRequestedAtAnnotation] = requestedAt
-	if err := k8sClient.Update(f.ctx, stalled); err != nil {
-		t.Fatal(err)
-	}
+	f.update("argo", func(app *v1alpha1.SpectrumApp) {
+		if app.Annotations == nil {
+			app.Annotations = map[string]string{}
+		}
+		app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation] = requestedAt
+	})
 	ready := f.waitForCondition("argo", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	if ready.Status.LastHandledReconcileAt != requestedAt {
 		t.Errorf("lastHandledReconcileAt %q, want %q", ready.Status.LastHandledReconcileAt, requestedAt)

@@ -35,10 +35,7 @@ func TestCreateUpdateDelete(t *testing.T) {
 	f.waitForEvent("ssh", corev1.EventTypeNormal, "Created")
 
 	// Update: the new origin reaches Cloudflare.
-	ready.Spec.OriginDirect = []string{"tcp://192.0.2.99:22"}
-	if err := k8sClient.Update(f.ctx, ready); err != nil {
-		t.Fatal(err)
-	}
+	ready = f.update("ssh", func(a *v1alpha1.SpectrumApp) { a.Spec.OriginDirect = []string{"tcp://192.0.2.99:22"} })
 	eventually(t, 20*time.Second, func() string {
 		stored := simApps(zoneMain, app.Spec.DNS.Name)
 		if len(stored) != 1 || fmt.Sprint(stored[0].OriginDirect) != "[tcp://192.0.2.99:22]" {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -317,6 +318,22 @@ func (f *fixture) get(name string) *v1alpha1.SpectrumApp {
 	app := &v1alpha1.SpectrumApp{}
 	if err := k8sClient.Get(f.ctx, types.NamespacedName{Namespace: f.namespace, Name: name}, app); err != nil {
 		f.t.Fatalf("getting SpectrumApp %s: %v", name, err)
+	}
+	return app
+}
+
+// update changes the named SpectrumApp as a user would, reading it again
+// when the operator wrote it meanwhile.
+func (f *fixture) update(name string, mutate func(*v1alpha1.SpectrumApp)) *v1alpha1.SpectrumApp {
+	f.t.Helper()
+	var app *v1alpha1.SpectrumApp
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		app = f.get(name)
+		mutate(app)
+		return k8sClient.Update(f.ctx, app)
+	})
+	if err != nil {
+		f.t.Fatalf("updating %s: %v", name, err)
 	}
 	return app
 }
