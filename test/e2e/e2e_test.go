@@ -190,11 +190,12 @@ func TestLifecycleWithKubectl(t *testing.T) {
 	// kubectl get shows the printer columns.
 	table := mustKubectl(t, "", "-n", ns, "get", "spectrumapps")
 	header := strings.Fields(strings.SplitN(table, "\n", 2)[0])
-	if got, want := strings.Join(header, " "), "NAME HOSTNAME PROTOCOL READY REASON AGE"; got != want {
+	if got, want := strings.Join(header, " "), "NAME HOSTNAME ZONE PROTOCOL READY REASON POLICY AGE"; got != want {
 		t.Errorf("kubectl get columns %q, want %q", got, want)
 	}
-	if row := strings.Fields(strings.Split(table, "\n")[1]); len(row) < 5 ||
-		strings.Join(row[:5], " ") != "ssh "+hostname+" tcp/22 True Synced" {
+	// (The Zone column is blank for an app that names its zone by ID.)
+	if row := strings.Fields(strings.Split(table, "\n")[1]); len(row) < 6 ||
+		strings.Join(row[:6], " ") != "ssh "+hostname+" tcp/22 True Synced manage" {
 		t.Errorf("kubectl get row %q", row)
 	}
 	// The short name and the category work too.
