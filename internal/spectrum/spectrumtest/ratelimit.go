@@ -79,6 +79,23 @@ func (w *world) othersSpent(user string, b *budget, now time.Time) float64 {
 	return spent
 }
 
+// nextWindowStart is when the user's window that holds now began. A window
+// opens with the user's first request after the last one ended; while other
+// clients spend the budget, their requests open windows too, so windows
+// follow one another from the first, whether or not this client sent
+// anything: what the others spend between two requests of ours counts.
+func (w *world) nextWindowStart(user string, last, now time.Time, window time.Duration) time.Time {
+	o := w.others[user]
+	if o == nil || o.since.After(now) {
+		return now
+	}
+	anchor := o.since
+	if !last.IsZero() && last.Before(anchor) {
+		anchor = last
+	}
+	return anchor.Add(now.Sub(anchor) / window * window)
+}
+
 // spendBudget counts a request of tok's user and reports the budget in
 // headers. When enforced, a request beyond the budget is refused with 429
 // 10100 and the user is blocked for a whole window from then on.
@@ -97,7 +114,7 @@ func (s *Simulator) spendBudget(tok *token) (http.Header, *failure) {
 		return s.refuseOverBudget(header, b.blockedUntil, now)
 	}
 	if b.windowStart.IsZero() || !now.Before(b.windowStart.Add(window)) {
-		*b = budget{windowStart: now}
+		*b = budget{windowStart: w.nextWindowStart(tok.user, b.windowStart, now, window)}
 	}
 	b.used++
 	spent := b.used + int(math.Floor(w.othersSpent(tok.user, b, now)))

@@ -231,3 +231,20 @@ func TestRateLimitedCountsNoFaults(t *testing.T) {
 		t.Errorf("RateLimited() = %d, FaultsFired() = %d", s.RateLimited(), s.FaultsFired())
 	}
 }
+
+// While another client spends the budget, windows follow one another
+// whether or not this client sends anything: what the other spent since the
+// window began counts, even when this client's last request was windows ago.
+func TestRateLimitOtherClientOpensWindows(t *testing.T) {
+	s := limitServer(t, `{limit: 1000, window: 1s, otherClients: [{user: alice, requestsPerSecond: 400}]}`)
+	list(t, s, aliceToken1)
+	// Sleep into the middle of a later window: more than a window since our
+	// request, and at least 0.3 s into the window that holds now.
+	time.Sleep(2300 * time.Millisecond)
+	r, _ := remaining(t, list(t, s, aliceToken1))
+	// The window began at most 1 s ago and at least 0.3 s ago (windows are
+	// contiguous from the other client's start): 400/s spent since.
+	if r > 1000-1-100 || r < 1000-1-400 {
+		t.Errorf("r=%d: want what the other client spent since the window began (100 to 400) counted", r)
+	}
+}
