@@ -220,6 +220,10 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 			if got := string(secret.Data["apiToken"]); got != apiToken {
 				t.Errorf("Secret %s data.apiToken = %q, want the token", secret.Name, got)
 			}
+			// SpectrumApps may still need it after an uninstall.
+			if got := secret.Annotations["helm.sh/resource-policy"]; got != "keep" {
+				t.Errorf("Secret %s helm.sh/resource-policy = %q, want keep", secret.Name, got)
+			}
 			f := flags(manager(t, m.deployment(t)).Args)
 			wantFlags(t, f, map[string]string{
 				"default-credentials-secret": namespace + "/" + secret.Name,
