@@ -5,7 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestChartScopesSecretsToWatchedNamespaces: the manager reads credentials
@@ -90,5 +94,64 @@ func TestChartScopesSecretsToWatchedNamespaces(t *testing.T) {
 				t.Errorf("Secret Roles in namespaces [%s], want [%s]", strings.Join(got, " "), strings.Join(want, " "))
 			}
 		})
+	}
+}
+
+// TestChartSecretGrantsAsTheAPIServerDecides installs the chart with
+// watchNamespaces and asks the apiserver's RBAC authorizer (a
+// SubjectAccessReview) what the operator's ServiceAccount may do.
+func TestChartSecretGrantsAsTheAPIServerDecides(t *testing.T) {
+	c, kubeconfig := cluster(t)
+	ctx := t.Context()
+	const rel, ops, watched, other = "rbac-test", "rbac-ops", "rbac-team-a", "rbac-elsewhere"
+	for _, ns := range []string{ops, watched, other} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := helm(t, "install", rel, chartDir, "--kubeconfig", kubeconfig, "--namespace", ops, "--wait=false",
+		"--set", "watchNamespaces={"+watched+"}", "--set", "credentials.apiToken="+apiToken); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = helm(t, "uninstall", rel, "--kubeconfig", kubeconfig, "--namespace", ops, "--ignore-not-found")
+		_ = c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ops, Name: rel + "-spectrum-operator-credentials"}})
+	})
+	sa := "system:serviceaccount:" + ops + ":" + rel + "-spectrum-operator"
+	for _, tc := range []struct {
+		namespace, verb, group, resource string
+		allowed                          bool
+	}{
+		{watched, "get", "", "secrets", true},
+		{watched, "watch", "", "secrets", true},
+		{watched, "patch", "", "secrets", true},
+		{watched, "delete", "", "secrets", false},
+		{watched, "update", "", "secrets", false},
+		{ops, "get", "", "secrets", true}, // the default credentials
+		{other, "get", "", "secrets", false},
+		{other, "list", "", "secrets", false},
+		{"", "list", "", "secrets", false}, // cluster-wide
+		{"", "watch", "", "secrets", false},
+		{other, "list", "spectrum.cloudflare-operator.io", "spectrumapps", true}, // the rest stays cluster-wide
+		{"", "watch", "spectrum.cloudflare-operator.io", "spectrumapps", true},
+	} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   sa,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ops, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: tc.namespace, Verb: tc.verb, Group: tc.group, Resource: tc.resource,
+			},
+		}}
+		if err := c.Create(ctx, sar); err != nil {
+			t.Fatal(err)
+		}
+		where := tc.namespace
+		if where == "" {
+			where = "all namespaces"
+		}
+		if sar.Status.Allowed != tc.allowed {
+			t.Errorf("%s %s in %s: allowed = %t, want %t (%s)", tc.verb, tc.resource, where, sar.Status.Allowed, tc.allowed,
+				sar.Status.Reason+sar.Status.EvaluationError)
+		}
 	}
 }

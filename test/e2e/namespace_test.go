@@ -233,8 +233,7 @@ func startControllerManager(t *testing.T) {
 		"--bind-address", "127.0.0.1",
 		"--secure-port", strconv.Itoa(port),
 		"--cert-dir", filepath.Join(dir, "certs"),
-		"--use-service-account-credentials=false",
-		"--v", "2")
+		"--use-service-account-credentials=false")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
