@@ -57,7 +57,7 @@ verify: ## Fail when generated files are stale or code is not gofmt-clean.
 	bash hack/verify-generated.sh
 
 .PHONY: envtest
-envtest: ## Build (once, cached) the kube-apiserver and etcd binaries for envtest.
+envtest: ## Build (once, cached) kube-apiserver, etcd and kube-controller-manager for the tests.
 	@bash hack/envtest-binaries.sh >/dev/null
 
 .PHONY: test

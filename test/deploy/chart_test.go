@@ -220,6 +220,10 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 			if got := string(secret.Data["apiToken"]); got != apiToken {
 				t.Errorf("Secret %s data.apiToken = %q, want the token", secret.Name, got)
 			}
+			// SpectrumApps may still need it after an uninstall.
+			if got := secret.Annotations["helm.sh/resource-policy"]; got != "keep" {
+				t.Errorf("Secret %s helm.sh/resource-policy = %q, want keep", secret.Name, got)
+			}
 			f := flags(manager(t, m.deployment(t)).Args)
 			wantFlags(t, f, map[string]string{
 				"default-credentials-secret": namespace + "/" + secret.Name,
@@ -471,7 +475,9 @@ func certVolume(t *testing.T, d *appsv1.Deployment) corev1.Volume {
 
 // checkLeastPrivilege: everything bound to the operator's ServiceAccount is
 // the generated role, the leader-election Role, and (for secure metrics) the
-// TokenReview/SubjectAccessReview rules; nothing else.
+// TokenReview/SubjectAccessReview rules; nothing else. With --watch-namespaces
+// the generated Secret rule is granted by a Role in each watched namespace
+// instead of cluster-wide.
 func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
 	t.Helper()
 	sa := m.one(t, "ServiceAccount")
@@ -490,21 +496,32 @@ func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
 		return false
 	}
 
-	generated := generatedRole(t).Rules
-	allowedCluster := grants(generated)
+	f := flags(manager(t, m.deployment(t)).Args)
+	watched := splitNamespaces(f["watch-namespaces"])
+	clusterRules, secretRules := generatedRole(t).Rules, []rbacv1.PolicyRule(nil)
+	if len(watched) > 0 {
+		clusterRules, secretRules = splitSecretRules(clusterRules)
+	}
+	allowedCluster := grants(clusterRules)
 	// Secure metrics (the manager's default) authenticate and authorize each
 	// scrape.
-	f := flags(manager(t, m.deployment(t)).Args)
 	if addr := f["metrics-bind-address"]; addr != "" && addr != "0" && f["metrics-secure"] != "false" {
 		maps.Copy(allowedCluster, grants([]rbacv1.PolicyRule{
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
 		}))
 	}
-	allowedNamespaced := grants([]rbacv1.PolicyRule{
+	// namespace -> what the ServiceAccount may do there, beyond cluster-wide.
+	allowedNamespaced := map[string]map[string]bool{ns: grants([]rbacv1.PolicyRule{
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-	})
+	})}
+	for _, w := range watched {
+		if allowedNamespaced[w] == nil {
+			allowedNamespaced[w] = map[string]bool{}
+		}
+		maps.Copy(allowedNamespaced[w], grants(secretRules))
+	}
 
 	clusterGrants := map[string]bool{}
 	managerRoleSeen := false
@@ -520,12 +537,12 @@ func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
 		maps.Copy(clusterGrants, grants(role.Rules))
 		// Rule for rule, so a reordered or hand-edited copy shows up even
 		// when it grants no more.
-		if equality.Semantic.DeepEqual(role.Rules, generated) {
+		if equality.Semantic.DeepEqual(role.Rules, clusterRules) {
 			managerRoleSeen = true
 		}
 	}
 	if !managerRoleSeen {
-		t.Error("no ClusterRole bound to the ServiceAccount has exactly config/rbac/role.yaml's rules")
+		t.Errorf("no ClusterRole bound to the ServiceAccount has exactly config/rbac/role.yaml's rules (without Secrets when watching namespaces %v)", watched)
 	}
 	if extra := missingFrom(clusterGrants, allowedCluster); len(extra) > 0 {
 		t.Errorf("the ServiceAccount is granted cluster-wide beyond config/rbac/role.yaml (and, for secure metrics, TokenReviews and SubjectAccessReviews): %v", extra)
@@ -534,25 +551,68 @@ func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
 		t.Errorf("the ServiceAccount lacks cluster-wide grants it needs: %v", missing)
 	}
 
-	namespacedGrants := map[string]bool{}
+	namespacedGrants := map[string]map[string]bool{}
 	for _, u := range m.ofKind("RoleBinding") {
 		b := typed[rbacv1.RoleBinding](t, u)
 		if !bound(b.Subjects) {
 			continue
 		}
 		if b.RoleRef.Kind != "Role" {
-			t.Errorf("RoleBinding %s refers to %s %s; the operator's namespaced grants are its leader-election Role", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
+			t.Errorf("RoleBinding %s refers to %s %s; the operator's namespaced grants are Roles", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
 			continue
 		}
-		role := typed[rbacv1.Role](t, m.named(t, "Role", b.RoleRef.Name))
-		if role.Namespace != ns || b.Namespace != ns {
-			t.Errorf("leader-election Role/RoleBinding in %q/%q, want the operator's namespace %q", role.Namespace, b.Namespace, ns)
+		var role *rbacv1.Role
+		for _, r := range m.ofKind("Role") {
+			if r.GetName() == b.RoleRef.Name && r.GetNamespace() == b.Namespace {
+				role = typed[rbacv1.Role](t, r)
+			}
 		}
-		maps.Copy(namespacedGrants, grants(role.Rules))
+		if role == nil {
+			t.Errorf("RoleBinding %s/%s refers to Role %s, not rendered in its namespace", b.Namespace, b.Name, b.RoleRef.Name)
+			continue
+		}
+		if namespacedGrants[b.Namespace] == nil {
+			namespacedGrants[b.Namespace] = map[string]bool{}
+		}
+		maps.Copy(namespacedGrants[b.Namespace], grants(role.Rules))
 	}
-	if !maps.Equal(namespacedGrants, allowedNamespaced) {
-		t.Errorf("namespaced grants = %v, want leases and events for leader election: %v", sortedKeys(namespacedGrants), sortedKeys(allowedNamespaced))
+	for _, n := range slices.Sorted(maps.Keys(mergeKeys(namespacedGrants, allowedNamespaced))) {
+		if !maps.Equal(namespacedGrants[n], allowedNamespaced[n]) {
+			t.Errorf("grants in namespace %q = %v, want %v (leader election in the operator's namespace; Secrets in each watched one)",
+				n, sortedKeys(namespacedGrants[n]), sortedKeys(allowedNamespaced[n]))
+		}
 	}
+}
+
+// splitSecretRules separates the generated rules on core Secrets from the
+// others, as the chart does when it watches namespaces.
+func splitSecretRules(rules []rbacv1.PolicyRule) (others, secrets []rbacv1.PolicyRule) {
+	for _, r := range rules {
+		if slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "secrets") {
+			secrets = append(secrets, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	return others, secrets
+}
+
+func splitNamespaces(list string) []string {
+	if list == "" {
+		return nil
+	}
+	return strings.Split(list, ",")
+}
+
+func mergeKeys[V any](a, b map[string]V) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
 }
 
 // grants flattens rules into "group/resource verb" strings ("url verb" for

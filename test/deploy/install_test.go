@@ -104,6 +104,9 @@ func TestHelmInstallAndUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, obj := range installed {
+		if obj == secret {
+			continue // kept, below
+		}
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 			err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 			return apierrors.IsNotFound(err), nil
@@ -111,6 +114,13 @@ func TestHelmInstallAndUninstall(t *testing.T) {
 		if err != nil {
 			t.Errorf("%T %s still exists after helm uninstall", obj, client.ObjectKeyFromObject(obj))
 		}
+	}
+	// The credentials Secret is kept (helm.sh/resource-policy): SpectrumApps
+	// left behind may still need it, and may hold it with a finalizer.
+	if err := c.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil || !secret.DeletionTimestamp.IsZero() {
+		t.Errorf("the credentials Secret should be kept by helm uninstall (err %v, deletionTimestamp %v)", err, secret.DeletionTimestamp)
+	} else if err := c.Delete(ctx, secret); err != nil {
+		t.Error(err)
 	}
 	// Helm never deletes what crds/ installed: deleting the CRD would delete
 	// every SpectrumApp, and with them the operator's record of the
