@@ -137,15 +137,16 @@ func run(cfg config) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 
-	requests := spectrum.NewRequestsCounter()
+	cloudflareMetrics := spectrum.NewMetrics()
 	appMetrics := controller.NewAppMetrics()
-	metrics.Registry.MustRegister(requests, appMetrics, controller.UnreadableApplications)
+	metrics.Registry.MustRegister(cloudflareMetrics.Collectors()...)
+	metrics.Registry.MustRegister(appMetrics, controller.UnreadableApplications)
 	connector := spectrum.NewConnector(spectrum.ConnectorOptions{
 		BaseURL:           cfg.apiURL,
 		RequestsPerSecond: cfg.requestsPerSecond,
 		Burst:             cfg.burst,
 		Timeout:           cfg.requestTimeout,
-		Requests:          requests,
+		Metrics:           cloudflareMetrics,
 	})
 	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator", ctrl.Log.WithName("events"))
 	if err := mgr.Add(recorder); err != nil {
