@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -152,10 +151,7 @@ func run(cfg config) error {
 	if err := mgr.Add(recorder); err != nil {
 		return err
 	}
-	metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "spectrum_events_dropped_total",
-		Help: "Kubernetes Events not recorded because more were waiting to be sent than the queue holds.",
-	}, func() float64 { return float64(recorder.Dropped()) }))
+	metrics.Registry.MustRegister(recorder.DroppedCounter())
 	reconciler := &controller.SpectrumAppReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -13,8 +13,8 @@ import (
 )
 
 // AppMetrics exports what the reconciler knows of the SpectrumApps:
-// spectrum_apps{ready,reason} and spectrum_apps_by_policy{policy}, how many
-// are in each state as last reconciled by this manager;
+// spectrum_apps{ready,reason}, spectrum_apps_by_policy{policy} and
+// spectrum_apps_stalled{reason}, how many are in each state as last reconciled by this manager;
 // spectrum_drift_corrections_total{field}; and
 // spectrum_app_ready_duration_seconds. Everything it holds per app is
 // forgotten when the app is deleted, and the pending start of a generation
@@ -28,12 +28,15 @@ type AppMetrics struct {
 
 	desc          *prometheus.Desc
 	policyDesc    *prometheus.Desc
+	stalledDesc   *prometheus.Desc
 	readyDuration prometheus.Histogram
 	corrections   *prometheus.CounterVec
 	now           func() time.Time
 }
 
-type appState struct{ ready, reason, policy string }
+// appState is an app's state as the gauges count it; stalled is the
+// reason of a Stalled=True condition, "" when not stalled.
+type appState struct{ ready, reason, policy, stalled string }
 
 type generationStart struct {
 	generation int64
@@ -51,6 +54,9 @@ func NewAppMetrics() *AppMetrics {
 		policyDesc: prometheus.NewDesc("spectrum_apps_by_policy",
 			"SpectrumApps by reconcile policy (manage, observe or skip; unknown for a value admission would refuse).",
 			[]string{"policy"}, nil),
+		stalledDesc: prometheus.NewDesc("spectrum_apps_stalled",
+			"SpectrumApps whose Stalled condition is True (only a person can fix them), by its reason.",
+			[]string{"reason"}, nil),
 		readyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "spectrum_app_ready_duration_seconds",
 			Help: "Time from a change of a SpectrumApp's spec (its creation, or the first reconcile of a new generation) until it is Ready at that generation.",
@@ -71,6 +77,7 @@ func NewAppMetrics() *AppMetrics {
 func (m *AppMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.desc
 	ch <- m.policyDesc
+	ch <- m.stalledDesc
 	m.readyDuration.Describe(ch)
 	m.corrections.Describe(ch)
 }
@@ -80,9 +87,13 @@ func (m *AppMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	counts := map[appState]int{}
 	policies := map[string]int{}
+	stalled := map[string]int{}
 	for _, s := range m.states {
 		counts[appState{ready: s.ready, reason: s.reason}]++
 		policies[s.policy]++
+		if s.stalled != "" {
+			stalled[s.stalled]++
+		}
 	}
 	m.mu.Unlock()
 	for s, n := range counts {
@@ -90,6 +101,9 @@ func (m *AppMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for policy, n := range policies {
 		ch <- prometheus.MustNewConstMetric(m.policyDesc, prometheus.GaugeValue, float64(n), policy)
+	}
+	for reason, n := range stalled {
+		ch <- prometheus.MustNewConstMetric(m.stalledDesc, prometheus.GaugeValue, float64(n), reason)
 	}
 	m.readyDuration.Collect(ch)
 	m.corrections.Collect(ch)
@@ -104,6 +118,9 @@ func (m *AppMetrics) observe(name types.NamespacedName, before, app *v1alpha1.Sp
 	state := appState{ready: "Unknown", policy: policyLabel(app.Status.ReconcilePolicy)}
 	if c := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady); c != nil {
 		state.ready, state.reason = string(c.Status), c.Reason
+	}
+	if c := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+		state.stalled = c.Reason
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

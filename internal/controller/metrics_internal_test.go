@@ -85,6 +85,25 @@ spectrum_app_ready_duration_seconds_count 2
 	}
 }
 
+func TestStalledAppsAreCountedByReason(t *testing.T) {
+	m := NewAppMetrics()
+	for i, reason := range []string{"ArgoNotEnabled", "ArgoNotEnabled", ""} {
+		app := appAt(1, time.Now(), metav1.ConditionFalse)
+		if reason != "" {
+			app.Status.Conditions = append(app.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: reason})
+		}
+		m.observe(types.NamespacedName{Name: string(rune('a' + i))}, app, app, time.Now())
+	}
+	want := `
+# HELP spectrum_apps_stalled SpectrumApps whose Stalled condition is True (only a person can fix them), by its reason.
+# TYPE spectrum_apps_stalled gauge
+spectrum_apps_stalled{reason="ArgoNotEnabled"} 2
+`
+	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "spectrum_apps_stalled"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestPolicyLabelIsBounded(t *testing.T) {
 	for policy, want := range map[string]string{
 		"": "manage", "manage": "manage", "observe": "observe", "skip": "skip", "whatever-" + "x": "unknown",
