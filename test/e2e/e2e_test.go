@@ -27,6 +27,9 @@ var devEnv = []string{
 	"WEBHOOK_PORT=29443",
 	"PROBE_ADDR=127.0.0.1:28081",
 	"METRICS_ADDR=127.0.0.1:28080",
+	// Plain HTTP, scraped by TestMetricsCountRequestsAndApps; the secure
+	// endpoint has a test of its own.
+	"METRICS_SECURE=false",
 	"RESYNC_PERIOD=5s",
 	"SIM_CONFIG=bin/e2e/simulator.yaml",
 }
