@@ -307,6 +307,12 @@ func TestMetricsCountRequestsAndApps(t *testing.T) {
 	for _, want := range []string{
 		`spectrum_cloudflare_api_requests_total{method="POST",result="Success"}`,
 		`spectrum_apps{ready="True",reason="Synced"}`,
+		`spectrum_apps_by_policy{policy="manage"}`,
+		`spectrum_cloudflare_request_duration_seconds_count{class="success",method="POST"}`,
+		`spectrum_cloudflare_responses_total{code="none",status="200"}`,
+		`spectrum_cloudflare_ratelimit_remaining_ratio{policy="default"}`,
+		"spectrum_cloudflare_rate_limited_total 0",
+		"spectrum_app_ready_duration_seconds_count",
 		"spectrum_events_dropped_total 0",
 		`controller_runtime_reconcile_total{controller="spectrumapp"`,
 	} {
