@@ -8,15 +8,15 @@ cd "$root"
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[36m$ %s\033[0m\n' "$*"; "$@"; }
 
-bold "1/6 Starting the local control plane, the Spectrum API simulator and the operator"
+bold "1/7 Starting the local control plane, the Spectrum API simulator and the operator"
 eval "$(bash hack/dev.sh up)"
 
-bold "2/6 Applying the samples (config/samples) and waiting until Cloudflare has them"
+bold "2/7 Applying the samples (config/samples) and waiting until Cloudflare has them"
 run kubectl apply -k config/samples
 run kubectl wait --for=condition=Ready spectrumapps -l app.kubernetes.io/name=spectrum-operator --timeout=90s
 run kubectl get spectrumapps
 
-bold "3/6 An app only a person can fix: Argo Smart Routing on an account without it"
+bold "3/7 An app only a person can fix: Argo Smart Routing on an account without it"
 # A second demo run starts this step afresh.
 kubectl delete spectrumapp ssh-argo --ignore-not-found --wait=true >/dev/null
 curl -sf -X POST http://127.0.0.1:18787/_simulator/entitlements \
@@ -38,7 +38,7 @@ printf '%s\n' "$argo" | kubectl apply -f -
 run kubectl wait --for=condition=Stalled spectrumapp/ssh-argo --timeout=60s
 run kubectl describe spectrumapp ssh-argo
 
-bold "4/6 A mistake the webhook rejects before anything reaches Cloudflare"
+bold "4/7 A mistake the webhook rejects before anything reaches Cloudflare"
 bad='apiVersion: spectrum.cloudflare-operator.io/v1alpha1
 kind: SpectrumApp
 metadata:
@@ -57,7 +57,7 @@ if printf '%s\n' "$bad" | kubectl apply -f - ; then
   exit 1
 fi
 
-bold "5/6 Exporting the apps a zone already has, ready for kubectl apply"
+bold "5/7 Exporting the apps a zone already has, ready for kubectl apply"
 # legacy-ssh.example.com was made outside Kubernetes, years ago (the
 # simulator serves it in the old response shapes). Export only reads.
 printf '\033[36m$ CLOUDFLARE_API_TOKEN=... kubectl spectrum export --zone 023e105f4ecef8ad9ca31a8372d0c353 --reconcile-policy observe\033[0m\n'
@@ -70,7 +70,30 @@ printf '%s\n' "$exported" | awk '
   /^  name: legacy-ssh/ { keep = 1 }
   END { if (keep) printf "%s", doc; printf "# ... %d documents in all, one per application of the zone; pipe them to kubectl apply -f -\n", n + 1 }'
 
-bold "6/6 Keep playing"
+bold "6/7 What Prometheus sees: the metrics, scraped with a ServiceAccount token over HTTPS"
+# As the chart's metrics-reader ClusterRole lets Prometheus: get on /metrics.
+# The manager checks the token with a TokenReview and a SubjectAccessReview.
+{
+  kubectl create namespace monitoring --dry-run=client -o yaml
+  echo ---
+  kubectl -n monitoring create serviceaccount prometheus --dry-run=client -o yaml
+  echo ---
+  kubectl create clusterrole spectrum-operator-metrics-reader --verb=get --non-resource-url=/metrics --dry-run=client -o yaml
+  echo ---
+  kubectl create clusterrolebinding spectrum-operator-metrics-reader --clusterrole=spectrum-operator-metrics-reader \
+    --serviceaccount=monitoring:prometheus --dry-run=client -o yaml
+} | kubectl apply -f - >/dev/null
+printf '\033[36m$ TOKEN=$(kubectl -n monitoring create token prometheus)\033[0m\n'
+TOKEN="$(kubectl -n monitoring create token prometheus --duration=10m)"
+metrics_url="https://${METRICS_ADDR:-127.0.0.1:18080}/metrics"
+printf '\033[36m$ curl -sk -H "Authorization: Bearer $TOKEN" %s | grep ...\033[0m\n' "$metrics_url"
+# -k: the manager's serving certificate is self-signed, as in a pod without
+# cert-manager (Prometheus skips verification the same way).
+scraped="$(curl -sfk -H "Authorization: Bearer $TOKEN" "$metrics_url")"
+printf '%s\n' "$scraped" | grep -E '^(spectrum_apps(_by_policy|_stalled)?|spectrum_cloudflare_(responses_total|rate_limited_total|rate_limit_pause_seconds_total|ratelimit_remaining_ratio)|spectrum_drift_corrections_total|spectrum_app_ready_duration_seconds_(count|sum)|spectrum_cloudflare_request_duration_seconds_count)[{ ]'
+echo "# every metric, its labels and example queries: docs/metrics.md"
+
+bold "7/7 Keep playing"
 cat <<EOF
 The operator, the simulator and the control plane keep running:
 
@@ -79,6 +102,7 @@ The operator, the simulator and the control plane keep running:
   kubectl explain spectrumapp.spec          # every field, documented
   curl -s http://127.0.0.1:18787/_simulator/state   # the simulated Cloudflare (docs/simulator.md)
   tail -f bin/dev/manager.log
+  curl -sk -H "Authorization: Bearer \$(kubectl -n monitoring create token prometheus)" https://${METRICS_ADDR:-127.0.0.1:18080}/metrics
 
 Grant Argo to the simulated account, then ask for a retry, and ssh-argo becomes Ready:
 

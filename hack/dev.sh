@@ -17,6 +17,9 @@ SIM_ADDR="${SIM_ADDR:-127.0.0.1:18787}"
 WEBHOOK_PORT="${WEBHOOK_PORT:-19443}"
 PROBE_ADDR="${PROBE_ADDR:-127.0.0.1:18081}"
 METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:18080}"
+# As in a cluster: HTTPS, each scrape's token checked with a TokenReview and
+# a SubjectAccessReview. false serves plain HTTP without authentication.
+METRICS_SECURE="${METRICS_SECURE:-true}"
 RESYNC_PERIOD="${RESYNC_PERIOD:-30s}"
 DEMO_TOKEN="${DEMO_TOKEN:-demo-enterprise-token}"
 
@@ -101,7 +104,7 @@ up() {
     --resync-period "$RESYNC_PERIOD" \
     --webhook-host 127.0.0.1 --webhook-port "$WEBHOOK_PORT" --webhook-cert-dir "$DEV_DIR/webhook-certs" \
     --health-probe-bind-address "$PROBE_ADDR" \
-    --metrics-bind-address "$METRICS_ADDR" --metrics-secure=false
+    --metrics-bind-address "$METRICS_ADDR" --metrics-secure="$METRICS_SECURE"
   wait_for "the manager" manager 60 curl -sf "http://$PROBE_ADDR/readyz"
 
   say ""

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -137,24 +136,22 @@ func run(cfg config) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 
-	requests := spectrum.NewRequestsCounter()
+	cloudflareMetrics := spectrum.NewMetrics()
 	appMetrics := controller.NewAppMetrics()
-	metrics.Registry.MustRegister(requests, appMetrics, controller.UnreadableApplications)
+	metrics.Registry.MustRegister(cloudflareMetrics.Collectors()...)
+	metrics.Registry.MustRegister(appMetrics, controller.UnreadableApplications)
 	connector := spectrum.NewConnector(spectrum.ConnectorOptions{
 		BaseURL:           cfg.apiURL,
 		RequestsPerSecond: cfg.requestsPerSecond,
 		Burst:             cfg.burst,
 		Timeout:           cfg.requestTimeout,
-		Requests:          requests,
+		Metrics:           cloudflareMetrics,
 	})
 	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator", ctrl.Log.WithName("events"))
 	if err := mgr.Add(recorder); err != nil {
 		return err
 	}
-	metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "spectrum_events_dropped_total",
-		Help: "Kubernetes Events not recorded because more were waiting to be sent than the queue holds.",
-	}, func() float64 { return float64(recorder.Dropped()) }))
+	metrics.Registry.MustRegister(recorder.DroppedCounter())
 	reconciler := &controller.SpectrumAppReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -2,61 +2,185 @@ package controller
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 )
 
-// AppMetrics exports spectrum_apps{ready,reason}: how many SpectrumApps are
-// in each state, as last reconciled by this manager.
+// AppMetrics exports what the reconciler knows of the SpectrumApps:
+// spectrum_apps{ready,reason}, spectrum_apps_by_policy{policy} and
+// spectrum_apps_stalled{reason}, how many are in each state as last reconciled by this manager;
+// spectrum_drift_corrections_total{field}; and
+// spectrum_app_ready_duration_seconds. Everything it holds per app is
+// forgotten when the app is deleted, and the pending start of a generation
+// as soon as it is Ready.
 type AppMetrics struct {
 	mu     sync.Mutex
 	states map[types.NamespacedName]appState
-	desc   *prometheus.Desc
+	// pending holds, for each app not Ready at its generation, when that
+	// generation began (see readyTransition).
+	pending map[types.NamespacedName]generationStart
+
+	desc          *prometheus.Desc
+	policyDesc    *prometheus.Desc
+	stalledDesc   *prometheus.Desc
+	readyDuration prometheus.Histogram
+	corrections   *prometheus.CounterVec
+	now           func() time.Time
 }
 
-type appState struct{ ready, reason string }
+// appState is an app's state as the gauges count it; stalled is the
+// reason of a Stalled=True condition, "" when not stalled.
+type appState struct{ ready, reason, policy, stalled string }
+
+type generationStart struct {
+	generation int64
+	at         time.Time
+}
 
 // NewAppMetrics returns the collector; register it with the metrics registry.
 func NewAppMetrics() *AppMetrics {
 	return &AppMetrics{
-		states: map[types.NamespacedName]appState{},
+		states:  map[types.NamespacedName]appState{},
+		pending: map[types.NamespacedName]generationStart{},
 		desc: prometheus.NewDesc("spectrum_apps",
 			"SpectrumApps by the status and reason of their Ready condition.",
 			[]string{"ready", "reason"}, nil),
+		policyDesc: prometheus.NewDesc("spectrum_apps_by_policy",
+			"SpectrumApps by reconcile policy (manage, observe or skip; unknown for a value admission would refuse).",
+			[]string{"policy"}, nil),
+		stalledDesc: prometheus.NewDesc("spectrum_apps_stalled",
+			"SpectrumApps whose Stalled condition is True (only a person can fix them), by its reason.",
+			[]string{"reason"}, nil),
+		readyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spectrum_app_ready_duration_seconds",
+			Help: "Time from a change of a SpectrumApp's spec (its creation, or the first reconcile of a new generation) until it is Ready at that generation.",
+			// From a create on an idle budget (a second) to a backlog
+			// paced at 4 requests per second, or a person fixing a Stalled
+			// app.
+			Buckets: []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
+		corrections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spectrum_drift_corrections_total",
+			Help: "Fields of Cloudflare applications brought back to the spec when they had been changed outside Kubernetes (found by the drift check) or differed at adoption, by API field name.",
+		}, []string{"field"}),
+		now: time.Now,
 	}
 }
 
 // Describe implements prometheus.Collector.
-func (m *AppMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc }
+func (m *AppMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.desc
+	ch <- m.policyDesc
+	ch <- m.stalledDesc
+	m.readyDuration.Describe(ch)
+	m.corrections.Describe(ch)
+}
 
 // Collect implements prometheus.Collector.
 func (m *AppMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	counts := map[appState]int{}
+	policies := map[string]int{}
+	stalled := map[string]int{}
 	for _, s := range m.states {
-		counts[s]++
+		counts[appState{ready: s.ready, reason: s.reason}]++
+		policies[s.policy]++
+		if s.stalled != "" {
+			stalled[s.stalled]++
+		}
 	}
 	m.mu.Unlock()
 	for s, n := range counts {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), s.ready, s.reason)
 	}
+	for policy, n := range policies {
+		ch <- prometheus.MustNewConstMetric(m.policyDesc, prometheus.GaugeValue, float64(n), policy)
+	}
+	for reason, n := range stalled {
+		ch <- prometheus.MustNewConstMetric(m.stalledDesc, prometheus.GaugeValue, float64(n), reason)
+	}
+	m.readyDuration.Collect(ch)
+	m.corrections.Collect(ch)
 }
 
-func (m *AppMetrics) observe(name types.NamespacedName, app *v1alpha1.SpectrumApp) {
+// observe records the app as a reconcile that began at started left it;
+// before is the app as that reconcile found it.
+func (m *AppMetrics) observe(name types.NamespacedName, before, app *v1alpha1.SpectrumApp, started time.Time) {
 	if m == nil {
 		return
 	}
-	state := appState{ready: "Unknown"}
+	state := appState{ready: "Unknown", policy: policyLabel(app.Status.ReconcilePolicy)}
 	if c := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady); c != nil {
-		state = appState{ready: string(c.Status), reason: c.Reason}
+		state.ready, state.reason = string(c.Status), c.Reason
+	}
+	if c := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+		state.stalled = c.Reason
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.states[name] = state
+	m.readyTransition(name, before, app, started)
+}
+
+// readyTransition observes the time to Ready when the app became Ready at
+// its generation. The generation began at the object's creation for the
+// first, else at the first reconcile of it this manager saw: the apiserver
+// does not record when a spec changed. An app Ready at its generation
+// before this reconcile (a resync, a restart) is no change. The caller
+// holds m.mu.
+func (m *AppMetrics) readyTransition(name types.NamespacedName, before, app *v1alpha1.SpectrumApp, started time.Time) {
+	generation := app.Generation
+	if readyAt(before, generation) {
+		delete(m.pending, name)
+		return
+	}
+	start, ok := m.pending[name]
+	if !ok || start.generation != generation {
+		start = generationStart{generation: generation, at: started}
+		if generation <= 1 && !app.CreationTimestamp.IsZero() {
+			start.at = app.CreationTimestamp.Time
+		}
+	}
+	if !readyAt(app, generation) {
+		m.pending[name] = start
+		return
+	}
+	delete(m.pending, name)
+	m.readyDuration.Observe(max(m.now().Sub(start.at), 0).Seconds())
+}
+
+// readyAt tells whether app is Ready at generation.
+func readyAt(app *v1alpha1.SpectrumApp, generation int64) bool {
+	c := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == generation
+}
+
+// policyLabel keeps the policy label to the known policies.
+func policyLabel(policy string) string {
+	switch policy {
+	case v1alpha1.ReconcilePolicyManage, v1alpha1.ReconcilePolicyObserve, v1alpha1.ReconcilePolicySkip:
+		return policy
+	case "":
+		return v1alpha1.ReconcilePolicyManage
+	}
+	return "unknown"
+}
+
+// driftCorrected counts the fields an update brought back to the spec.
+// They are the names spectrum.Differences returns, a fixed set.
+func (m *AppMetrics) driftCorrected(fields []string) {
+	if m == nil {
+		return
+	}
+	for _, field := range fields {
+		m.corrections.WithLabelValues(field).Inc()
+	}
 }
 
 func (m *AppMetrics) forget(name types.NamespacedName) {
@@ -66,4 +190,5 @@ func (m *AppMetrics) forget(name types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.states, name)
+	delete(m.pending, name)
 }

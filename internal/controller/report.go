@@ -54,6 +54,9 @@ type outcome struct {
 	skipped bool
 	// observedOnly is what the observe policy found; nothing was written.
 	observedOnly *observation
+	// driftCorrected names the fields an update brought back to the
+	// spec after they were changed outside Kubernetes, or at adoption.
+	driftCorrected []string
 	// pendingCreateWritten is the status.pendingCreate this reconcile
 	// wrote on its own before sending a create; the final status write
 	// starts from it.
@@ -110,6 +113,12 @@ func unknownPolicy(policy string) spectrum.Classification {
 const readAgainAfter = 200 * time.Millisecond
 
 func failedWith(err error) outcome { return failed(spectrum.Classify(err)) }
+
+// corrected notes the fields of a drift corrected at Cloudflare.
+func (o outcome) corrected(fields []string) outcome {
+	o.driftCorrected = fields
+	return o
+}
 
 // wrote notes that status.pendingCreate was written at recordedAt.
 func (o outcome) wrote(recordedAt time.Time) outcome {

@@ -62,6 +62,7 @@ type SpectrumAppReconciler struct {
 // create, update or leave it; then report the outcome in status and events,
 // and requeue only what can succeed by itself.
 func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	started := time.Now()
 	app := &v1alpha1.SpectrumApp{}
 	if err := r.Get(ctx, req.NamespacedName, app); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -79,7 +80,7 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		before := app.DeepCopy()
-		return r.finish(ctx, app, before, r.delete(ctx, app, policyOf(app)))
+		return r.finish(ctx, app, before, started, r.delete(ctx, app, policyOf(app)))
 	}
 	if controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
 		if err := r.Update(ctx, app); err != nil {
@@ -87,7 +88,7 @@ func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 	before := app.DeepCopy()
-	return r.finish(ctx, app, before, r.sync(ctx, app, policyOf(app)))
+	return r.finish(ctx, app, before, started, r.sync(ctx, app, policyOf(app)))
 }
 
 // sync makes the Cloudflare application match the spec: connect, observe,
@@ -173,10 +174,16 @@ func (r *SpectrumAppReconciler) update(ctx context.Context, cloudflare *cloudfla
 	if observed.adopted {
 		recordAdopted(app, updated)
 		return wroteCloudflare(eventAdopted, "Adopted existing Cloudflare Spectrum application "+updated.ID+
-			" with the same hostname and protocol, and brought it to the spec: "+fields)
+			" with the same hostname and protocol, and brought it to the spec: "+fields).corrected(observed.differences)
+	}
+	o := wroteCloudflare(eventUpdated, "Updated Cloudflare Spectrum application "+updated.ID+" ("+fields+")")
+	if app.Status.SyncedGeneration == app.Generation {
+		// Cloudflare had accepted this very spec: what differed was
+		// changed outside Kubernetes, not by a new spec.
+		o = o.corrected(observed.differences)
 	}
 	recordObserved(app, updated)
-	return wroteCloudflare(eventUpdated, "Updated Cloudflare Spectrum application "+updated.ID+" ("+fields+")")
+	return o
 }
 
 // alreadyInSync records an application that matches the spec.
@@ -228,12 +235,13 @@ func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.Spectr
 }
 
 // finish reports the outcome, writes status, lets a deleted object go, and
-// requeues.
-func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
+// requeues; started is when the reconcile began.
+func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha1.SpectrumApp, started time.Time, o outcome) (ctrl.Result, error) {
 	if o.readAgain {
 		return ctrl.Result{RequeueAfter: readAgainAfter}, nil
 	}
 	r.report(ctx, app, o)
+	r.Metrics.driftCorrected(o.driftCorrected)
 	if o.release {
 		controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)
 		r.Metrics.forget(client.ObjectKeyFromObject(app))
@@ -242,7 +250,7 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 	if err := r.writeStatus(ctx, app, before, o); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.Metrics.observe(client.ObjectKeyFromObject(app), app)
+	r.Metrics.observe(client.ObjectKeyFromObject(app), before, app, started)
 	return r.requeue(o)
 }
 

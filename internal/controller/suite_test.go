@@ -52,9 +52,11 @@ const (
 )
 
 var (
-	k8sClient client.Client
-	sim       *spectrumtest.Simulator
-	calls     = &callLog{counts: map[string]int{}}
+	// appMetrics are the reconciler's metrics, read by the metrics tests.
+	appMetrics = controller.NewAppMetrics()
+	k8sClient  client.Client
+	sim        *spectrumtest.Simulator
+	calls      = &callLog{counts: map[string]int{}}
 )
 
 // callLog counts API requests by method, zone and kind (list or one app),
@@ -228,7 +230,7 @@ func runSuite(m *testing.M) int {
 		}),
 		ResyncPeriod:            resyncPeriod,
 		MaxConcurrentReconciles: 4,
-		Metrics:                 controller.NewAppMetrics(),
+		Metrics:                 appMetrics,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,6 +98,15 @@ func (r *Recorder) AnnotatedEventf(regarding, related runtime.Object, annotation
 
 // Dropped is how many Events were dropped because the queue was full.
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
+
+// DroppedCounter exports Dropped as spectrum_events_dropped_total; register
+// it with the metrics registry.
+func (r *Recorder) DroppedCounter() prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "spectrum_events_dropped_total",
+		Help: "Kubernetes Events not recorded because more were waiting to be sent than the queue holds.",
+	}, func() float64 { return float64(r.Dropped()) })
+}
 
 func (r *Recorder) event(regarding, related runtime.Object, annotations map[string]string, eventtype, reason, action, note string) (*eventsv1.Event, error) {
 	if eventtype != corev1.EventTypeNormal && eventtype != corev1.EventTypeWarning {

@@ -53,6 +53,8 @@ type Options struct {
 	UserAgent string
 	// Observer, when set, is told about every request.
 	Observer Observer
+	// Metrics, when set, records every request's duration and answer.
+	Metrics *Metrics
 }
 
 // APIClient is the Client that talks HTTP to Cloudflare.
@@ -68,6 +70,7 @@ type APIClient struct {
 	limiter    *RateLimiter
 	userAgent  string
 	observer   Observer
+	metrics    *Metrics
 }
 
 // credential keeps the token inside a closure: fmt prints a func as an
@@ -102,6 +105,7 @@ func NewClient(opts Options) *APIClient {
 		limiter:    opts.Limiter,
 		userAgent:  opts.UserAgent,
 		observer:   opts.Observer,
+		metrics:    opts.Metrics,
 	}
 	if client.baseURL == "" {
 		client.baseURL = DefaultBaseURL
@@ -288,14 +292,15 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 	if err != nil {
 		return nil, requestFailed(err)
 	}
+	sent := time.Now()
 	resp, err := c.httpClient.Do(req)
 	if err != nil {
-		c.observe(method, 0, 0)
+		c.observe(method, 0, 0, sent)
 		return nil, requestFailed(unwrapURLError(err))
 	}
 	raw, truncated, err := readBody(resp.Body)
 	if err != nil {
-		c.observe(method, 0, 0)
+		c.observe(method, 0, 0, sent)
 		return nil, requestFailed(err)
 	}
 	if c.limiter != nil {
@@ -309,10 +314,10 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
 		c.redactAPIError(apiErr)
-		c.observe(method, resp.StatusCode, firstCode(apiErr))
+		c.observe(method, resp.StatusCode, firstCode(apiErr), sent)
 		return nil, apiErr
 	}
-	c.observe(method, resp.StatusCode, 0)
+	c.observe(method, resp.StatusCode, 0, sent)
 	return info, err
 }
 
@@ -369,7 +374,10 @@ func (c *APIClient) redactAPIError(apiErr *APIError) {
 	apiErr.RayID = c.credential.redact(apiErr.RayID)
 }
 
-func (c *APIClient) observe(method string, status, code int) {
+// observe tells the observer and the metrics about a request sent at sent
+// (after the rate limiter let it through: the wait is not Cloudflare's).
+func (c *APIClient) observe(method string, status, code int, sent time.Time) {
+	c.metrics.request(method, status, code, time.Since(sent))
 	if c.observer != nil {
 		c.observer(method, status, code)
 	}

@@ -66,6 +66,8 @@ type RateLimiter struct {
 	// it that the pace changed or a pause began.
 	turn    chan struct{}
 	changed chan struct{}
+	// metrics, when set, is told the budget left and the pauses.
+	metrics *limiterMetrics
 }
 
 // NewRateLimiter returns a budget of requestsPerSecond with bursts of burst.
@@ -233,8 +235,20 @@ func (l *RateLimiter) PauseFor(d time.Duration) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.resumeAt = laterOf(l.resumeAt, l.now().Add(d))
+	now := l.now()
+	l.pauseUntil(now, now.Add(d))
 	l.paceChanged()
+}
+
+// pauseUntil extends the pause to until, and counts the time added to it
+// (a pause extended from 10 s to 60 s from now adds 50 s). The caller holds
+// l.mu.
+func (l *RateLimiter) pauseUntil(now, until time.Time) {
+	from := laterOf(now, l.resumeAt)
+	if added := until.Sub(from); added > 0 {
+		l.metrics.paused(added)
+	}
+	l.resumeAt = laterOf(l.resumeAt, until)
 }
 
 // observe adjusts the budget to what a response says about it: from the
@@ -252,7 +266,9 @@ func (l *RateLimiter) observe(status int, header http.Header) {
 		}
 		l.PauseFor(wait)
 	}
-	if reports := parseRateLimitHeaders(header); len(reports) > 0 {
+	reports := parseRateLimitHeaders(header)
+	l.metrics.budgetsLeft(now, reports)
+	if len(reports) > 0 {
 		l.paceFromBudgets(now, reports)
 		return
 	}
@@ -314,7 +330,7 @@ func (l *RateLimiter) paceFromRemaining(now time.Time, header http.Header) {
 	if known {
 		paced = rate.Limit(float64(remaining+1) / left.Seconds())
 		if remaining == 0 {
-			l.resumeAt = laterOf(l.resumeAt, now.Add(left))
+			l.pauseUntil(now, now.Add(left))
 			l.paceChanged()
 		}
 	}
@@ -393,6 +409,10 @@ type ConnectorOptions struct {
 	Requests *prometheus.CounterVec
 	// Observer, when set, is told about every request.
 	Observer Observer
+	// Metrics, when set, records every request, the budget Cloudflare
+	// reports left and the pauses (see NewMetrics). The caller registers
+	// it.
+	Metrics *Metrics
 }
 
 // Connector hands out clients per API token. All clients of one token share
@@ -412,8 +432,12 @@ type tokenKey [sha256.Size]byte
 // NewConnector returns a Connector with opts.
 func NewConnector(opts ConnectorOptions) *Connector {
 	observer := opts.Observer
-	if opts.Requests != nil {
-		observer = joinObservers(observer, CountRequests(opts.Requests))
+	requests := opts.Requests
+	if requests == nil && opts.Metrics != nil {
+		requests = opts.Metrics.Requests
+	}
+	if requests != nil {
+		observer = joinObservers(observer, CountRequests(requests))
 	}
 	return &Connector{opts: opts, observer: observer, clients: map[tokenKey]*APIClient{}}
 }
@@ -432,9 +456,10 @@ func (c *Connector) ForToken(token string) Client {
 		Token:      token,
 		HTTPClient: c.opts.HTTPClient,
 		Timeout:    c.opts.Timeout,
-		Limiter:    NewRateLimiter(c.opts.RequestsPerSecond, c.opts.Burst, c.opts.RateLimitWindow),
+		Limiter:    c.opts.Metrics.limiter(NewRateLimiter(c.opts.RequestsPerSecond, c.opts.Burst, c.opts.RateLimitWindow)),
 		UserAgent:  c.opts.UserAgent,
 		Observer:   c.observer,
+		Metrics:    c.opts.Metrics,
 	})
 	c.clients[key] = client
 	return client

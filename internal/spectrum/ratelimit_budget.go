@@ -140,7 +140,7 @@ func (l *RateLimiter) paceFromBudgets(now time.Time, reports []budgetReport) {
 	if !until.IsZero() {
 		// Nothing of this window is ours any more. After it, go at the
 		// steady pace until the first answer tells the new window's budget.
-		l.resumeAt = laterOf(l.resumeAt, until)
+		l.pauseUntil(now, until)
 		l.paceChanged()
 		l.setPace(now, l.steadyRate, 1)
 		return

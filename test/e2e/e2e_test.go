@@ -27,6 +27,9 @@ var devEnv = []string{
 	"WEBHOOK_PORT=29443",
 	"PROBE_ADDR=127.0.0.1:28081",
 	"METRICS_ADDR=127.0.0.1:28080",
+	// Plain HTTP, scraped by TestMetricsCountRequestsAndApps; the secure
+	// endpoint has a test of its own.
+	"METRICS_SECURE=false",
 	"RESYNC_PERIOD=5s",
 	"SIM_CONFIG=bin/e2e/simulator.yaml",
 }
@@ -305,6 +308,12 @@ func TestMetricsCountRequestsAndApps(t *testing.T) {
 	for _, want := range []string{
 		`spectrum_cloudflare_api_requests_total{method="POST",result="Success"}`,
 		`spectrum_apps{ready="True",reason="Synced"}`,
+		`spectrum_apps_by_policy{policy="manage"}`,
+		`spectrum_cloudflare_request_duration_seconds_count{class="success",method="POST"}`,
+		`spectrum_cloudflare_responses_total{code="none",status="200"}`,
+		`spectrum_cloudflare_ratelimit_remaining_ratio{policy="default"}`,
+		"spectrum_cloudflare_rate_limited_total 0",
+		"spectrum_app_ready_duration_seconds_count",
 		"spectrum_events_dropped_total 0",
 		`controller_runtime_reconcile_total{controller="spectrumapp"`,
 	} {
