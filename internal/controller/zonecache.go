@@ -32,7 +32,7 @@ type zoneCache struct {
 	mu    sync.Mutex
 	zones map[zoneKey]*zoneListing
 	// names are the zone IDs looked up by name, per client.
-	names map[zoneKey]string
+	names map[zoneKey]*zoneName
 }
 
 type zoneKey struct {
@@ -61,27 +61,39 @@ func newZoneCache(maxAge time.Duration, log logr.Logger, unreadable prometheus.C
 	if maxAge <= 0 {
 		maxAge = time.Minute
 	}
-	return &zoneCache{maxAge: maxAge, log: log, unreadable: unreadable, zones: map[zoneKey]*zoneListing{}, names: map[zoneKey]string{}}
+	return &zoneCache{maxAge: maxAge, log: log, unreadable: unreadable, zones: map[zoneKey]*zoneListing{}, names: map[zoneKey]*zoneName{}}
 }
 
 // zoneIDByName looks up a zone's ID by name, once per client (that is,
-// per token): N apps of one zone cost one lookup.
+// per token): N apps of one zone cost one lookup. Concurrent reconciles of
+// the zone wait for that one lookup instead of each making their own.
 func (c *zoneCache) zoneIDByName(ctx context.Context, cf spectrum.Client, name string) (string, bool, error) {
-	key := zoneKey{cf, "name:" + spectrum.NormalizeHostname(name)}
+	key := zoneKey{cf, spectrum.NormalizeHostname(name)}
 	c.mu.Lock()
-	id, ok := c.names[key]
+	n, ok := c.names[key]
+	if !ok {
+		n = &zoneName{}
+		c.names[key] = n
+	}
 	c.mu.Unlock()
-	if ok {
-		return id, true, nil
+	n.lookup.Lock()
+	defer n.lookup.Unlock()
+	if n.id != "" {
+		return n.id, true, nil
 	}
 	id, found, err := cf.ZoneID(ctx, name)
 	if err != nil || !found {
 		return "", found, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.names[key] = id
+	n.id = id
 	return id, true, nil
+}
+
+// zoneName is a zone ID looked up by name; lookup serializes the lookup
+// and guards id.
+type zoneName struct {
+	lookup sync.Mutex
+	id     string
 }
 
 // zoneIDs are the zones the cache holds listings of, each once.
