@@ -279,9 +279,7 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 }
 
 func TestChartRejectsBrokenValues(t *testing.T) {
-	for _, tc := range []struct {
-		name, values, wantErr string
-	}{
+	expectRejectedValues(t, []rejectedValues{
 		{"two credential sources", "credentials:\n  existingSecret: a\n  apiToken: b\n", "either credentials.existingSecret or credentials.apiToken"},
 		{"replicas without cert-manager", "replicas: 2\n", "replicas > 1 needs webhook.certManager.enabled=true"},
 		{"unknown plan", "defaultAccountPlan: free\n", "/defaultAccountPlan"},
@@ -293,17 +291,7 @@ func TestChartRejectsBrokenValues(t *testing.T) {
 		{"numeric image tag", "image:\n  tag: 1.0\n", "/image/tag"},
 		{"watch namespace not a DNS label", "watchNamespaces: [Team_A]\n", "/watchNamespaces/0"},
 		{"environment variable without a name", "extraEnv:\n- value: \"100\"\n", "/extraEnv/0"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := renderChart(t, release, namespace, tc.values)
-			if err == nil {
-				t.Fatalf("helm template accepted %q", tc.values)
-			}
-			if !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error does not mention %q:\n%v", tc.wantErr, err)
-			}
-		})
-	}
+	})
 }
 
 // checkInstall runs the checks every install must pass, the chart's with any
@@ -749,4 +737,25 @@ func writeTemp(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return f.Name()
+}
+
+// rejectedValues is a values file helm template must refuse, and a phrase
+// its error must hold.
+type rejectedValues struct {
+	name, values, wantErr string
+}
+
+func expectRejectedValues(t *testing.T, cases []rejectedValues) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := renderChart(t, release, namespace, tc.values)
+			if err == nil {
+				t.Fatalf("helm template accepted %q", tc.values)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error does not mention %q:\n%v", tc.wantErr, err)
+			}
+		})
+	}
 }
