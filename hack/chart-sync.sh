@@ -6,6 +6,7 @@
 #   config/crd/bases/*.yaml        -> charts/spectrum-operator/crds/
 #   config/rbac/role.yaml          -> charts/spectrum-operator/files/manager-role.yaml
 #   config/webhook/manifests.yaml  -> charts/spectrum-operator/files/webhook-manifests.yaml
+#   config/webhook/match_conditions_patch.yaml -> charts/spectrum-operator/files/webhook-match-conditions-patch.yaml
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 chart="$root/charts/spectrum-operator"
@@ -18,6 +19,7 @@ mkdir -p "$chart/crds" "$chart/files"
 cp "$root"/config/crd/bases/*.yaml "$chart/crds/"
 cp "$root/config/rbac/role.yaml" "$chart/files/manager-role.yaml"
 cp "$root/config/webhook/manifests.yaml" "$chart/files/webhook-manifests.yaml"
+cp "$root/config/webhook/match_conditions_patch.yaml" "$chart/files/webhook-match-conditions-patch.yaml"
 
 sed -i -e "s/^version: .*/version: ${VERSION}/" -e "s/^appVersion: .*/appVersion: \"${VERSION}\"/" "$chart/Chart.yaml"
 echo "chart-sync: $(ls "$chart/crds" | wc -l) CRD(s), manager role and webhook rules copied; chart version ${VERSION}" >&2

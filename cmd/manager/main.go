@@ -3,10 +3,12 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/metricsauth"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/webhook/certs"
 	webhookv1alpha1 "github.com/cloudflare-operator/spectrum-operator/internal/webhook/v1alpha1"
 )
 
@@ -65,6 +68,10 @@ type config struct {
 	webhookService    string
 	webhookHosts      string
 
+	webhookCertSecret        string
+	webhookCertValidity      time.Duration
+	webhookCertCheckInterval time.Duration
+
 	apiURL            string
 	requestsPerSecond float64
 	burst             int
@@ -92,7 +99,10 @@ func parseFlags() (config, zap.Options) {
 	flag.StringVar(&c.webhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
 	flag.IntVar(&c.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&c.webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: controller-runtime's).")
-	flag.BoolVar(&c.webhookSelfSigned, "webhook-self-signed", false, "Generate a CA and serving certificate into --webhook-cert-dir when missing, and write the CA into --webhook-config-name's caBundle.")
+	flag.BoolVar(&c.webhookSelfSigned, "webhook-self-signed", false, "Keep the webhook's own CA and serving certificate in --webhook-cert-secret (shared by every replica, renewed before they expire), serve it, and keep the CA in --webhook-config-name's caBundle. --webhook-cert-dir is then not read.")
+	flag.StringVar(&c.webhookCertSecret, "webhook-cert-secret", "spectrum-operator-webhook-cert", "Secret (NAME in POD_NAMESPACE, or NAMESPACE/NAME) holding the self-signed CA and serving certificate; created when missing.")
+	flag.DurationVar(&c.webhookCertValidity, "webhook-cert-validity", certs.DefaultCertValidity, "Lifetime of a self-signed serving certificate; it is renewed when a third of it is left.")
+	flag.DurationVar(&c.webhookCertCheckInterval, "webhook-cert-check-interval", certs.DefaultCheckInterval, "How often the self-signed certificate and the caBundle are checked; a cleared caBundle is restored within it.")
 	flag.StringVar(&c.webhookConfigName, "webhook-config-name", "spectrum-operator-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle --webhook-self-signed keeps current.")
 	flag.StringVar(&c.webhookService, "webhook-service-name", "spectrum-operator-webhook-service", "Service in front of the webhook, for the certificate's DNS names.")
 	flag.StringVar(&c.webhookHosts, "webhook-cert-hosts", "", "Extra comma-separated DNS names or IPs for the self-signed certificate.")
@@ -130,8 +140,15 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	var rotator *certs.Rotator
+	if cfg.enableWebhooks && cfg.webhookSelfSigned {
+		if rotator, err = certificateRotator(cfg); err != nil {
+			return err
+		}
+	}
+	ctx := ctrl.SetupSignalHandler()
 	restCfg := ctrl.GetConfigOrDie()
-	mgr, err := ctrl.NewManager(restCfg, managerOptions(cfg))
+	mgr, err := ctrl.NewManager(restCfg, managerOptions(cfg, rotator))
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
@@ -167,7 +184,7 @@ func run(cfg config) error {
 	}
 
 	if cfg.enableWebhooks {
-		if err := setupWebhook(mgr, cfg); err != nil {
+		if err := setupWebhook(ctx, mgr, cfg, rotator); err != nil {
 			return err
 		}
 	}
@@ -183,13 +200,17 @@ func run(cfg config) error {
 	}
 
 	setupLog.Info("starting manager", "cloudflareAPI", cfg.apiURL, "resyncPeriod", cfg.resyncPeriod, "webhooks", cfg.enableWebhooks)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
 }
 
-func managerOptions(cfg config) ctrl.Options {
+func managerOptions(cfg config, rotator *certs.Rotator) ctrl.Options {
 	var tlsOpts []func(*tls.Config)
 	if !cfg.enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	webhookTLSOpts := tlsOpts
+	if rotator != nil {
+		webhookTLSOpts = append(slices.Clone(tlsOpts), serveFrom(rotator))
 	}
 	metricsOpts := metricsserver.Options{
 		BindAddress:   cfg.metricsAddr,
@@ -217,7 +238,7 @@ func managerOptions(cfg config) ctrl.Options {
 			Host:    cfg.webhookHost,
 			Port:    cfg.webhookPort,
 			CertDir: cfg.webhookCertDir,
-			TLSOpts: tlsOpts,
+			TLSOpts: webhookTLSOpts,
 		}),
 	}
 	if namespaces := splitList(cfg.watchNamespaces); len(namespaces) > 0 {
@@ -250,9 +271,9 @@ func splitList(s string) []string {
 	return out
 }
 
-func setupWebhook(mgr ctrl.Manager, cfg config) error {
-	if cfg.webhookSelfSigned {
-		if err := addSelfSignedCertificates(mgr, cfg); err != nil {
+func setupWebhook(ctx context.Context, mgr ctrl.Manager, cfg config, rotator *certs.Rotator) error {
+	if rotator != nil {
+		if err := startRotator(ctx, mgr, rotator); err != nil {
 			return err
 		}
 	}

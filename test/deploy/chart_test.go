@@ -131,8 +131,18 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 				"zap-encoder":                    "json",
 			})
 			noFlags(t, f, "default-credentials-secret", "watch-namespaces")
-			if got := *d.Spec.Replicas; got != 1 {
-				t.Errorf("replicas = %d, want 1", got)
+			// Every replica serves the webhook: one can go while the other
+			// answers.
+			if got := *d.Spec.Replicas; got != 2 {
+				t.Errorf("replicas = %d, want 2", got)
+			}
+			pdb := typed[policyv1.PodDisruptionBudget](t, m.one(t, "PodDisruptionBudget"))
+			if got := pdb.Spec.MinAvailable; got == nil || got.String() != "1" {
+				t.Errorf("PDB minAvailable = %v, want 1", got)
+			}
+			spread := d.Spec.Template.Spec.TopologySpreadConstraints
+			if len(spread) != 1 || spread[0].TopologyKey != "kubernetes.io/hostname" || spread[0].WhenUnsatisfiable != corev1.ScheduleAnyway {
+				t.Errorf("topologySpreadConstraints %+v, want replicas spread across nodes (ScheduleAnyway)", spread)
 			}
 			var chart struct {
 				AppVersion string `json:"appVersion"`
@@ -141,7 +151,7 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 			if got, want := c.Image, "ghcr.io/cloudflare-operator/spectrum-operator:"+chart.AppVersion; got != want {
 				t.Errorf("image = %q, want %q", got, want)
 			}
-			absent(t, m, "Secret", "Issuer", "Certificate", "ServiceMonitor", "PodDisruptionBudget")
+			absent(t, m, "Secret", "Issuer", "Certificate", "ServiceMonitor")
 			metricsSvc := m.named(t, "Service", release+"-metrics")
 			svc := typed[corev1.Service](t, metricsSvc)
 			if p := svc.Spec.Ports[0]; p.Port != 8443 || p.Name != "https" {
@@ -281,7 +291,6 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 func TestChartRejectsBrokenValues(t *testing.T) {
 	expectRejectedValues(t, []rejectedValues{
 		{"two credential sources", "credentials:\n  existingSecret: a\n  apiToken: b\n", "either credentials.existingSecret or credentials.apiToken"},
-		{"replicas without cert-manager", "replicas: 2\n", "replicas > 1 needs webhook.certManager.enabled=true"},
 		{"unknown plan", "defaultAccountPlan: free\n", "/defaultAccountPlan"},
 		{"unknown log format", "logFormat: text\n", "/logFormat"},
 		{"unknown log level", "logLevel: verbose\n", "/logLevel"},
@@ -363,43 +372,60 @@ func checkWebhookMatchesGenerated(t *testing.T, m manifest, ns string) {
 }
 
 // checkWebhookTLS: the webhook server's certificate is one the apiserver
-// trusts. Self-signed, the manager writes it into a writable volume with the
-// Service's DNS names and patches the VWC the Deployment names; with
-// cert-manager, the Certificate's Secret is mounted and cainjector fills the
-// caBundle.
+// trusts, and the webhook is asked only about what the rules read.
+// Self-signed, every replica serves the certificate of the Secret the
+// Deployment names (with the Service's DNS names) and keeps its CA in the
+// VWC the Deployment names; with cert-manager, the Certificate's Secret is
+// mounted and cainjector fills the caBundle.
 func checkWebhookTLS(t *testing.T, m manifest, ns string) {
 	t.Helper()
 	d := m.deployment(t)
 	c := manager(t, d)
 	f := flags(c.Args)
-	vwc := m.one(t, "ValidatingWebhookConfiguration")
+	vwc := typed[admissionregistrationv1.ValidatingWebhookConfiguration](t, m.one(t, "ValidatingWebhookConfiguration"))
 	svc := webhookService(t, m)
-	volume := certVolume(t, d)
+	for _, w := range vwc.Webhooks {
+		if len(w.MatchConditions) == 0 {
+			t.Errorf("webhook %s has no matchConditions: finalizer updates of deleted apps would wait on it", w.Name)
+		}
+		if watched := splitNamespaces(f["watch-namespaces"]); len(watched) > 0 {
+			sel := w.NamespaceSelector
+			if sel == nil || len(sel.MatchExpressions) != 1 || sel.MatchExpressions[0].Key != "kubernetes.io/metadata.name" ||
+				!slices.Equal(slices.Sorted(slices.Values(sel.MatchExpressions[0].Values)), slices.Sorted(slices.Values(watched))) {
+				t.Errorf("webhook %s namespaceSelector %+v, want the watched namespaces %v", w.Name, sel, watched)
+			}
+		} else if w.NamespaceSelector != nil && (len(w.NamespaceSelector.MatchExpressions) > 0 || len(w.NamespaceSelector.MatchLabels) > 0) {
+			t.Errorf("webhook %s namespaceSelector %+v, but every namespace is watched", w.Name, w.NamespaceSelector)
+		}
+	}
+	if s := d.Spec.Strategy; s.Type != appsv1.RollingUpdateDeploymentStrategyType || s.RollingUpdate == nil ||
+		s.RollingUpdate.MaxUnavailable == nil || s.RollingUpdate.MaxUnavailable.String() != "0" {
+		t.Errorf("strategy %+v, want rolling updates that start a new pod before stopping an old one", s)
+	}
 	if _, selfSigned := f["webhook-self-signed"]; selfSigned {
 		wantFlags(t, f, map[string]string{
 			"webhook-config-name":  vwc.GetName(),
 			"webhook-service-name": svc.Name,
 		})
-		if volume.EmptyDir == nil {
-			t.Errorf("self-signed certificates need a writable emptyDir, got %+v", volume.VolumeSource)
+		noFlags(t, f, "webhook-cert-dir")
+		if len(d.Spec.Template.Spec.Volumes) > 0 {
+			t.Errorf("self-signed, the certificate is served from the Secret; volumes %+v would outlive a rotation", d.Spec.Template.Spec.Volumes)
+		}
+		secret := f["webhook-cert-secret"]
+		if secret == "" || strings.Contains(secret, "/") {
+			t.Errorf("--webhook-cert-secret=%q, want a Secret name in the pod's namespace", secret)
 		}
 		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
 			return e.Name == "POD_NAMESPACE" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace"
 		}) {
-			t.Error("POD_NAMESPACE is not set from the pod's namespace; the self-signed certificate would lack the Service's DNS names")
+			t.Error("POD_NAMESPACE is not set from the pod's namespace; the certificate Secret and the certificate's DNS names need it")
 		}
 		if a := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"]; a != "" {
 			t.Errorf("self-signed, yet cainjector is asked to overwrite the caBundle from %s", a)
 		}
-		// Each self-signing pod makes its own CA; only one can be trusted.
-		if d.Spec.Replicas != nil && *d.Spec.Replicas > 1 {
-			t.Errorf("%d self-signing replicas", *d.Spec.Replicas)
-		}
-		if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-			t.Errorf("strategy = %q, want Recreate: old and new self-signing pods would serve two CAs", d.Spec.Strategy.Type)
-		}
 		return
 	}
+	volume := certVolume(t, d)
 	cert := m.one(t, "Certificate")
 	if got, want := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"], ns+"/"+cert.GetName(); got != want {
 		t.Errorf("inject-ca-from = %q, want %q", got, want)
@@ -486,7 +512,8 @@ func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
 
 	f := flags(manager(t, m.deployment(t)).Args)
 	watched := splitNamespaces(f["watch-namespaces"])
-	clusterRules, secretRules := generatedRole(t).Rules, []rbacv1.PolicyRule(nil)
+	vwcName := m.one(t, "ValidatingWebhookConfiguration").GetName()
+	clusterRules, secretRules := named(generatedRole(t).Rules, "validatingwebhookconfigurations", vwcName), []rbacv1.PolicyRule(nil)
 	if len(watched) > 0 {
 		clusterRules, secretRules = splitSecretRules(clusterRules)
 	}
@@ -504,6 +531,11 @@ func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	})}
+	// Self-signed, the webhook certificate Secret: created once, then read
+	// and renewed by name.
+	if _, selfSigned := f["webhook-self-signed"]; selfSigned {
+		maps.Copy(allowedNamespaced[ns], grants(named(generatedReleaseRole(t).Rules, "secrets", f["webhook-cert-secret"])))
+	}
 	for _, w := range watched {
 		if allowedNamespaced[w] == nil {
 			allowedNamespaced[w] = map[string]bool{}
@@ -566,7 +598,7 @@ func checkLeastPrivilege(t *testing.T, m manifest, ns string) {
 	}
 	for _, n := range slices.Sorted(maps.Keys(mergeKeys(namespacedGrants, allowedNamespaced))) {
 		if !maps.Equal(namespacedGrants[n], allowedNamespaced[n]) {
-			t.Errorf("grants in namespace %q = %v, want %v (leader election in the operator's namespace; Secrets in each watched one)",
+			t.Errorf("grants in namespace %q = %v, want %v (leader election and the webhook certificate in the operator's namespace; Secrets in each watched one)",
 				n, sortedKeys(namespacedGrants[n]), sortedKeys(allowedNamespaced[n]))
 		}
 	}

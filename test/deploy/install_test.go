@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -71,7 +72,7 @@ func TestHelmInstallAndUninstall(t *testing.T) {
 
 	// What the apiserver stored is what the chart meant.
 	role := installed[7].(*rbacv1.ClusterRole)
-	if want := generatedRole(t).Rules; !equality.Semantic.DeepEqual(role.Rules, want) {
+	if want := named(generatedRole(t).Rules, "validatingwebhookconfigurations", fullname+"-validating-webhook-configuration"); !equality.Semantic.DeepEqual(role.Rules, want) {
 		t.Errorf("stored ClusterRole rules %+v, want config/rbac/role.yaml's %+v", role.Rules, want)
 	}
 	vwc := installed[9].(*admissionregistrationv1.ValidatingWebhookConfiguration)
@@ -196,7 +197,8 @@ func TestKustomizeMatchesChart(t *testing.T) {
 		t.Errorf("image: config/default %s, chart %s", kc.Image, cc.Image)
 	}
 	kf, cf := flags(kc.Args), flags(cc.Args)
-	for _, name := range []string{"leader-elect", "health-probe-bind-address", "metrics-bind-address", "webhook-cert-dir", "webhook-self-signed"} {
+	for _, name := range []string{"leader-elect", "health-probe-bind-address", "metrics-bind-address", "webhook-cert-dir", "webhook-self-signed",
+		"webhook-cert-secret", "webhook-config-name"} {
 		kv, kok := kf[name]
 		cv, cok := cf[name]
 		if kv != cv || kok != cok {
@@ -209,8 +211,26 @@ func TestKustomizeMatchesChart(t *testing.T) {
 	if !equality.Semantic.DeepEqual(kd.Spec.Template.Spec.SecurityContext, cd.Spec.Template.Spec.SecurityContext) {
 		t.Errorf("pod securityContext: config/default %+v, chart %+v", kd.Spec.Template.Spec.SecurityContext, cd.Spec.Template.Spec.SecurityContext)
 	}
-	if kd.Spec.Strategy.Type != cd.Spec.Strategy.Type {
-		t.Errorf("strategy: config/default %q, chart %q", kd.Spec.Strategy.Type, cd.Spec.Strategy.Type)
+	if !equality.Semantic.DeepEqual(kd.Spec.Strategy, cd.Spec.Strategy) || *kd.Spec.Replicas != *cd.Spec.Replicas {
+		t.Errorf("strategy and replicas: config/default %+v %d, chart %+v %d", kd.Spec.Strategy, *kd.Spec.Replicas, cd.Spec.Strategy, *cd.Spec.Replicas)
+	}
+	// The same spread, each selecting its own pods (their labels differ).
+	for _, d := range []*appsv1.Deployment{kd, cd} {
+		spread := d.Spec.Template.Spec.TopologySpreadConstraints
+		if len(spread) != 1 || spread[0].TopologyKey != "kubernetes.io/hostname" || spread[0].WhenUnsatisfiable != corev1.ScheduleAnyway || spread[0].MaxSkew != 1 {
+			t.Errorf("%s topologySpreadConstraints %+v, want replicas spread across nodes", d.Name, spread)
+			continue
+		}
+		if sel, err := metav1.LabelSelectorAsSelector(spread[0].LabelSelector); err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("%s topologySpreadConstraints select %v, not its pods (%v)", d.Name, spread[0].LabelSelector, d.Spec.Template.Labels)
+		}
+	}
+	kw := typed[admissionregistrationv1.ValidatingWebhookConfiguration](t, kust.one(t, "ValidatingWebhookConfiguration"))
+	cw := typed[admissionregistrationv1.ValidatingWebhookConfiguration](t, chart.one(t, "ValidatingWebhookConfiguration"))
+	for i := range kw.Webhooks {
+		if !equality.Semantic.DeepEqual(kw.Webhooks[i].MatchConditions, cw.Webhooks[i].MatchConditions) || len(kw.Webhooks[i].MatchConditions) == 0 {
+			t.Errorf("webhook %s matchConditions: config/default %+v, chart %+v", kw.Webhooks[i].Name, kw.Webhooks[i].MatchConditions, cw.Webhooks[i].MatchConditions)
+		}
 	}
 }
 

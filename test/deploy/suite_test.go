@@ -8,11 +8,14 @@ package deploy_test
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +43,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// TestAsInstalled's cases each wait minutes for an installed manager to
+	// prove it stays up; they wait, they do not compute, so they all run at
+	// once rather than GOMAXPROCS at a time.
+	flag.Parse()
+	if f := flag.Lookup("test.parallel"); f != nil && f.Value.String() == fmt.Sprint(goruntime.GOMAXPROCS(0)) {
+		_ = flag.Set("test.parallel", "8")
+	}
 	var err error
 	scratch, err = os.MkdirTemp("", "spectrum-deploy-test-")
 	if err != nil {
@@ -47,8 +57,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
+	if shared != nil {
+		if err := shared.env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 		}
 	}
@@ -61,51 +71,83 @@ func TestMain(m *testing.M) {
 var (
 	clusterOnce sync.Once
 	clusterErr  error
-	env         *envtest.Environment
-	k8sClient   client.Client
-	kubeconfig  string
+	shared      *controlPlane
 )
 
-// cluster returns a client of a running kube-apiserver and a kubeconfig file
-// for helm and kubectl.
+// controlPlane is a running kube-apiserver and etcd, with a serviceProxy
+// playing kube-proxy for it.
+type controlPlane struct {
+	env        *envtest.Environment
+	client     client.Client
+	kubeconfig string
+	proxy      *serviceProxy
+}
+
+// cluster returns a client of the shared kube-apiserver and a kubeconfig
+// file for helm and kubectl.
 func cluster(t *testing.T) (client.Client, string) {
 	t.Helper()
-	clusterOnce.Do(func() { clusterErr = startCluster() })
+	clusterOnce.Do(func() { shared, clusterErr = startCluster(scratch) })
 	if clusterErr != nil {
 		t.Fatal(clusterErr)
 	}
-	return k8sClient, kubeconfig
+	return shared.client, shared.kubeconfig
 }
 
-func startCluster() error {
+// privateCluster starts a control plane of the test's own, stopped at its
+// end: operators installed cluster-wide would otherwise all act on each
+// other's SpectrumApps.
+func privateCluster(t *testing.T) *controlPlane {
+	t.Helper()
+	cp, err := startCluster(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cp.env.Stop(); err != nil {
+			t.Errorf("stopping envtest: %v", err)
+		}
+	})
+	return cp
+}
+
+func startCluster(dir string) (*controlPlane, error) {
 	e, err := testenv.New(testenv.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// No CRD up front: installing it is part of what the chart and
 	// config/default must do.
 	e.CRDDirectoryPaths, e.ErrorIfCRDPathMissing = nil, false
+	// The apiserver calls a webhook Service at its ClusterIP, which
+	// kube-proxy routes to a ready pod. No kube-proxy runs here: the
+	// apiserver's cluster traffic goes through a serviceProxy, which routes
+	// a Service's ClusterIP to the managers the tests run.
+	proxy, egress, err := startServiceProxy(dir)
+	if err != nil {
+		return nil, err
+	}
+	e.ControlPlane.GetAPIServer().Configure().Set("egress-selector-config-file", egress)
 	cfg, err := e.Start()
 	if err != nil {
-		return fmt.Errorf("starting envtest: %w", err)
+		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
-	env = e
-	k8sClient, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		return err
+	cp := &controlPlane{env: e, proxy: proxy}
+	if cp.client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return nil, err
 	}
 	// helm and kubectl need a kubeconfig; system:masters so they may create
 	// the cluster-scoped RBAC and webhook objects.
 	user, err := e.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
-		return fmt.Errorf("adding the envtest admin user: %w", err)
+		return nil, fmt.Errorf("adding the envtest admin user: %w", err)
 	}
 	data, err := user.KubeConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	kubeconfig = filepath.Join(scratch, "kubeconfig")
-	return os.WriteFile(kubeconfig, data, 0o600)
+	cp.kubeconfig = filepath.Join(dir, "kubeconfig")
+	return cp, os.WriteFile(cp.kubeconfig, data, 0o600)
 }
 
 // helmBinary is the helm built by hack/helm.sh. A missing binary is a failure,
@@ -280,14 +322,57 @@ func readYAML(t *testing.T, rel string, out any) {
 	}
 }
 
-// generatedRole is config/rbac/role.yaml, what controller-gen derives from the
-// +kubebuilder:rbac markers: all the manager may do.
+// generatedRole is config/rbac/role.yaml's ClusterRole, what controller-gen
+// derives from the +kubebuilder:rbac markers: all the manager may do
+// cluster-wide.
 func generatedRole(t *testing.T) rbacv1.ClusterRole {
 	t.Helper()
 	var role rbacv1.ClusterRole
-	readYAML(t, "config/rbac/role.yaml", &role)
+	for _, doc := range generatedRoleDocs(t) {
+		if doc.GetKind() == "ClusterRole" {
+			role = *typed[rbacv1.ClusterRole](t, doc)
+		}
+	}
 	if len(role.Rules) == 0 {
-		t.Fatal("config/rbac/role.yaml has no rules")
+		t.Fatal("config/rbac/role.yaml has no ClusterRole rules")
 	}
 	return role
+}
+
+// generatedReleaseRole is config/rbac/role.yaml's Role: what the manager may
+// do in its own namespace (its webhook certificate Secret).
+func generatedReleaseRole(t *testing.T) rbacv1.Role {
+	t.Helper()
+	var role rbacv1.Role
+	for _, doc := range generatedRoleDocs(t) {
+		if doc.GetKind() == "Role" {
+			role = *typed[rbacv1.Role](t, doc)
+		}
+	}
+	if len(role.Rules) == 0 {
+		t.Fatal("config/rbac/role.yaml has no Role rules")
+	}
+	return role
+}
+
+func generatedRoleDocs(t *testing.T) manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseManifest(t, string(data))
+}
+
+// named returns rules with every resourceNames list replaced by name, as the
+// chart puts its own object names into the generated rules.
+func named(rules []rbacv1.PolicyRule, resource, name string) []rbacv1.PolicyRule {
+	out := make([]rbacv1.PolicyRule, len(rules))
+	for i, r := range rules {
+		out[i] = *r.DeepCopy()
+		if len(r.ResourceNames) > 0 && slices.Contains(r.Resources, resource) {
+			out[i].ResourceNames = []string{name}
+		}
+	}
+	return out
 }

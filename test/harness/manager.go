@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -43,6 +44,16 @@ type ManagerOptions struct {
 	// DeferStart leaves the manager stopped after Start; call
 	// Manager.Start when the test is ready for it.
 	DeferStart bool
+	// CommandLine, when set, is the whole command line, as an installation
+	// gives it (a Deployment's args plus what only a pod would supply); the
+	// fields above and NewManager's kubeconfig and apiURL are then unused.
+	// It must set --health-probe-bind-address to ProbeAddress.
+	CommandLine []string
+	// ProbeAddress is the host:port of /readyz with CommandLine; a free
+	// loopback port otherwise.
+	ProbeAddress string
+	// Env is added to the manager's environment.
+	Env []string
 }
 
 func (o ManagerOptions) withDefaults() ManagerOptions {
@@ -86,9 +97,16 @@ func NewManager(ctx context.Context, dir, kubeconfig, apiURL string, opts Manage
 			return nil, err
 		}
 	}
-	probe, err := freeAddress()
-	if err != nil {
-		return nil, err
+	probe := opts.ProbeAddress
+	if probe == "" {
+		var err error
+		if probe, err = freeAddress(); err != nil {
+			return nil, err
+		}
+	}
+	args := managerArgs(opts, kubeconfig, apiURL, probe)
+	if opts.CommandLine != nil {
+		args = slices.Clone(opts.CommandLine)
 	}
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -96,7 +114,7 @@ func NewManager(ctx context.Context, dir, kubeconfig, apiURL string, opts Manage
 	return &Manager{
 		opts:    opts,
 		binary:  binary,
-		args:    managerArgs(opts, kubeconfig, apiURL, probe),
+		args:    args,
 		logPath: filepath.Join(dir, "manager.log"),
 		probe:   probe,
 		logf:    logf,
@@ -185,6 +203,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		return err
 	}
 	cmd := exec.Command(m.binary, m.args...)
+	cmd.Env = append(os.Environ(), m.opts.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -243,6 +262,13 @@ func (m *Manager) Kill() error { return m.signal(syscall.SIGKILL, 0) }
 // Stop asks the manager to shut down (SIGTERM) and waits up to 15s, then
 // kills it.
 func (m *Manager) Stop() error { return m.signal(syscall.SIGTERM, 15*time.Second) }
+
+// Exited is closed when the running process ends; nil when none was started.
+func (m *Manager) Exited() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.exited
+}
 
 // Restart kills the manager (SIGKILL) and starts it again.
 func (m *Manager) Restart(ctx context.Context) error {

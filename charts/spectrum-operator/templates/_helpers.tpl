@@ -51,6 +51,11 @@ control-plane: controller-manager
 {{ include "spectrum-operator.fullname" . }}-webhook
 {{- end }}
 
+{{/* The Secret where the manager keeps its own CA and serving certificate (no cert-manager). */}}
+{{- define "spectrum-operator.webhookCertSecretName" -}}
+{{ include "spectrum-operator.fullname" . }}-webhook-cert
+{{- end }}
+
 {{- define "spectrum-operator.webhookSecretName" -}}
 {{ include "spectrum-operator.fullname" . }}-webhook-tls
 {{- end }}
@@ -81,8 +86,5 @@ release namespace is added when the chart configures default credentials.
 {{- define "spectrum-operator.validate" -}}
 {{- if and .Values.credentials.existingSecret .Values.credentials.apiToken }}
 {{- fail "set either credentials.existingSecret or credentials.apiToken, not both" }}
-{{- end }}
-{{- if and (gt (int .Values.replicas) 1) (not .Values.webhook.certManager.enabled) }}
-{{- fail "replicas > 1 needs webhook.certManager.enabled=true: without cert-manager every replica generates its own CA, and the webhook's caBundle can trust only one of them" }}
 {{- end }}
 {{- end }}

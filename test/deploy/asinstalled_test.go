@@ -1,0 +1,580 @@
+package deploy_test
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
+	"github.com/cloudflare-operator/spectrum-operator/test/harness"
+)
+
+// How long an installed manager must stay up: controller-runtime gives up on
+// caches that never sync after 2 minutes, which in a pod is a crash loop.
+const aliveFor = 3 * time.Minute
+
+const (
+	installedAccount = "a0000000000000000000000000000021"
+	installedZone    = "c0000000000000000000000000000021"
+	installedToken   = "cf-installed-token-7d21"
+)
+
+// TestAsInstalled runs the manager as each installation gives it: the
+// chart's or config/default's RBAC, ServiceAccount and webhook
+// configuration applied to a real apiserver, and the built manager run with
+// the Deployment's own arguments under a token of that ServiceAccount. Only
+// what a pod would supply is added: the kubeconfig (the pod's token), the
+// listen addresses (the pod's IP), POD_NAMESPACE, and the simulator's URL
+// where the installation has no value for it. The apiserver reaches the
+// webhook through its Service, as in a cluster (an EndpointSlice plays the
+// endpoints controller).
+//
+// Each case checks what a user needs: the CA injected (or, with
+// cert-manager, used as injected), an invalid app refused by the webhook, an
+// app Ready and then deleted at the simulator, no "forbidden" in the log, and
+// the manager still running after aliveFor.
+func TestAsInstalled(t *testing.T) {
+	for _, tc := range []struct {
+		name, values string
+		kustomize    bool
+		certManager  bool
+		watched      []string
+	}{
+		{name: "chart default values"},
+		{name: "chart watchNamespaces", values: "watchNamespaces: [installed-team-a]\n", watched: []string{"installed-team-a"}},
+		{name: "chart cert-manager", values: "webhook:\n  certManager:\n    enabled: true\n", certManager: true},
+		{name: "kustomize config/default", kustomize: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			inst := install(t, tc.name, tc.values, tc.kustomize, tc.certManager, tc.watched)
+			started := time.Now()
+			replicas := inst.startReplicas(t, 1)
+			inst.checkUsable(t, tc.watched)
+			inst.checkAlive(t, replicas, started)
+		})
+	}
+}
+
+// installation is an install applied to the apiserver, everything but its
+// Deployment (which no kubelet would run here).
+type installation struct {
+	cp         *controlPlane
+	name       string
+	m          manifest
+	ns         string
+	deployment *appsv1.Deployment
+	vwc        string
+	service    *corev1.Service
+	sim        *spectrumtest.Server
+	// kubeconfig holds a token of the installation's ServiceAccount.
+	kubeconfig string
+	// certDir holds the certificate cert-manager would issue, as the pod
+	// would mount it; empty without cert-manager.
+	certDir string
+	port    string
+	// clusterIPPort is where the apiserver calls the webhook Service.
+	clusterIPPort string
+}
+
+func install(t *testing.T, name, values string, kustomize, certManager bool, watched []string) *installation {
+	t.Helper()
+	cp := privateCluster(t)
+	c := cp.client
+	ctx := t.Context()
+	sim := spectrumtest.NewServer(spectrumtest.Config{
+		Accounts: []spectrumtest.AccountConfig{{ID: installedAccount, Plan: spectrumtest.PlanEnterprise}},
+		Tokens:   []spectrumtest.TokenConfig{{Token: installedToken, Account: installedAccount}},
+		Zones:    []spectrumtest.ZoneConfig{{ID: installedZone, Name: "installed.example", Account: installedAccount}},
+	})
+	t.Cleanup(sim.Close)
+
+	inst := &installation{name: name, sim: sim, cp: cp}
+	for _, ns := range watched {
+		// The user creates watched namespaces first: the chart puts a Role
+		// in each.
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	if kustomize {
+		rendered, err := kubectl(t, nil, "kustomize", "config/default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst.m = parseManifest(t, rendered)
+		inst.ns = inst.m.one(t, "Namespace").GetName()
+	} else {
+		// Not the default names, so the chart's own names must reach its
+		// RBAC rules and flags.
+		const rel = "platform"
+		inst.ns = "platform-ops"
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: inst.ns}}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := helm(t, "template", rel, chartDir, "--namespace", inst.ns, "--include-crds",
+			"--values", writeTemp(t, values), "--set", "cloudflare.apiURL="+sim.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst.m = parseManifest(t, out)
+	}
+	inst.deployment = inst.m.deployment(t)
+	inst.vwc = inst.m.one(t, "ValidatingWebhookConfiguration").GetName()
+	inst.service = webhookService(t, inst.m)
+
+	// Everything but the Deployment, and cert-manager's own objects (no
+	// cert-manager runs here: the test plays it below).
+	var apply bytes.Buffer
+	for _, o := range inst.m {
+		switch o.GetKind() {
+		case "Deployment", "Certificate", "Issuer":
+			continue
+		}
+		data, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply.Write(data)
+		apply.WriteString("\n")
+	}
+	if out, err := kubectl(t, &apply, "--kubeconfig", cp.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
+		t.Fatalf("applying %s: %v\n%s", name, err, out)
+	}
+	testenv.Eventually(t, 30*time.Second, func() string {
+		var list v1alpha1.SpectrumAppList
+		if err := c.List(ctx, &list, client.InNamespace(inst.ns)); err != nil {
+			return "the SpectrumApp API is not served yet: " + err.Error()
+		}
+		return ""
+	})
+
+	svc := &corev1.Service{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: inst.ns, Name: inst.service.Name}, svc); err != nil {
+		t.Fatal(err)
+	}
+	inst.clusterIPPort = net.JoinHostPort(svc.Spec.ClusterIP, fmt.Sprint(svc.Spec.Ports[0].Port))
+
+	inst.kubeconfig = inst.serviceAccountKubeconfig(t)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.port = port
+	if certManager {
+		inst.certDir = inst.playCertManager(t)
+	}
+	return inst
+}
+
+// serviceAccountKubeconfig mints a token for the Deployment's ServiceAccount
+// (`kubectl create token`) and writes a kubeconfig that uses only it.
+func (inst *installation) serviceAccountKubeconfig(t *testing.T) string {
+	t.Helper()
+	admin := inst.cp.kubeconfig
+	sa := inst.deployment.Spec.Template.Spec.ServiceAccountName
+	token, err := kubectl(t, nil, "--kubeconfig", admin, "create", "token", sa, "--namespace", inst.ns, "--duration", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminConfig, err := clientcmd.LoadFromFile(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var server *clientcmdapi.Cluster
+	for _, c := range adminConfig.Clusters {
+		server = c
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["envtest"] = server
+	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: strings.TrimSpace(token)}
+	cfg.Contexts["installed"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: sa, Namespace: inst.ns}
+	cfg.CurrentContext = "installed"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// playCertManager does what cert-manager and its CA injector would: a
+// certificate for the webhook Service in the Certificate's Secret, mounted
+// where the Deployment mounts it, and its CA in the caBundle.
+func (inst *installation) playCertManager(t *testing.T) string {
+	t.Helper()
+	c := inst.cp.client
+	ctx := t.Context()
+	caPEM, certPEM, keyPEM := issue(t, inst.service.Name+"."+inst.ns+".svc")
+	var secretName string
+	for _, v := range inst.deployment.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secretName = v.Secret.SecretName
+		}
+	}
+	if secretName == "" {
+		t.Fatal("the cert-manager Deployment mounts no certificate Secret")
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: inst.ns, Name: secretName},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"ca.crt": caPEM, "tls.crt": certPEM, "tls.key": keyPEM},
+	}
+	if err := c.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range secret.Data {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := c.Get(ctx, types.NamespacedName{Name: inst.vwc}, vwc); err != nil {
+		t.Fatal(err)
+	}
+	for i := range vwc.Webhooks {
+		vwc.Webhooks[i].ClientConfig.CABundle = caPEM
+	}
+	if err := c.Update(ctx, vwc); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// replica is one manager process, as one pod of the Deployment.
+type replica struct {
+	*harness.Manager
+	ip string
+}
+
+var podIPs struct {
+	sync.Mutex
+	next int
+}
+
+// newPodIP hands out loopback addresses, one per simulated pod, so replicas
+// listen on the same port as pods do.
+func newPodIP() string {
+	podIPs.Lock()
+	defer podIPs.Unlock()
+	podIPs.next++
+	return fmt.Sprintf("127.0.%d.%d", 10+podIPs.next/250, 1+podIPs.next%250)
+}
+
+// newReplica prepares a manager with the Deployment's arguments and what a
+// pod supplies.
+func (inst *installation) newReplica(t *testing.T) *replica {
+	t.Helper()
+	container := manager(t, inst.deployment)
+	ip := newPodIP()
+	probePort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := net.JoinHostPort(ip, probePort)
+	metricsPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append(slices.Clone(container.Args),
+		"--kubeconfig="+inst.kubeconfig,
+		"--webhook-host="+ip,
+		"--webhook-port="+inst.port,
+		"--health-probe-bind-address="+probe,
+		"--leader-election-namespace="+inst.ns,
+	)
+	if _, ok := flags(container.Args)["metrics-bind-address"]; ok {
+		args = append(args, "--metrics-bind-address="+net.JoinHostPort(ip, metricsPort))
+	}
+	if inst.certDir != "" {
+		args = append(args, "--webhook-cert-dir="+inst.certDir)
+	}
+	if f := flags(container.Args)["cloudflare-api-url"]; f != inst.sim.URL {
+		// config/default has no value for it; the chart was given the
+		// simulator's.
+		args = append(args, "--cloudflare-api-url="+inst.sim.URL)
+	}
+	env := []string{"POD_NAMESPACE=" + inst.ns}
+	for _, e := range container.Env {
+		if e.Value != "" {
+			env = append(env, e.Name+"="+e.Value)
+		}
+	}
+	binary, err := harness.BuildManager(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := harness.NewManager(t.Context(), t.TempDir(), "", "", harness.ManagerOptions{
+		Binary: binary, CommandLine: args, ProbeAddress: probe, Env: env,
+	}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = m.Stop()
+		if t.Failed() {
+			log, _ := m.Log()
+			t.Logf("manager log (%s):\n%s", ip, tail(string(log), 60))
+		}
+	})
+	return &replica{Manager: m, ip: ip}
+}
+
+// startReplicas starts n replicas, each in the Service's endpoints once
+// ready, as the endpoints controller would add a ready pod.
+func (inst *installation) startReplicas(t *testing.T, n int) []*replica {
+	t.Helper()
+	var out []*replica
+	for range n {
+		r := inst.newReplica(t)
+		if err := r.Start(t.Context()); err != nil {
+			log, _ := r.Log()
+			t.Fatalf("%v\n%s", err, tail(string(log), 40))
+		}
+		out = append(out, r)
+		inst.setEndpoints(t, out, nil)
+	}
+	return out
+}
+
+// setEndpoints routes the webhook Service to every replica not listed in
+// terminating, as kube-proxy does with a Service's ready endpoints.
+func (inst *installation) setEndpoints(t *testing.T, replicas []*replica, terminating []*replica) {
+	t.Helper()
+	var ready []string
+	for _, r := range replicas {
+		if !slices.Contains(terminating, r) {
+			ready = append(ready, net.JoinHostPort(r.ip, inst.port))
+		}
+	}
+	inst.cp.proxy.setEndpoints(inst.clusterIPPort, ready)
+}
+
+// checkUsable: the webhook is trusted and refuses what it must, an app goes
+// Ready and is deleted at the simulator.
+func (inst *installation) checkUsable(t *testing.T, watched []string) {
+	t.Helper()
+	c := inst.cp.client
+	ctx := t.Context()
+
+	testenv.Eventually(t, 60*time.Second, func() string {
+		vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := c.Get(ctx, types.NamespacedName{Name: inst.vwc}, vwc); err != nil {
+			return err.Error()
+		}
+		for _, w := range vwc.Webhooks {
+			if len(w.ClientConfig.CABundle) == 0 {
+				return "no CA in webhook " + w.Name + "'s caBundle"
+			}
+		}
+		return ""
+	})
+
+	appNS := inst.ns + "-apps"
+	if len(watched) > 0 {
+		appNS = watched[0]
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "cloudflare-credentials"},
+		Data:       map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(installedToken)},
+	}
+	if err := c.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+
+	// The webhook answers (over TLS the apiserver trusts) and refuses an
+	// app the schema admits: an origin by DNS name without a port (11001).
+	bad := inst.app(appNS, "refused")
+	bad.Spec.OriginDirect = nil
+	bad.Spec.OriginDNS = &v1alpha1.OriginDNS{Name: "origin.example.com"}
+	testenv.Eventually(t, 30*time.Second, func() string {
+		err := c.Create(ctx, bad, client.DryRunAll)
+		switch {
+		case err == nil:
+			return "an invalid app was admitted"
+		case !strings.Contains(err.Error(), "denied the request"):
+			return "the webhook did not answer: " + err.Error()
+		}
+		return ""
+	})
+
+	app := inst.app(appNS, "web")
+	testenv.Eventually(t, 30*time.Second, func() string {
+		if err := c.Create(ctx, app); err != nil && !apierrors.IsAlreadyExists(err) {
+			return "creating a valid app: " + err.Error()
+		}
+		return ""
+	})
+	testenv.Eventually(t, 90*time.Second, func() string {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(app), app); err != nil {
+			return err.Error()
+		}
+		if !meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady) {
+			return fmt.Sprintf("app not Ready: %+v", app.Status.Conditions)
+		}
+		if n := len(inst.sim.Simulator.Apps()); n != 1 {
+			return fmt.Sprintf("the simulator holds %d applications, want 1", n)
+		}
+		return ""
+	})
+	if err := c.Delete(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() string {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(app), app); !apierrors.IsNotFound(err) {
+			return fmt.Sprintf("the SpectrumApp is still there (err %v, finalizers %v)", err, app.Finalizers)
+		}
+		if n := len(inst.sim.Simulator.Apps()); n != 0 {
+			return fmt.Sprintf("the simulator still holds %d applications", n)
+		}
+		return ""
+	})
+
+	if len(watched) > 0 {
+		// Outside the watched namespaces no manager acts on a SpectrumApp,
+		// and the webhook is not asked either.
+		other := inst.ns + "-unwatched"
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}}); err != nil {
+			t.Fatal(err)
+		}
+		unwatched := bad.DeepCopy()
+		unwatched.Namespace = other
+		if err := c.Create(ctx, unwatched, client.DryRunAll); err != nil {
+			t.Errorf("the webhook was asked about namespace %s, which no manager watches: %v", other, err)
+		}
+	}
+}
+
+// checkAlive waits until aliveFor has passed since started and checks every
+// replica still runs and never logged "forbidden".
+func (inst *installation) checkAlive(t *testing.T, replicas []*replica, started time.Time) {
+	t.Helper()
+	for _, r := range replicas {
+		select {
+		case <-r.Exited():
+			t.Fatalf("the manager (%s) exited", r.ip)
+		case <-time.After(time.Until(started.Add(aliveFor))):
+		}
+	}
+	for _, r := range replicas {
+		if !r.Running() {
+			t.Errorf("the manager (%s) is not running after %s", r.ip, aliveFor)
+		}
+		log, err := r.Log()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(strings.ToLower(line), "forbidden") {
+				t.Errorf("the manager (%s) was refused something its RBAC should grant: %s", r.ip, line)
+			}
+		}
+	}
+}
+
+func (inst *installation) app(ns, name string) *v1alpha1.SpectrumApp {
+	return &v1alpha1.SpectrumApp{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.SpectrumAppSpec{
+			ZoneID:         installedZone,
+			CredentialsRef: &v1alpha1.SecretKeyReference{Name: "cloudflare-credentials"},
+			DeletionPolicy: v1alpha1.DeletionPolicyDelete,
+			Protocol:       "tcp/22",
+			DNS:            v1alpha1.DNS{Type: "CNAME", Name: name + "." + strings.ReplaceAll(inst.ns, ".", "-") + ".installed.example"},
+			OriginDirect:   []string{"tcp://192.0.2.10:22"},
+		},
+	}
+}
+
+// issue makes a CA and a serving certificate for host, as a cert-manager
+// Issuer would.
+func issue(t *testing.T, host string) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTemplate := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test cert-manager CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+// freePort returns a TCP port free on every loopback address.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
+}
+
+func tail(s string, lines int) string {
+	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
