@@ -578,3 +578,162 @@ func tail(s string, lines int) string {
 	}
 	return strings.Join(all, "\n")
 }
+
+// TestRollingUpgradeNeverRefusesAnApply: with the chart's two replicas, a
+// rolling upgrade (each old pod replaced by a new one that is ready first)
+// never refuses a create, while a stream of dry-run creates goes on. The
+// restart is a Kubernetes one: the old pod leaves the Service's endpoints as
+// it starts terminating, runs its preStop hook, then gets SIGTERM.
+func TestRollingUpgradeNeverRefusesAnApply(t *testing.T) {
+	t.Parallel()
+	inst := install(t, "rolling", "", false, false, nil)
+	c := inst.cp.client
+	ctx := t.Context()
+	if got := *inst.deployment.Spec.Replicas; got < 2 {
+		t.Fatalf("the chart runs %d replica(s); a rolling upgrade would leave the webhook without one", got)
+	}
+	old := inst.startReplicas(t, int(*inst.deployment.Spec.Replicas))
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rolling-apps"}}); err != nil {
+		t.Fatal(err)
+	}
+	app := inst.app("rolling-apps", "stream")
+	testenv.Eventually(t, 60*time.Second, func() string {
+		if err := c.Create(ctx, app.DeepCopy(), client.DryRunAll); err != nil {
+			return "the webhook does not admit yet: " + err.Error()
+		}
+		return ""
+	})
+
+	var (
+		mu       sync.Mutex
+		admitted int
+		refused  []string
+	)
+	stop := make(chan struct{})
+	streamed := make(chan struct{})
+	go func() {
+		defer close(streamed)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			err := c.Create(ctx, app.DeepCopy(), client.DryRunAll)
+			mu.Lock()
+			if err != nil {
+				refused = append(refused, err.Error())
+			} else {
+				admitted++
+			}
+			mu.Unlock()
+		}
+	}()
+
+	preStop := time.Duration(0)
+	if h := manager(t, inst.deployment).Lifecycle; h != nil && h.PreStop != nil && h.PreStop.Sleep != nil {
+		preStop = time.Duration(h.PreStop.Sleep.Seconds) * time.Second
+	}
+	running := slices.Clone(old)
+	for _, pod := range old {
+		// maxSurge 1, maxUnavailable 0: the new pod is ready (and in the
+		// endpoints) before the old one goes.
+		next := inst.newReplica(t)
+		if err := next.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		running = append(running, next)
+		inst.setEndpoints(t, running, nil)
+		inst.setEndpoints(t, running, []*replica{pod})
+		time.Sleep(preStop)
+		if err := pod.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		running = slices.DeleteFunc(running, func(r *replica) bool { return r == pod })
+		inst.setEndpoints(t, running, nil)
+		time.Sleep(time.Second) // some creates between the two restarts
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-streamed
+
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d dry-run creates admitted during the rolling upgrade, %d refused", admitted, len(refused))
+	if admitted < 50 {
+		t.Errorf("only %d creates admitted: the stream did not cover the upgrade", admitted)
+	}
+	for i, r := range refused {
+		if i == 5 {
+			t.Errorf("... and %d more", len(refused)-5)
+			break
+		}
+		t.Errorf("refused during the rolling upgrade: %s", r)
+	}
+}
+
+// TestDeletionsFinishWhileTheWebhookIsDown: the webhook's matchConditions
+// keep objects being deleted and metadata-only updates away from it, so
+// with no replica reachable (failurePolicy Fail) a SpectrumApp is still
+// deleted, and its finalizer removed, while spec changes are refused.
+func TestDeletionsFinishWhileTheWebhookIsDown(t *testing.T) {
+	t.Parallel()
+	inst := install(t, "webhook down", "", false, false, nil)
+	c := inst.cp.client
+	ctx := t.Context()
+	replicas := inst.startReplicas(t, 1)
+	const ns = "down-apps"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cloudflare-credentials"},
+		Data:       map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(installedToken)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	app := inst.app(ns, "going")
+	testenv.Eventually(t, 60*time.Second, func() string {
+		if err := c.Create(ctx, app); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err.Error()
+		}
+		return ""
+	})
+	testenv.Eventually(t, 60*time.Second, func() string {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(app), app); err != nil {
+			return err.Error()
+		}
+		if !meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady) || len(inst.sim.Simulator.Apps()) != 1 {
+			return "the app is not Ready at the simulator yet"
+		}
+		return ""
+	})
+
+	// No replica is reachable; the manager still runs.
+	inst.setEndpoints(t, replicas, replicas)
+	for _, r := range replicas {
+		inst.cp.proxy.cut(net.JoinHostPort(r.ip, inst.port))
+	}
+	changed := app.DeepCopy()
+	changed.Spec.OriginDirect = []string{"tcp://192.0.2.11:22"}
+	if err := c.Update(ctx, changed); err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+		t.Fatalf("a spec change was not refused for the unreachable webhook (err %v); the checks below would prove nothing", err)
+	}
+	labelled := app.DeepCopy()
+	labelled.Labels = map[string]string{"team": "edge"}
+	if err := c.Update(ctx, labelled); err != nil {
+		t.Errorf("a label change waited on the unreachable webhook: %v", err)
+	}
+	if err := c.Delete(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() string {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(app), app); !apierrors.IsNotFound(err) {
+			return fmt.Sprintf("the SpectrumApp is still there (err %v, finalizers %v)", err, app.Finalizers)
+		}
+		if n := len(inst.sim.Simulator.Apps()); n != 0 {
+			return fmt.Sprintf("the simulator still holds %d applications", n)
+		}
+		return ""
+	})
+}

@@ -20,6 +20,33 @@ type serviceProxy struct {
 	mu       sync.Mutex
 	backends map[string][]string // ClusterIP:port -> ready host:port
 	next     int
+	tunnels  map[net.Conn]string // open connections to a backend -> backend
+}
+
+// cut closes every open connection to backend, as a network partition
+// would; kube-proxy itself leaves established connections alone.
+func (p *serviceProxy) cut(backend string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for conn, b := range p.tunnels {
+		if b == backend {
+			_ = conn.Close()
+		}
+	}
+}
+
+func (p *serviceProxy) track(conn net.Conn, backend string) func() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tunnels == nil {
+		p.tunnels = map[net.Conn]string{}
+	}
+	p.tunnels[conn] = backend
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.tunnels, conn)
+	}
 }
 
 // setEndpoints routes clusterIPPort to ready (none: refused).
@@ -89,6 +116,7 @@ func (p *serviceProxy) serve(conn net.Conn) {
 		return
 	}
 	defer upstream.Close()
+	defer p.track(upstream, backend)()
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		return
 	}
