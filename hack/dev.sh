@@ -96,9 +96,10 @@ up() {
     --from-literal=apiToken="$DEMO_TOKEN" --dry-run=client -o yaml |
     kubectl --kubeconfig "$(kubeconfig)" apply -f - >/dev/null
 
+  install_identity
   say "starting the manager ..."
   start manager bin/manager \
-    --kubeconfig "$(kubeconfig)" \
+    --kubeconfig "$root/$DEV_DIR/manager.kubeconfig" \
     --cloudflare-api-url "http://$SIM_ADDR/client/v4" \
     --cloudflare-requests-per-second 20 \
     --resync-period "$RESYNC_PERIOD" \
@@ -110,6 +111,24 @@ up() {
   say ""
   say "dev environment ready: kube-apiserver + etcd, simulator at http://$SIM_ADDR, manager (logs in $DEV_DIR/*.log)."
   echo "export KUBECONFIG=$(kubeconfig)"
+}
+
+# install_identity gives the manager the identity an installation gives it:
+# config/default's ServiceAccount, ClusterRole, Roles and bindings (config/rbac
+# with config/default's namespace and name prefix), and a kubeconfig holding a
+# token of that ServiceAccount, never the admin's.
+install_identity() {
+  local ns=spectrum-operator-system sa=spectrum-operator-controller-manager admin token
+  admin="$(kubeconfig)"
+  mkdir -p "$DEV_DIR/rbac"
+  printf 'namespace: %s\nnamePrefix: spectrum-operator-\nresources:\n- %s/config/rbac\n' "$ns" "$(realpath --relative-to="$DEV_DIR/rbac" "$root")" >"$DEV_DIR/rbac/kustomization.yaml"
+  kubectl --kubeconfig "$admin" create namespace "$ns" --dry-run=client -o yaml | kubectl --kubeconfig "$admin" apply -f - >/dev/null
+  kubectl --kubeconfig "$admin" apply --server-side -k "$DEV_DIR/rbac" >/dev/null
+  token="$(kubectl --kubeconfig "$admin" create token "$sa" --namespace "$ns" --duration 24h)"
+  cp "$admin" "$DEV_DIR/manager.kubeconfig"
+  kubectl --kubeconfig "$DEV_DIR/manager.kubeconfig" config set-credentials "$sa" --token="$token" >/dev/null
+  kubectl --kubeconfig "$DEV_DIR/manager.kubeconfig" config set-context --current --user="$sa" >/dev/null
+  say "  the manager runs as system:serviceaccount:$ns:$sa with config/default's RBAC (token valid 24h)"
 }
 
 down() {

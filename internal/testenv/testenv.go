@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 )
@@ -63,9 +65,45 @@ func New(opts Options) (*envtest.Environment, error) {
 		Scheme:                Scheme(),
 	}
 	if opts.WithWebhooks {
+		vwc, err := InstalledWebhookConfiguration(root)
+		if err != nil {
+			return nil, err
+		}
 		env.WebhookInstallOptions = envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join(root, "config", "webhook")},
+			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{vwc},
 		}
 	}
 	return env, nil
+}
+
+// InstalledWebhookConfiguration is the ValidatingWebhookConfiguration an
+// installation has: controller-gen's (config/webhook/manifests.yaml) with the
+// matchConditions config/default and the chart add
+// (config/webhook/match_conditions_patch.yaml).
+func InstalledWebhookConfiguration(root string) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	generated, err := os.ReadFile(filepath.Join(root, "config", "webhook", "manifests.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := yaml.Unmarshal(generated, vwc); err != nil {
+		return nil, fmt.Errorf("config/webhook/manifests.yaml: %w", err)
+	}
+	patchFile, err := os.ReadFile(filepath.Join(root, "config", "webhook", "match_conditions_patch.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var patch []struct {
+		Op    string                                   `json:"op"`
+		Path  string                                   `json:"path"`
+		Value []admissionregistrationv1.MatchCondition `json:"value"`
+	}
+	if err := yaml.Unmarshal(patchFile, &patch); err != nil {
+		return nil, fmt.Errorf("config/webhook/match_conditions_patch.yaml: %w", err)
+	}
+	if len(patch) != 1 || patch[0].Op != "add" || patch[0].Path != "/webhooks/0/matchConditions" || len(vwc.Webhooks) != 1 {
+		return nil, fmt.Errorf("config/webhook/match_conditions_patch.yaml must add matchConditions to the one generated webhook")
+	}
+	vwc.Webhooks[0].MatchConditions = patch[0].Value
+	return vwc, nil
 }

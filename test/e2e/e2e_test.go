@@ -67,6 +67,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// The manager ran as installed (config/default's ServiceAccount and
+	// RBAC): anything refused to it is a grant the installation lacks.
+	if log, err := os.ReadFile(filepath.Join(repoRoot, "bin", "e2e", "manager.log")); err != nil {
+		fmt.Fprintf(os.Stderr, "reading the manager's log: %v\n", err)
+		code = 1
+	} else if i := bytes.Index(bytes.ToLower(log), []byte("forbidden")); i >= 0 {
+		fmt.Fprintf(os.Stderr, "the manager was refused something under config/default's RBAC: %s\n", log[max(0, i-300):min(len(log), i+300)])
+		code = 1
+	}
 	if out, err := devScript("down"); err != nil {
 		fmt.Fprintf(os.Stderr, "hack/dev.sh down failed: %v\n%s", err, out)
 		code = 1
@@ -94,6 +103,28 @@ func writeSimulatorConfig() error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "simulator.yaml"), world, 0o644)
+}
+
+// TestManagerRunsAsInstalled: the e2e manager's identity is the installed
+// ServiceAccount, never an admin.
+func TestManagerRunsAsInstalled(t *testing.T) {
+	managerConfig := filepath.Join(repoRoot, "bin", "e2e", "manager.kubeconfig")
+	who := mustKubectl(t, "", "--kubeconfig", managerConfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+	if want := "system:serviceaccount:spectrum-operator-system:spectrum-operator-controller-manager"; who != want {
+		t.Errorf("the manager runs as %q, want %q", who, want)
+	}
+	for _, check := range [][]string{{"list", "spectrumapps", "--all-namespaces"}, {"delete", "namespaces"}, {"create", "clusterrolebindings"}} {
+		out, _ := kubectl(t, "", append([]string{"--kubeconfig", managerConfig, "auth", "can-i"}, check...)...)
+		want := "yes"
+		if check[0] != "list" {
+			want = "no"
+		}
+		// The answer is the last word; kubectl may warn before it.
+		words := strings.Fields(out)
+		if len(words) == 0 || words[len(words)-1] != want {
+			t.Errorf("kubectl auth can-i %s as the manager: %q, want %q", strings.Join(check, " "), out, want)
+		}
+	}
 }
 
 func devScript(verb string) (string, error) {

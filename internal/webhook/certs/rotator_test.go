@@ -191,11 +191,13 @@ func TestClearedCABundleIsRestored(t *testing.T) {
 	newWebhookConfig(t, vwc)
 	r := replica(t, ns, vwc, nil)
 	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
 	if err := r.WaitLoaded(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = r.Start(ctx) }()
+	stopped := make(chan struct{})
+	go func() { _ = r.Start(ctx); close(stopped) }()
+	// It logs through t: it must be gone before the test ends.
+	defer func() { cancel(); <-stopped }()
 
 	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	if err := k8sClient.Get(ctx, types.NamespacedName{Name: vwc}, config); err != nil {
