@@ -53,6 +53,7 @@ const defaultWorkers = 8
 // config is everything the command line sets.
 type config struct {
 	metricsAddr, probeAddr string
+	metricsCertDir         string
 	pprofAddr              string
 	secureMetrics          bool
 	enableHTTP2            bool
@@ -89,6 +90,7 @@ func parseFlags() (config, zap.Options) {
 	var c config
 	flag.StringVar(&c.metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS, :8080 for HTTP); 0 disables it.")
 	flag.BoolVar(&c.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.StringVar(&c.metricsCertDir, "metrics-cert-dir", "", "Directory with the metrics server's tls.crt and tls.key (e.g. from cert-manager), so scrapers can verify it; empty serves a self-signed certificate made at start.")
 	flag.StringVar(&c.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, unauthenticated (e.g. 127.0.0.1:8082); 0 disables them.")
 	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&c.enableHTTP2, "enable-http2", false, "Serve the metrics and webhook servers over HTTP/2 (off: HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
@@ -215,6 +217,7 @@ func managerOptions(cfg config, rotator *certs.Rotator) ctrl.Options {
 	metricsOpts := metricsserver.Options{
 		BindAddress:   cfg.metricsAddr,
 		SecureServing: cfg.secureMetrics,
+		CertDir:       cfg.metricsCertDir,
 		TLSOpts:       tlsOpts,
 	}
 	if cfg.secureMetrics {

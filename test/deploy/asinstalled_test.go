@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
@@ -96,9 +97,9 @@ type installation struct {
 	sim        *spectrumtest.Server
 	// kubeconfig holds a token of the installation's ServiceAccount.
 	kubeconfig string
-	// certDir holds the certificate cert-manager would issue, as the pod
-	// would mount it; empty without cert-manager.
-	certDir string
+	// mounts maps the Deployment's certificate mount paths to local
+	// directories holding what cert-manager would issue; empty without it.
+	mounts map[string]string
 	port    string
 	// clusterIPPort is where the apiserver calls the webhook Service.
 	clusterIPPort string
@@ -189,7 +190,7 @@ func install(t *testing.T, name, values string, kustomize, certManager bool, wat
 	}
 	inst.port = port
 	if certManager {
-		inst.certDir = inst.playCertManager(t)
+		inst.mounts = inst.playCertManager(t)
 	}
 	return inst
 }
@@ -224,48 +225,64 @@ func (inst *installation) serviceAccountKubeconfig(t *testing.T) string {
 	return path
 }
 
-// playCertManager does what cert-manager and its CA injector would: a
-// certificate for the webhook Service in the Certificate's Secret, mounted
-// where the Deployment mounts it, and its CA in the caBundle.
-func (inst *installation) playCertManager(t *testing.T) string {
+// playCertManager does what cert-manager and its CA injector would: for
+// each Certificate, a certificate for its DNS names in its Secret, mounted
+// where the Deployment mounts that Secret, and the webhook's CA in the
+// caBundle. It returns the local directory for each mount path.
+func (inst *installation) playCertManager(t *testing.T) map[string]string {
 	t.Helper()
 	c := inst.cp.client
 	ctx := t.Context()
-	caPEM, certPEM, keyPEM := issue(t, inst.service.Name+"."+inst.ns+".svc")
-	var secretName string
-	for _, v := range inst.deployment.Spec.Template.Spec.Volumes {
-		if v.Secret != nil {
-			secretName = v.Secret.SecretName
+	mounts := map[string]string{}
+	pod := inst.deployment.Spec.Template.Spec
+	for _, u := range inst.m.ofKind("Certificate") {
+		secretName, _, _ := unstructured.NestedString(u.Object, "spec", "secretName")
+		dnsNames, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "dnsNames")
+		caPEM, certPEM, keyPEM := issue(t, dnsNames[0])
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: inst.ns, Name: secretName},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{"ca.crt": caPEM, "tls.crt": certPEM, "tls.key": keyPEM},
 		}
-	}
-	if secretName == "" {
-		t.Fatal("the cert-manager Deployment mounts no certificate Secret")
-	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: inst.ns, Name: secretName},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"ca.crt": caPEM, "tls.crt": certPEM, "tls.key": keyPEM},
-	}
-	if err := c.Create(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for name, data := range secret.Data {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		if err := c.Create(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		for name, data := range secret.Data {
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mounted := false
+		for _, v := range pod.Volumes {
+			if v.Secret == nil || v.Secret.SecretName != secretName {
+				continue
+			}
+			for _, m := range manager(t, inst.deployment).VolumeMounts {
+				if m.Name == v.Name {
+					mounts[m.MountPath] = dir
+					mounted = true
+				}
+			}
+		}
+		if !mounted {
+			t.Fatalf("the Deployment does not mount Certificate %s's Secret %s", u.GetName(), secretName)
+		}
+		if dnsNames[0] != inst.service.Name+"."+inst.ns+".svc" {
+			continue
+		}
+		vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := c.Get(ctx, types.NamespacedName{Name: inst.vwc}, vwc); err != nil {
+			t.Fatal(err)
+		}
+		for i := range vwc.Webhooks {
+			vwc.Webhooks[i].ClientConfig.CABundle = caPEM
+		}
+		if err := c.Update(ctx, vwc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := c.Get(ctx, types.NamespacedName{Name: inst.vwc}, vwc); err != nil {
-		t.Fatal(err)
-	}
-	for i := range vwc.Webhooks {
-		vwc.Webhooks[i].ClientConfig.CABundle = caPEM
-	}
-	if err := c.Update(ctx, vwc); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return mounts
 }
 
 // replica is one manager process, as one pod of the Deployment.
@@ -313,8 +330,12 @@ func (inst *installation) newReplica(t *testing.T) *replica {
 	if _, ok := flags(container.Args)["metrics-bind-address"]; ok {
 		args = append(args, "--metrics-bind-address="+net.JoinHostPort(ip, metricsPort))
 	}
-	if inst.certDir != "" {
-		args = append(args, "--webhook-cert-dir="+inst.certDir)
+	for i, a := range args {
+		// A mounted certificate directory is where the test put it.
+		name, value, _ := strings.Cut(a, "=")
+		if dir, ok := inst.mounts[value]; ok {
+			args[i] = name + "=" + dir
+		}
 	}
 	if f := flags(container.Args)["cloudflare-api-url"]; f != inst.sim.URL {
 		// config/default has no value for it; the chart was given the

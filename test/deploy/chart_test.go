@@ -13,9 +13,11 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -199,7 +201,7 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 			if ps := pod.Spec; len(ps.ImagePullSecrets) != 1 || ps.NodeSelector["kubernetes.io/os"] != "linux" || len(ps.Tolerations) != 1 {
 				t.Errorf("imagePullSecrets %v, nodeSelector %v, tolerations %v not rendered", ps.ImagePullSecrets, ps.NodeSelector, ps.Tolerations)
 			}
-			cert := m.one(t, "Certificate")
+			cert := m.named(t, "Certificate", release+"-webhook")
 			issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
 			m.named(t, "Issuer", issuer)
 			absent(t, m, "Secret")
@@ -215,6 +217,26 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 			metricsSvc := m.named(t, "Service", release+"-metrics")
 			if !labels.SelectorFromSet(smSelector).Matches(labels.Set(metricsSvc.GetLabels())) {
 				t.Errorf("ServiceMonitor selector %v does not select the metrics Service (labels %v)", smSelector, metricsSvc.GetLabels())
+			}
+			// cert-manager issues the metrics certificate too, and the
+			// ServiceMonitor verifies it.
+			endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			tlsConfig, _, _ := unstructured.NestedMap(endpoints[0].(map[string]any), "tlsConfig")
+			caSecret, _, _ := unstructured.NestedString(tlsConfig, "ca", "secret", "name")
+			if skip, _ := tlsConfig["insecureSkipVerify"].(bool); skip || caSecret == "" || tlsConfig["serverName"] != release+"-metrics."+namespace+".svc" {
+				t.Errorf("ServiceMonitor tlsConfig %v, want the metrics certificate verified against cert-manager's CA", tlsConfig)
+			}
+			metricsCert := m.named(t, "Certificate", release+"-metrics")
+			if name, _, _ := unstructured.NestedString(metricsCert.Object, "spec", "secretName"); name != caSecret {
+				t.Errorf("ServiceMonitor trusts Secret %q, the metrics Certificate writes %q", caSecret, name)
+			}
+			metricsDir := f["metrics-cert-dir"]
+			if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool {
+				return vm.MountPath == metricsDir && slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
+					return v.Name == vm.Name && v.Secret != nil && v.Secret.SecretName == caSecret
+				})
+			}) {
+				t.Errorf("--metrics-cert-dir=%q is not where Secret %s is mounted", metricsDir, caSecret)
 			}
 			// Every replica serves cert-manager's certificate, so a rolling
 			// update keeps the webhook up.
@@ -260,6 +282,36 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 				if r.GetName() == release+"-metrics-auth" {
 					t.Error("metrics-auth ClusterRole rendered with metrics off")
 				}
+			}
+		},
+	}, {
+		name:   "network policy",
+		values: "networkPolicy:\n  enabled: true\n  webhookFrom:\n  - ipBlock: {cidr: 10.0.0.0/24}\n",
+		check: func(t *testing.T, m manifest) {
+			np := typed[networkingv1.NetworkPolicy](t, m.one(t, "NetworkPolicy"))
+			d := m.deployment(t)
+			if sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector); err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				t.Errorf("NetworkPolicy selects %v, not the manager's pods", np.Spec.PodSelector)
+			}
+			c := manager(t, d)
+			ports := map[string][]networkingv1.NetworkPolicyPeer{}
+			for _, rule := range np.Spec.Ingress {
+				for _, p := range rule.Ports {
+					if p.Port == nil || targetOf(c, *p.Port) == nil {
+						t.Errorf("NetworkPolicy admits port %v, which the manager does not serve", p.Port)
+						continue
+					}
+					ports[targetOf(c, *p.Port).Name] = rule.From
+				}
+			}
+			if from, ok := ports["webhook-server"]; !ok || len(from) != 1 || from[0].IPBlock == nil || from[0].IPBlock.CIDR != "10.0.0.0/24" {
+				t.Errorf("webhook port admitted from %+v (admitted: %t), want networkPolicy.webhookFrom", from, ok)
+			}
+			if from := ports["metrics"]; len(from) != 1 || from[0].NamespaceSelector == nil || from[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+				t.Errorf("metrics port admitted from %+v, want the monitoring namespaces", from)
+			}
+			if len(ports) != 2 {
+				t.Errorf("NetworkPolicy admits ports %v, want the webhook and metrics only", slices.Sorted(maps.Keys(ports)))
 			}
 		},
 	}, {
@@ -426,7 +478,15 @@ func checkWebhookTLS(t *testing.T, m manifest, ns string) {
 		return
 	}
 	volume := certVolume(t, d)
-	cert := m.one(t, "Certificate")
+	var cert *unstructured.Unstructured
+	for _, u := range m.ofKind("Certificate") {
+		if name, _, _ := unstructured.NestedString(u.Object, "spec", "secretName"); volume.Secret != nil && name == volume.Secret.SecretName {
+			cert = u
+		}
+	}
+	if cert == nil {
+		t.Fatalf("no Certificate writes the Secret mounted at --webhook-cert-dir (%+v)", volume.VolumeSource)
+	}
 	if got, want := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"], ns+"/"+cert.GetName(); got != want {
 		t.Errorf("inject-ca-from = %q, want %q", got, want)
 	}

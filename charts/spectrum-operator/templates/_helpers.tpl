@@ -56,6 +56,15 @@ control-plane: controller-manager
 {{ include "spectrum-operator.fullname" . }}-webhook-cert
 {{- end }}
 
+{{/* cert-manager issues the metrics certificate too, so scrapers can verify it. */}}
+{{- define "spectrum-operator.metricsCertManaged" -}}
+{{- if and .Values.webhook.certManager.enabled .Values.metrics.enabled .Values.metrics.secure }}true{{ end }}
+{{- end }}
+
+{{- define "spectrum-operator.metricsSecretName" -}}
+{{ include "spectrum-operator.fullname" . }}-metrics-tls
+{{- end }}
+
 {{- define "spectrum-operator.webhookSecretName" -}}
 {{ include "spectrum-operator.fullname" . }}-webhook-tls
 {{- end }}
