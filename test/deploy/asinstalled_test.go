@@ -24,8 +24,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -100,7 +100,7 @@ type installation struct {
 	// mounts maps the Deployment's certificate mount paths to local
 	// directories holding what cert-manager would issue; empty without it.
 	mounts map[string]string
-	port    string
+	port   string
 	// clusterIPPort is where the apiserver calls the webhook Service.
 	clusterIPPort string
 }
