@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -125,11 +126,20 @@ func (r *SpectrumAppReconciler) token(ctx context.Context, name types.Namespaced
 	if err := r.APIReader.Get(ctx, name, secret); err != nil {
 		return "", secretError(name, err)
 	}
-	token := string(secret.Data[key])
+	// Whitespace around the token is how files end, not part of it.
+	token := strings.TrimSpace(string(secret.Data[key]))
 	if token == "" {
 		return "", &CredentialsError{
 			Reason: ReasonCredentialsKeyMissing,
 			Detail: fmt.Sprintf("Secret %s has no non-empty key %q", name, key),
+		}
+	}
+	if !isTokenText(token) {
+		// Sent, it would fail as a malformed header (Go refuses it before
+		// it leaves), which reads as Cloudflare being unreachable.
+		return "", &CredentialsError{
+			Reason: ReasonCredentialsTokenMalformed,
+			Detail: fmt.Sprintf("Secret %s key %q does not hold an API token: it has spaces, line breaks or other characters a token never has", name, key),
 		}
 	}
 	r.secrets.put(name, secret.ResourceVersion, key, token)
@@ -172,7 +182,20 @@ const (
 	ReasonCredentialsSecretNotFound  = "CredentialsSecretNotFound"
 	ReasonCredentialsKeyMissing      = "CredentialsKeyMissing"
 	ReasonCredentialsSecretForbidden = "CredentialsSecretForbidden"
+	ReasonCredentialsTokenMalformed  = "CredentialsTokenMalformed"
 )
+
+// isTokenText reports whether s can be an API token: printable ASCII without
+// spaces. Cloudflare's tokens are letters, digits, '-' and '_'; legacy
+// credentials are no wider.
+func isTokenText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // Classification implements spectrum.Explained: only a person can provide
 // the token. The Secret is watched, so fixing it is enough.
@@ -184,6 +207,8 @@ func (e *CredentialsError) Classification() spectrum.Classification {
 	case ReasonCredentialsSecretForbidden:
 		resolution = "Let the operator's service account get Secrets in this namespace (the Helm chart's watchNamespaces grants it per namespace), then set the " +
 			v1alpha1.ReconcileRequestedAtAnnotation + " annotation to retry."
+	case ReasonCredentialsTokenMalformed:
+		resolution = "Put only the API token under the key (kubectl create secret generic NAME --from-literal=apiToken=TOKEN); the operator retries as soon as the Secret changes."
 	}
 	return spectrum.Explain(spectrum.NeedsHuman, e.Reason, resolution, e.Detail)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
@@ -32,7 +33,7 @@ type cloudflareApp struct {
 // claimant finds the SpectrumApp, other than app, that manages
 // applicationID; "" when none does.
 type claimant interface {
-	claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (string, error)
+	claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (types.NamespacedName, error)
 }
 
 // observation is what Observe found at Cloudflare.
@@ -132,8 +133,13 @@ func (e *cloudflareApp) byNameAfterPendingCreate(ctx context.Context) (spectrum.
 	if err != nil {
 		return spectrum.App{}, false, 0, err
 	}
-	if owner != "" {
-		return spectrum.App{}, false, 0, &ClaimedError{ApplicationID: existing.ID, Owner: owner}
+	if owner != (types.NamespacedName{}) {
+		claimed := &ClaimedError{ApplicationID: existing.ID}
+		// A tenant learns nothing of another namespace's objects.
+		if owner.Namespace == e.app.Namespace {
+			claimed.Owner = owner.Name
+		}
+		return spectrum.App{}, false, 0, claimed
 	}
 	return existing, true, 0, nil
 }
@@ -250,23 +256,23 @@ func (e *cloudflareApp) deleteID(ctx context.Context, id string) error {
 }
 
 // claimant names another SpectrumApp whose status records applicationID;
-// "" when there is none. Two SpectrumApps adopting one application would
+// the zero name when there is none. Two SpectrumApps adopting one application would
 // fight over it, and deleting either would delete it for both.
-func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (string, error) {
+func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (types.NamespacedName, error) {
 	// Only adoption asks, which is rare (a lost create, an app made outside
 	// Kubernetes), so the zone's apps are scanned in the cache rather than
 	// every app paying for an index entry of its own ID (docs/benchmarks.md).
 	var zoneApps v1alpha1.SpectrumAppList
 	if err := r.List(ctx, &zoneApps, client.MatchingFields{zoneIndex: zoneOf(app)}, client.UnsafeDisableDeepCopy); err != nil {
-		return "", err
+		return types.NamespacedName{}, err
 	}
 	for i := range zoneApps.Items {
 		owner := &zoneApps.Items[i]
 		if owner.Status.ApplicationID == applicationID && owner.UID != app.UID {
-			return owner.Namespace + "/" + owner.Name, nil
+			return client.ObjectKeyFromObject(owner), nil
 		}
 	}
-	return "", nil
+	return types.NamespacedName{}, nil
 }
 
 // ClaimedError says the Cloudflare application an app would adopt is
@@ -275,12 +281,17 @@ func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID stri
 type ClaimedError struct {
 	// ApplicationID is the Cloudflare application both would manage.
 	ApplicationID string
-	// Owner is the SpectrumApp that manages it, as namespace/name.
+	// Owner is the name of the SpectrumApp that manages it when it is in
+	// the same namespace; empty when it is in another, which this one's
+	// users are not told about.
 	Owner string
 }
 
 func (e *ClaimedError) Error() string {
-	return fmt.Sprintf("Cloudflare application %s, with the same hostname and protocol, is already managed by SpectrumApp %s", e.ApplicationID, e.Owner)
+	if e.Owner == "" {
+		return fmt.Sprintf("Cloudflare application %s, with the same hostname and protocol, is already managed by a SpectrumApp in another namespace", e.ApplicationID)
+	}
+	return fmt.Sprintf("Cloudflare application %s, with the same hostname and protocol, is already managed by SpectrumApp %s in this namespace", e.ApplicationID, e.Owner)
 }
 
 // ReasonApplicationClaimed is the reason of a ClaimedError.
@@ -290,7 +301,7 @@ const ReasonApplicationClaimed = "ApplicationClaimed"
 // which SpectrumApp should own the application.
 func (e *ClaimedError) Classification() spectrum.Classification {
 	return spectrum.Explain(spectrum.NeedsHuman, ReasonApplicationClaimed,
-		"Delete one of the two SpectrumApps, or give this one another dns.name or protocol.", e.Error())
+		"Give this SpectrumApp another dns.name or protocol, or delete one of the two (in another namespace, ask its owners).", e.Error())
 }
 
 func laterOf(a, b time.Time) time.Time {

@@ -158,13 +158,67 @@ func TestSecondAppForTheSameHostnameDoesNotAdopt(t *testing.T) {
 	f.create(second)
 	stalled := f.waitForCondition("second", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationClaimed)
 	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
-	if !strings.Contains(c.Message, f.namespace+"/first") || stalled.Status.ApplicationID != "" {
-		t.Errorf("second app: status %+v, message %q; want no applicationID and a message naming %s/first", stalled.Status, c.Message, f.namespace)
+	if !strings.Contains(c.Message, "SpectrumApp first in this namespace") || stalled.Status.ApplicationID != "" {
+		t.Errorf("second app: status %+v, message %q; want no applicationID and a message naming first", stalled.Status, c.Message)
 	}
 
 	f.deleteAndWait("second")
 	stored := simApps(zoneMain, first.Spec.DNS.Name)
 	if len(stored) != 1 || stored[0].ID != owner.Status.ApplicationID {
 		t.Fatalf("after deleting the second app the simulator holds %+v, want the first app's %s", stored, owner.Status.ApplicationID)
+	}
+}
+
+// A token saved with a trailing newline (`kubectl create secret
+// --from-file` of a file an editor ended with one) works; a value that
+// cannot be an API token stalls with a reason naming the Secret, without a
+// request to Cloudflare and without the value.
+func TestTokensAreTrimmedAndChecked(t *testing.T) {
+	f := newFixture(t, "")
+	f.createSecret("cloudflare", "  "+enterpriseToken+"\n")
+	f.create(f.app("newline", zoneMain, "example.com"))
+	f.waitForCondition("newline", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	f.deleteAndWait("newline")
+
+	const malformed = "first-token\nsecond-token"
+	g := newFixture(t, "")
+	g.createSecret("cloudflare", malformed)
+	requests := calls.total()
+	g.create(g.app("malformed", zoneMain, "example.com"))
+	stalled := g.waitForCondition("malformed", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsTokenMalformed)
+	defer g.deleteAndWait("malformed")
+	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
+	if !strings.Contains(c.Message, "cloudflare") || strings.Contains(c.Message, "first-token") {
+		t.Errorf("message %q: want the Secret named and no part of its value", c.Message)
+	}
+	if n := calls.total() - requests; n != 0 {
+		t.Errorf("%d requests reached Cloudflare with a malformed token", n)
+	}
+}
+
+// A claim by a SpectrumApp of another namespace is refused without naming
+// it: one tenant's status and events never show another's objects.
+func TestClaimInAnotherNamespaceIsNotNamed(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	first := f.app("owner-elsewhere", zoneMain, "example.com")
+	f.create(first)
+	f.waitForCondition("owner-elsewhere", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	defer f.deleteAndWait("owner-elsewhere")
+
+	g := newFixture(t, enterpriseToken)
+	second := g.app("taker", zoneMain, "example.com")
+	second.Spec.DNS.Name = first.Spec.DNS.Name
+	g.create(second)
+	stalled := g.waitForCondition("taker", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationClaimed)
+	defer g.deleteAndWait("taker")
+	text := fmt.Sprintf("%+v", stalled.Status)
+	for _, e := range g.events("taker") {
+		text += e.Note
+	}
+	if strings.Contains(text, f.namespace) || strings.Contains(text, "owner-elsewhere") {
+		t.Errorf("the other namespace's SpectrumApp is named to this one: %s", text)
+	}
+	if !strings.Contains(text, "another namespace") {
+		t.Errorf("status %s does not say the application is managed elsewhere", text)
 	}
 }

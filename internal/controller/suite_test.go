@@ -131,6 +131,17 @@ func (l *callLog) addToListings(t *testing.T, zone string, raw json.RawMessage) 
 }
 
 // zoneLookups counts GET /zones requests.
+// total is every request counted, of any method, zone and kind.
+func (l *callLog) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.counts {
+		n += c
+	}
+	return n
+}
+
 func (l *callLog) zoneLookups() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

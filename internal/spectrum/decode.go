@@ -147,7 +147,14 @@ func describeJSONError(err error) string {
 	return err.Error()
 }
 
-// parseRetryAfter reads Retry-After as seconds or as an HTTP date.
+// maxRetryAfter caps Retry-After at Cloudflare's rate-limit window (1,200
+// requests per 5 minutes): no wait it can mean is longer. A larger value,
+// from a proxy on the way or a bug, would otherwise pause every app on the
+// token, and on a shared token every tenant, for as long as it says.
+const maxRetryAfter = 300 * time.Second
+
+// parseRetryAfter reads Retry-After as seconds or as an HTTP date, capped at
+// maxRetryAfter.
 func parseRetryAfter(value string, now time.Time) time.Duration {
 	value = strings.TrimSpace(value)
 	if value == "" {
@@ -157,11 +164,10 @@ func parseRetryAfter(value string, now time.Time) time.Duration {
 		if seconds <= 0 {
 			return 0
 		}
-		const maxWait = int64(24 * time.Hour / time.Second)
-		return time.Duration(min(seconds, maxWait)) * time.Second
+		return time.Duration(min(seconds, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if at, err := http.ParseTime(value); err == nil && at.After(now) {
-		return at.Sub(now).Round(time.Second)
+		return min(at.Sub(now).Round(time.Second), maxRetryAfter)
 	}
 	return 0
 }

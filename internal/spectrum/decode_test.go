@@ -113,8 +113,12 @@ func TestParseRetryAfter(t *testing.T) {
 		"0":                             0,
 		"-5":                            0,
 		"soon":                          0,
-		"99999999999":                   24 * time.Hour,
+		"299":                           299 * time.Second,
+		"300":                           300 * time.Second,
+		"86400":                         300 * time.Second, // one shared token must not pause every tenant for a day
+		"99999999999":                   300 * time.Second,
 		"Fri, 02 Jan 2026 03:05:05 GMT": time.Minute,
+		"Sat, 03 Jan 2026 03:04:05 GMT": 300 * time.Second,
 		"Fri, 02 Jan 2026 03:00:00 GMT": 0,
 	}
 	for value, want := range cases {
