@@ -94,6 +94,7 @@ up() {
   # The samples use this Secret; its token is one of the simulator's.
   kubectl --kubeconfig "$(kubeconfig)" create secret generic cloudflare-credentials \
     --from-literal=apiToken="$DEMO_TOKEN" --dry-run=client -o yaml |
+    kubectl label --local -f - spectrum.cloudflare-operator.io/credentials=true -o yaml |
     kubectl --kubeconfig "$(kubeconfig)" apply -f - >/dev/null
 
   install_identity

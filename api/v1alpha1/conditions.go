@@ -1,5 +1,7 @@
 package v1alpha1
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // Condition types, in the kstatus vocabulary that kubectl wait, Flux and
 // Argo CD understand.
 const (
@@ -28,6 +30,14 @@ const (
 	// Cloudflare account's plan ("enterprise" or "pay-as-you-go"), so that
 	// admission can reject what a Pay-as-you-go account refuses.
 	AccountPlanAnnotation = "spectrum.cloudflare-operator.io/account-plan"
+
+	// CredentialsLabel, set to "true" on a Secret, marks it as Cloudflare
+	// credentials for the operator (kubectl label secret NAME
+	// spectrum.cloudflare-operator.io/credentials=true). The operator reads
+	// no other Secret's data, and a SpectrumApp naming an unmarked Secret
+	// stalls: a Secret put in a namespace for something else never becomes
+	// a Spectrum token by being named.
+	CredentialsLabel = "spectrum.cloudflare-operator.io/credentials"
 
 	// DefaultCredentialsKey is the Secret key read when credentialsRef.key is
 	// empty.
@@ -63,3 +73,8 @@ const (
 	// protocol, dns and originDirect, and have one application per protocol.
 	PlanPayAsYouGo AccountPlan = "pay-as-you-go"
 )
+
+// IsCredentialsSecret reports whether a Secret carries CredentialsLabel.
+func IsCredentialsSecret(secret metav1.Object) bool {
+	return secret.GetLabels()[CredentialsLabel] == "true"
+}

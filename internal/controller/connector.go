@@ -119,6 +119,12 @@ func (r *SpectrumAppReconciler) token(ctx context.Context, name types.Namespaced
 	if err := r.Get(ctx, name, meta); err != nil {
 		return "", secretError(name, err)
 	}
+	if !v1alpha1.IsCredentialsSecret(meta) {
+		return "", &CredentialsError{
+			Reason: ReasonCredentialsSecretNotMarked,
+			Detail: fmt.Sprintf("Secret %s is not marked as Cloudflare credentials (label %s=true), so the operator does not read it", name, v1alpha1.CredentialsLabel),
+		}
+	}
 	if token, ok := r.secrets.get(name, meta.ResourceVersion, key); ok {
 		return token, nil
 	}
@@ -183,6 +189,7 @@ const (
 	ReasonCredentialsKeyMissing      = "CredentialsKeyMissing"
 	ReasonCredentialsSecretForbidden = "CredentialsSecretForbidden"
 	ReasonCredentialsTokenMalformed  = "CredentialsTokenMalformed"
+	ReasonCredentialsSecretNotMarked = "CredentialsSecretNotMarked"
 )
 
 // isTokenText reports whether s can be an API token: printable ASCII without
@@ -207,6 +214,8 @@ func (e *CredentialsError) Classification() spectrum.Classification {
 	case ReasonCredentialsSecretForbidden:
 		resolution = "Let the operator's service account get Secrets in this namespace (the Helm chart's watchNamespaces grants it per namespace), then set the " +
 			v1alpha1.ReconcileRequestedAtAnnotation + " annotation to retry."
+	case ReasonCredentialsSecretNotMarked:
+		resolution = "If this Secret holds the Cloudflare API token meant for SpectrumApps, mark it: kubectl label secret NAME " + v1alpha1.CredentialsLabel + "=true; the operator retries as soon as it changes."
 	case ReasonCredentialsTokenMalformed:
 		resolution = "Put only the API token under the key (kubectl create secret generic NAME --from-literal=apiToken=TOKEN); the operator retries as soon as the Secret changes."
 	}

@@ -46,7 +46,8 @@ func (r *SpectrumAppReconciler) protectCredentials(ctx context.Context, app *v1a
 	if err := r.Get(ctx, name, secret); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) || !secret.DeletionTimestamp.IsZero() {
+	// An unmarked Secret is not the operator's to hold.
+	if !v1alpha1.IsCredentialsSecret(secret) || slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) || !secret.DeletionTimestamp.IsZero() {
 		return nil
 	}
 	return patchFinalizers(ctx, r.Client, secret, append(slices.Clone(secret.Finalizers), CredentialsInUseFinalizer))

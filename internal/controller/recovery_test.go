@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
@@ -221,4 +223,42 @@ func TestClaimInAnotherNamespaceIsNotNamed(t *testing.T) {
 	if !strings.Contains(text, "another namespace") {
 		t.Errorf("status %s does not say the application is managed elsewhere", text)
 	}
+}
+
+// A Secret the platform put in the namespace for something else is never
+// read or held: the app stalls with the command that marks the Secret, and
+// marking it is all it takes.
+func TestUnmarkedSecretIsNotUsed(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	secret := &corev1.Secret{}
+	if err := k8sClient.Get(t.Context(), client.ObjectKey{Namespace: f.namespace, Name: "cloudflare"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	delete(secret.Labels, v1alpha1.CredentialsLabel)
+	if err := k8sClient.Update(t.Context(), secret); err != nil {
+		t.Fatal(err)
+	}
+	requests := calls.total()
+	f.create(f.app("unmarked", zoneMain, "example.com"))
+	stalled := f.waitForCondition("unmarked", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsSecretNotMarked)
+	defer f.deleteAndWait("unmarked")
+	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
+	if !strings.Contains(c.Message, "kubectl label secret") || !strings.Contains(c.Message, v1alpha1.CredentialsLabel+"=true") {
+		t.Errorf("message %q does not say how to mark the Secret", c.Message)
+	}
+	if n := calls.total() - requests; n != 0 {
+		t.Errorf("%d requests reached Cloudflare with an unmarked Secret's data", n)
+	}
+	if err := k8sClient.Get(t.Context(), client.ObjectKeyFromObject(secret), secret); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(secret.Finalizers, controller.CredentialsInUseFinalizer) {
+		t.Error("the operator holds an unmarked Secret with its finalizer")
+	}
+
+	secret.Labels = map[string]string{v1alpha1.CredentialsLabel: "true"}
+	if err := k8sClient.Update(t.Context(), secret); err != nil {
+		t.Fatal(err)
+	}
+	f.waitForCondition("unmarked", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 }

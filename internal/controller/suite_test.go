@@ -297,7 +297,7 @@ func newFixture(t *testing.T, token string) *fixture {
 func (f *fixture) createSecret(name, token string) {
 	f.t.Helper()
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace},
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}, Name: name, Namespace: f.namespace},
 		Data:       map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(token)},
 	}
 	if err := k8sClient.Create(f.ctx, secret); err != nil {

@@ -108,7 +108,7 @@ func runAdmission(ctx context.Context, t *testing.T, cfg config, rep *report) {
 		t.Fatal(err)
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: secretName},
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}, Namespace: ns.Name, Name: secretName},
 		StringData: map[string]string{v1alpha1.DefaultCredentialsKey: benchToken},
 	}
 	if err := c.Create(ctx, secret); err != nil {

@@ -129,7 +129,7 @@ func startEnv(ctx context.Context, t *testing.T, sim spectrumtest.Config, mgr ha
 		t.Fatal(err)
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: secretName},
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}, Namespace: e.ns, Name: secretName},
 		StringData: map[string]string{v1alpha1.DefaultCredentialsKey: benchToken},
 	}
 	if err := e.fast.Create(ctx, secret); err != nil {

@@ -203,7 +203,7 @@ func newFixture(t *testing.T, prefix string) *fixture {
 // secret creates (or replaces the data of) a Secret with data.
 func (f *fixture) secret(name string, data map[string]string) {
 	f.t.Helper()
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace, Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}}}
 	secret.StringData = data
 	err := h.Client.Create(f.ctx, secret)
 	if apierrors.IsAlreadyExists(err) {

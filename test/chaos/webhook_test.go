@@ -82,7 +82,7 @@ func TestWebhookDownFailsClosed(t *testing.T) {
 	}
 
 	// Other resources are still admitted.
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: ns.Name}, StringData: map[string]string{"apiToken": "x"}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: ns.Name, Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}}, StringData: map[string]string{"apiToken": "x"}}
 	if err := c.Create(ctx, secret); err != nil {
 		t.Errorf("a Secret was refused too: %v", err)
 	}

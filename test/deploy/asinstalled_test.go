@@ -426,7 +426,7 @@ func (inst *installation) checkUsable(t *testing.T, watched []string) {
 		t.Fatal(err)
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "cloudflare-credentials"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "cloudflare-credentials", Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data:       map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(installedToken)},
 	}
 	if err := c.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -708,7 +708,7 @@ func TestDeletionsFinishWhileTheWebhookIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cloudflare-credentials"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cloudflare-credentials", Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data:       map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(installedToken)},
 	}); err != nil {
 		t.Fatal(err)

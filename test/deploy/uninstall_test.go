@@ -67,7 +67,7 @@ func TestHelmUninstallLeavesCloudflareApplications(t *testing.T) {
 		}
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "cloudflare-credentials"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "cloudflare-credentials", Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data:       map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(uninstallToken)},
 	}
 	if err := c.Create(ctx, secret); err != nil {

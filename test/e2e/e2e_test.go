@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
@@ -163,6 +164,7 @@ func newNamespace(t *testing.T, name string) string {
 	ns := fmt.Sprintf("e2e-%s-%d", name, time.Now().UnixNano()%100000)
 	mustKubectl(t, "", "create", "namespace", ns)
 	mustKubectl(t, "", "-n", ns, "create", "secret", "generic", "cloudflare-credentials", "--from-literal=apiToken="+token)
+	mustKubectl(t, "", "-n", ns, "label", "secret", "cloudflare-credentials", v1alpha1.CredentialsLabel+"=true")
 	return ns
 }
 

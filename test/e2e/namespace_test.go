@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 )
 
 // TestDeletingANamespaceDeletesItsApplications deletes a namespace the way a
@@ -71,6 +73,7 @@ func deleteNamespaceWithApps(t *testing.T, ns string, meanwhile func(t *testing.
 	const apps = 5
 	mustKubectl(t, "", "create", "namespace", ns)
 	mustKubectl(t, "", "-n", ns, "create", "secret", "generic", "cloudflare-credentials", "--from-literal=apiToken="+token)
+	mustKubectl(t, "", "-n", ns, "label", "secret", "cloudflare-credentials", v1alpha1.CredentialsLabel+"=true")
 	hostnames := map[string]bool{}
 	for i := range apps {
 		hostname := fmt.Sprintf("app-%d.%s.example.com", i, ns)

@@ -340,7 +340,7 @@ func TestUpdate(t *testing.T) {
 func payAsYouGo(t *testing.T, ns, name string) {
 	t.Helper()
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{spectrumv1alpha1.CredentialsLabel: "true"},
 			Namespace:   ns,
 			Name:        name,
 			Annotations: map[string]string{spectrumv1alpha1.AccountPlanAnnotation: string(spectrumv1alpha1.PlanPayAsYouGo)},
