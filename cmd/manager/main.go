@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
@@ -280,7 +281,12 @@ func setupWebhook(ctx context.Context, mgr ctrl.Manager, cfg config, rotator *ce
 			return err
 		}
 	}
+	defaults, err := parseDefaultCredentials(cfg)
+	if err != nil {
+		return err
+	}
 	return webhookv1alpha1.SetupSpectrumAppWebhookWithManager(mgr, webhookv1alpha1.Options{
-		DefaultPlan: v1alpha1.AccountPlan(cfg.defaultPlan),
+		DefaultPlan:        v1alpha1.AccountPlan(cfg.defaultPlan),
+		DefaultCredentials: types.NamespacedName{Namespace: defaults.Namespace, Name: defaults.Name},
 	})
 }

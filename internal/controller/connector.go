@@ -39,6 +39,12 @@ func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.Spect
 			Detail: "spec.credentialsRef is not set and the operator has no default credentials",
 		}
 	}
+	// A deletion is let through: it removes what the grant once allowed.
+	if app.Spec.CredentialsRef == nil && app.DeletionTimestamp.IsZero() {
+		if err := r.checkGrant(ctx, secret, app); err != nil {
+			return nil, err
+		}
+	}
 	token, err := r.token(ctx, secret, key)
 	if err != nil {
 		return nil, err
@@ -109,6 +115,21 @@ func (r *SpectrumAppReconciler) credentialsSecret(app *v1alpha1.SpectrumApp) (ty
 		key = v1alpha1.DefaultCredentialsKey
 	}
 	return types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, key
+}
+
+// checkGrant refuses the default credentials to an app their Secret's grant
+// annotations do not cover (v1alpha1.CredentialsGrant); admission refuses
+// the same apps, by the same rule.
+func (r *SpectrumAppReconciler) checkGrant(ctx context.Context, secret types.NamespacedName, app *v1alpha1.SpectrumApp) error {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.Get(ctx, secret, meta); err != nil {
+		return secretError(secret, err)
+	}
+	if refusal := v1alpha1.GrantOf(meta).Refusal(secret.String(), app); refusal != "" {
+		return &CredentialsError{Reason: ReasonCredentialsNotGranted, Detail: refusal}
+	}
+	return nil
 }
 
 // token reads the API token. The manager caches only Secrets' metadata; the
@@ -190,6 +211,7 @@ const (
 	ReasonCredentialsSecretForbidden = "CredentialsSecretForbidden"
 	ReasonCredentialsTokenMalformed  = "CredentialsTokenMalformed"
 	ReasonCredentialsSecretNotMarked = "CredentialsSecretNotMarked"
+	ReasonCredentialsNotGranted      = "CredentialsNotGranted"
 )
 
 // isTokenText reports whether s can be an API token: printable ASCII without
@@ -214,6 +236,8 @@ func (e *CredentialsError) Classification() spectrum.Classification {
 	case ReasonCredentialsSecretForbidden:
 		resolution = "Let the operator's service account get Secrets in this namespace (the Helm chart's watchNamespaces grants it per namespace), then set the " +
 			v1alpha1.ReconcileRequestedAtAnnotation + " annotation to retry."
+	case ReasonCredentialsNotGranted:
+		resolution = "Set spec.credentialsRef to a credentials Secret of this namespace, or ask the platform team to grant the default credentials (the annotation named above); the operator retries as soon as that Secret changes."
 	case ReasonCredentialsSecretNotMarked:
 		resolution = "If this Secret holds the Cloudflare API token meant for SpectrumApps, mark it: kubectl label secret NAME " + v1alpha1.CredentialsLabel + "=true; the operator retries as soon as it changes."
 	case ReasonCredentialsTokenMalformed:

@@ -262,3 +262,69 @@ func TestUnmarkedSecretIsNotUsed(t *testing.T) {
 	}
 	f.waitForCondition("unmarked", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 }
+
+// The operator's default credentials serve only the namespaces, zones and
+// hostnames their Secret's annotations grant; anything else stalls naming
+// the annotation that lacks it, without a request to Cloudflare, and a
+// widened grant wakes the app.
+func TestDefaultCredentialsAreGranted(t *testing.T) {
+	ctx := t.Context()
+	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: defaultCredentials.Namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	granted, other := newFixture(t, ""), newFixture(t, "")
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: defaultCredentials.Namespace, Name: defaultCredentials.Name,
+			Labels: map[string]string{v1alpha1.CredentialsLabel: "true"},
+			Annotations: map[string]string{
+				v1alpha1.GrantedNamespacesAnnotation: granted.namespace,
+				v1alpha1.GrantedZonesAnnotation:      "example.com, " + zoneMain,
+				v1alpha1.GrantedHostnamesAnnotation:  "*." + granted.namespace + ".example.com",
+			}},
+		Data: map[string][]byte{v1alpha1.DefaultCredentialsKey: []byte(enterpriseToken)},
+	}
+	if err := k8sClient.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	onDefaults := func(f *fixture, name string) *v1alpha1.SpectrumApp {
+		app := f.app(name, zoneMain, "example.com")
+		app.Spec.CredentialsRef = nil
+		return app
+	}
+
+	granted.create(onDefaults(granted, "granted"))
+	granted.waitForCondition("granted", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	defer granted.deleteAndWait("granted")
+
+	requests := calls.total()
+	elsewhere := onDefaults(granted, "elsewhere")
+	elsewhere.Spec.DNS.Name = "elsewhere.example.com"
+	granted.create(elsewhere)
+	stalled := granted.waitForCondition("elsewhere", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsNotGranted)
+	defer granted.deleteAndWait("elsewhere")
+	if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, v1alpha1.GrantedHostnamesAnnotation) {
+		t.Errorf("message %q does not name the hostname grant", c.Message)
+	}
+
+	other.create(onDefaults(other, "tenant"))
+	stalled = other.waitForCondition("tenant", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsNotGranted)
+	defer other.deleteAndWait("tenant")
+	if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, v1alpha1.GrantedNamespacesAnnotation) ||
+		strings.Contains(c.Message, granted.namespace) {
+		t.Errorf("message %q: want the namespace grant named, and no other tenant", c.Message)
+	}
+	if n := calls.total() - requests; n != 0 {
+		t.Errorf("%d requests reached Cloudflare for apps the grant does not cover", n)
+	}
+
+	// The platform widens the grant: the app is woken and made.
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
+		t.Fatal(err)
+	}
+	secret.Annotations[v1alpha1.GrantedNamespacesAnnotation] += ", " + other.namespace
+	secret.Annotations[v1alpha1.GrantedHostnamesAnnotation] = "*.example.com"
+	if err := k8sClient.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	other.waitForCondition("tenant", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+}

@@ -131,6 +131,10 @@ func (l *callLog) addToListings(t *testing.T, zone string, raw json.RawMessage) 
 }
 
 // zoneLookups counts GET /zones requests.
+// defaultCredentials is the Secret the suite's manager uses for apps
+// without credentialsRef; the tests that use it create it.
+var defaultCredentials = client.ObjectKey{Namespace: "spectrum-operator-system", Name: "cloudflare-default"}
+
 // total is every request counted, of any method, zone and kind.
 func (l *callLog) total() int {
 	l.mu.Lock()
@@ -242,6 +246,7 @@ func runSuite(m *testing.M) int {
 		ResyncPeriod:            resyncPeriod,
 		MaxConcurrentReconciles: 4,
 		Metrics:                 appMetrics,
+		DefaultCredentials:      controller.DefaultCredentials{Namespace: defaultCredentials.Namespace, Name: defaultCredentials.Name},
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

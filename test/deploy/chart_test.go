@@ -246,9 +246,17 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 		},
 	}, {
 		name:   "api token",
-		values: "credentials:\n  apiToken: " + apiToken + "\n",
+		values: "credentials:\n  apiToken: " + apiToken + "\n  grant:\n    namespaces: [team-a, 'platform-*']\n    zones: [example.com]\n    hostnames: ['*.example.com']\n",
 		check: func(t *testing.T, m manifest) {
 			secret := typed[corev1.Secret](t, m.one(t, "Secret"))
+			if !v1alpha1.IsCredentialsSecret(secret) {
+				t.Errorf("Secret %s is not marked as credentials (label %s)", secret.Name, v1alpha1.CredentialsLabel)
+			}
+			grant := v1alpha1.GrantOf(secret)
+			if !slices.Equal(grant.Namespaces, []string{"team-a", "platform-*"}) || !slices.Equal(grant.Zones, []string{"example.com"}) ||
+				!slices.Equal(grant.Hostnames, []string{"*.example.com"}) {
+				t.Errorf("Secret %s grants %+v, want credentials.grant's", secret.Name, grant)
+			}
 			if got := string(secret.Data["apiToken"]); got != apiToken {
 				t.Errorf("Secret %s data.apiToken = %q, want the token", secret.Name, got)
 			}

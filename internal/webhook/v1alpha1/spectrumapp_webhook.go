@@ -33,6 +33,10 @@ type Options struct {
 	// credentials), and for credentials Secrets that are missing or carry no
 	// account-plan annotation. Empty means enterprise (no plan limits).
 	DefaultPlan spectrumv1alpha1.AccountPlan
+	// DefaultCredentials is the Secret apps without credentialsRef use; its
+	// grant annotations say which apps may (v1alpha1.CredentialsGrant).
+	// Empty when the operator has none.
+	DefaultCredentials types.NamespacedName
 }
 
 // SetupSpectrumAppWebhookWithManager registers the validating webhook for
@@ -46,7 +50,7 @@ func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &spectrumv1alpha1.SpectrumApp{}).
-		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan}).
+		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan, DefaultCredentials: opts.DefaultCredentials}).
 		Complete()
 }
 
@@ -84,6 +88,8 @@ type SpectrumAppCustomValidator struct {
 	Client client.Reader
 	// DefaultPlan: see Options.DefaultPlan.
 	DefaultPlan spectrumv1alpha1.AccountPlan
+	// DefaultCredentials: see Options.DefaultCredentials.
+	DefaultCredentials types.NamespacedName
 }
 
 var _ admission.Validator[*spectrumv1alpha1.SpectrumApp] = &SpectrumAppCustomValidator{}
@@ -99,6 +105,11 @@ func (v *SpectrumAppCustomValidator) ValidateCreate(ctx context.Context, app *sp
 		return nil, err
 	}
 	vs = append(vs, claimed...)
+	granted, err := v.grantRefusal(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	vs = append(vs, granted...)
 	planVs, warnings, err := v.validatePlan(ctx, app, true)
 	if err != nil {
 		return warnings, err
@@ -130,6 +141,14 @@ func (v *SpectrumAppCustomValidator) ValidateUpdate(ctx context.Context, oldApp,
 		}
 		vs = append(vs, claimed...)
 	}
+	// A changed hostname, zone or credentials must be granted too.
+	if claimKey(&oldApp.Spec) != claimKey(&newApp.Spec) || credentialsName(&oldApp.Spec) != credentialsName(&newApp.Spec) {
+		granted, err := v.grantRefusal(ctx, newApp)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, granted...)
+	}
 	// Apps that already share a protocol (created before the account was
 	// marked Pay-as-you-go) may still be edited; only a change that could
 	// create the clash is checked against the siblings.
@@ -141,6 +160,30 @@ func (v *SpectrumAppCustomValidator) ValidateUpdate(ctx context.Context, oldApp,
 	}
 	vs = append(vs, planVs...)
 	return append(warnings, vs.Warnings()...), invalid(newApp, vs)
+}
+
+// grantRefusal refuses the operator's default credentials to an app their
+// Secret's grant does not cover. A missing Secret is the controller's to
+// report, as for credentialsRef.
+func (v *SpectrumAppCustomValidator) grantRefusal(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) (rules.Violations, error) {
+	if app.Spec.CredentialsRef != nil || v.DefaultCredentials.Name == "" {
+		return nil, nil
+	}
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := v.Client.Get(ctx, v.DefaultCredentials, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		log.Error(err, "Reading the default credentials Secret", "secret", v.DefaultCredentials)
+		return nil, apierrors.NewInternalError(fmt.Errorf("reading the default credentials Secret: %w", err))
+	}
+	if refusal := spectrumv1alpha1.GrantOf(secret).Refusal(v.DefaultCredentials.String(), app); refusal != "" {
+		return rules.Violations{{Code: rules.CodeNone, Source: rules.SourceKubernetes,
+			Err: field.Forbidden(specPath.Child("credentialsRef"), refusal+"; set spec.credentialsRef to a credentials Secret of this namespace")}}, nil
+	}
+	return nil, nil
 }
 
 var policyPath = field.NewPath("metadata", "annotations").Key(spectrumv1alpha1.ReconcilePolicyAnnotation)

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -608,4 +609,55 @@ func TestReconcilePolicyAnnotation(t *testing.T) {
 	mustCreate(t, app)
 	app.SetAnnotations(map[string]string{spectrumv1alpha1.ReconcilePolicyAnnotation: "pause"})
 	expectDenied(t, k8sClient.Update(context.Background(), app), cause{policyField, 0})
+}
+
+// defaultCredentials is the suite's default credentials Secret; only
+// TestDefaultCredentialsGrant creates it (while it is missing, admission
+// leaves the default credentials to the controller).
+var defaultCredentials = types.NamespacedName{Namespace: "webhook-defaults", Name: "cloudflare-default"}
+
+// Apps without credentialsRef are admitted only where the default
+// credentials Secret's annotations grant them, and refused at
+// spec.credentialsRef with the grant that is missing.
+func TestDefaultCredentialsGrant(t *testing.T) {
+	ns := newNamespace(t)
+	if err := k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: defaultCredentials.Namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: defaultCredentials.Namespace, Name: defaultCredentials.Name,
+			Labels: map[string]string{spectrumv1alpha1.CredentialsLabel: "true"},
+			Annotations: map[string]string{
+				spectrumv1alpha1.GrantedNamespacesAnnotation: ns,
+				spectrumv1alpha1.GrantedZonesAnnotation:      zoneID,
+				spectrumv1alpha1.GrantedHostnamesAnnotation:  "ssh." + ns + ".example.com",
+			}},
+		StringData: map[string]string{spectrumv1alpha1.DefaultCredentialsKey: "not-a-real-token"},
+	}
+	mustCreate(t, secret)
+	waitCached(t, secret)
+	t.Cleanup(func() {
+		_ = k8sClient.Delete(context.Background(), secret)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && cached.Get(context.Background(), client.ObjectKeyFromObject(secret), &corev1.Secret{}) == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	if err := create(t, manifest(t, ns, "granted", sshSpec)); err != nil {
+		t.Errorf("a granted app was refused: %v", err)
+	}
+	hostname := manifest(t, ns, "hostname", sshSpec)
+	_ = unstructured.SetNestedField(hostname.Object, "web."+ns+".example.com", "spec", "dns", "name")
+	err := create(t, hostname)
+	expectDenied(t, err, cause{"spec.credentialsRef", 0})
+	if err == nil || !strings.Contains(err.Error(), spectrumv1alpha1.GrantedHostnamesAnnotation) {
+		t.Errorf("refusal %v does not name the hostname grant", err)
+	}
+	other := newNamespace(t)
+	err = create(t, manifest(t, other, "tenant", sshSpec))
+	expectDenied(t, err, cause{"spec.credentialsRef", 0})
+	if err == nil || !strings.Contains(err.Error(), spectrumv1alpha1.GrantedNamespacesAnnotation) || strings.Contains(err.Error(), ns) {
+		t.Errorf("refusal %v: want the namespace grant named and no other tenant's namespace", err)
+	}
 }
