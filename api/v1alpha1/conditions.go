@@ -43,6 +43,16 @@ const (
 	// empty.
 	DefaultCredentialsKey = "apiToken"
 
+	// AdoptApplicationIDAnnotation asks a SpectrumApp to take over an
+	// application that already exists at Cloudflare with its hostname and
+	// protocol (made in the dashboard, with Terraform or by another
+	// cluster), as Crossplane's external-name does: its value is that
+	// application's ID. Without it, such an application is never adopted
+	// (the SpectrumApp stalls, reason ApplicationExists, naming the ID),
+	// unless this SpectrumApp's own create made it. kubectl spectrum export
+	// writes it.
+	AdoptApplicationIDAnnotation = "spectrum.cloudflare-operator.io/adopt-application-id"
+
 	// ReconcilePolicyAnnotation says how far the operator manages the app:
 	// ReconcilePolicyManage (the default), ReconcilePolicyObserve or
 	// ReconcilePolicySkip.

@@ -141,7 +141,31 @@ func (e *cloudflareApp) byNameAfterPendingCreate(ctx context.Context) (spectrum.
 		}
 		return spectrum.App{}, false, 0, claimed
 	}
+	if !e.mayAdopt(existing) {
+		return spectrum.App{}, false, 0, &ExistsError{ApplicationID: existing.ID, Hostname: spec.DNS.Name, Protocol: spec.Protocol}
+	}
 	return existing, true, 0, nil
+}
+
+// adoptionClockSkew tolerates the difference between this clock, which
+// stamps status.pendingCreate, and Cloudflare's, which stamps created_on.
+const adoptionClockSkew = time.Minute
+
+// mayAdopt: an application found by hostname and protocol is taken over
+// only when the SpectrumApp asks for it by ID, or when it is the answer of
+// this SpectrumApp's own create, lost on the way: the durable create record
+// (status.pendingCreate) says a create was sent, and the application is no
+// older than that record. Anything else (the dashboard's, Terraform's,
+// another cluster's) serves traffic someone else configured.
+func (e *cloudflareApp) mayAdopt(found spectrum.App) bool {
+	if e.app.Annotations[v1alpha1.AdoptApplicationIDAnnotation] == found.ID || e.app.Status.ApplicationID == found.ID {
+		return true
+	}
+	pending := e.app.Status.PendingCreate
+	if pending == nil {
+		return false
+	}
+	return found.CreatedOn == nil || !found.CreatedOn.Before(pending.Add(-adoptionClockSkew))
 }
 
 // pendingCreateLandedBy is when a create recorded in status.pendingCreate
@@ -292,6 +316,29 @@ func (e *ClaimedError) Error() string {
 		return fmt.Sprintf("Cloudflare application %s, with the same hostname and protocol, is already managed by a SpectrumApp in another namespace", e.ApplicationID)
 	}
 	return fmt.Sprintf("Cloudflare application %s, with the same hostname and protocol, is already managed by SpectrumApp %s in this namespace", e.ApplicationID, e.Owner)
+}
+
+// ExistsError says an application with the app's hostname and protocol
+// already exists at Cloudflare, made by someone else, and the SpectrumApp
+// did not ask to adopt it.
+type ExistsError struct {
+	ApplicationID, Hostname, Protocol string
+}
+
+func (e *ExistsError) Error() string {
+	return fmt.Sprintf("Cloudflare application %s already serves %s with protocol %s; this SpectrumApp did not create it and was not asked to adopt it",
+		e.ApplicationID, e.Hostname, e.Protocol)
+}
+
+// ReasonApplicationExists is the reason of an ExistsError.
+const ReasonApplicationExists = "ApplicationExists"
+
+// Classification implements spectrum.Explained: taking over traffic someone
+// else configured is a person's decision.
+func (e *ExistsError) Classification() spectrum.Classification {
+	return spectrum.Explain(spectrum.NeedsHuman, ReasonApplicationExists, fmt.Sprintf(
+		"To manage that application from this SpectrumApp (its spec then replaces the application's configuration, and deleting the SpectrumApp deletes it per deletionPolicy): kubectl annotate spectrumapp NAME %s=%s. Otherwise give this SpectrumApp another dns.name or protocol.",
+		v1alpha1.AdoptApplicationIDAnnotation, e.ApplicationID), e.Error())
 }
 
 // ReasonApplicationClaimed is the reason of a ClaimedError.

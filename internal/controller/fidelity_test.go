@@ -143,8 +143,8 @@ func TestOutOfBandChangeToAnUnsetFieldIsUndone(t *testing.T) {
 	}
 }
 
-// Adopting an existing application brings it to the spec, and the Adopted
-// event names the fields that changed.
+// Adopting an existing application, when asked, brings it to the spec, and
+// the Adopted event names the fields that changed.
 func TestAdoptionBringsTheApplicationToTheSpec(t *testing.T) {
 	f := newFixture(t, enterpriseToken)
 	app := f.app("adoptee", zoneMain, "example.com")
@@ -159,6 +159,7 @@ func TestAdoptionBringsTheApplicationToTheSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	untilTheNextSecond()
+	app.Annotations = map[string]string{v1alpha1.AdoptApplicationIDAnnotation: existing.App.ID}
 	f.create(app)
 	ready := f.waitForCondition("adoptee", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("adoptee")
@@ -267,12 +268,14 @@ func TestNamedProtocol(t *testing.T) {
 
 	// An application made as tcp/22 is adopted by a spec that says ssh.
 	other := f.app("spelled", zoneMain, "example.com")
-	if _, err := sim.PutApp(zoneMain, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: other.Spec.DNS.Name},
-		OriginDirect: other.Spec.OriginDirect}, false); err != nil {
+	made, err := sim.PutApp(zoneMain, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: other.Spec.DNS.Name},
+		OriginDirect: other.Spec.OriginDirect}, false)
+	if err != nil {
 		t.Fatal(err)
 	}
 	untilTheNextSecond()
 	other.Spec.Protocol = "ssh"
+	other.Annotations = map[string]string{v1alpha1.AdoptApplicationIDAnnotation: made.App.ID}
 	f.create(other)
 	adopted := f.waitForCondition("spelled", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("spelled")
@@ -369,5 +372,45 @@ func TestZoneByName(t *testing.T) {
 			t.Errorf("%s: message %q does not name the zone", name, c.Message)
 		}
 		f.deleteAndWait(name)
+	}
+}
+
+// An application made outside this SpectrumApp (the dashboard, Terraform,
+// another cluster) with its hostname and protocol is not taken over unless
+// asked: the SpectrumApp stalls naming the application's ID, writes
+// nothing, and adopts it once annotated with that ID.
+func TestExistingApplicationIsAdoptedOnlyWhenAsked(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	app := f.app("bystander", zoneMain, "example.com")
+	existing, err := sim.PutApp(zoneMain, spectrum.App{
+		Protocol:     "tcp/22",
+		DNS:          spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+		OriginDirect: []string{"tcp://192.0.2.99:22"},
+	}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilTheNextSecond()
+	writes := calls.writes(zoneMain)
+	f.create(app)
+	stalled := f.waitForCondition("bystander", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationExists)
+	defer f.deleteAndWait("bystander")
+	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
+	if !strings.Contains(c.Message, existing.App.ID) || !strings.Contains(c.Message, v1alpha1.AdoptApplicationIDAnnotation) {
+		t.Errorf("message %q does not name the application and how to adopt it", c.Message)
+	}
+	if stalled.Status.ApplicationID != "" || calls.writes(zoneMain) != writes {
+		t.Fatalf("status %+v and %d writes: the application was taken over unasked", stalled.Status, calls.writes(zoneMain)-writes)
+	}
+	if got := simApp(t, zoneMain, app.Spec.DNS.Name); got.OriginDirect[0] != "tcp://192.0.2.99:22" {
+		t.Errorf("the bystander's application was changed: %+v", got)
+	}
+
+	f.update("bystander", func(a *v1alpha1.SpectrumApp) {
+		a.Annotations = map[string]string{v1alpha1.AdoptApplicationIDAnnotation: existing.App.ID}
+	})
+	ready := f.waitForCondition("bystander", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	if ready.Status.ApplicationID != existing.App.ID || !ready.Status.Adopted {
+		t.Errorf("status %+v, want application %s adopted", ready.Status, existing.App.ID)
 	}
 }

@@ -56,6 +56,7 @@ func TestObservePolicy(t *testing.T) {
 	t.Cleanup(func() { _ = sim.DeleteApp(zoneDrift, existing.App.ID) })
 	untilTheNextSecond()
 	writes := calls.writes(zoneDrift)
+	app.Annotations = map[string]string{v1alpha1.AdoptApplicationIDAnnotation: existing.App.ID}
 	f.create(withPolicy(app, v1alpha1.ReconcilePolicyObserve))
 
 	outOfSync := f.waitForCondition("watched", v1alpha1.ConditionReady, metav1.ConditionFalse, "OutOfSync")

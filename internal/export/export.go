@@ -113,12 +113,14 @@ func Manifests(apps []ZoneApp, opts Options) []Manifest {
 		m := Manifest{
 			APIVersion: v1alpha1.GroupVersion.String(),
 			Kind:       "SpectrumApp",
-			Metadata:   Metadata{Name: names[i], Namespace: opts.Namespace},
-			Spec:       Spec(za.ZoneID, za.App, opts.Secret),
+			// The applications exist: the SpectrumApps ask to adopt them.
+			Metadata: Metadata{Name: names[i], Namespace: opts.Namespace,
+				Annotations: map[string]string{v1alpha1.AdoptApplicationIDAnnotation: za.App.ID}},
+			Spec: Spec(za.ZoneID, za.App, opts.Secret),
 		}
 		m.Spec.DeletionPolicy = opts.DeletionPolicy
 		if opts.ReconcilePolicy != "" {
-			m.Metadata.Annotations = map[string]string{v1alpha1.ReconcilePolicyAnnotation: opts.ReconcilePolicy}
+			m.Metadata.Annotations[v1alpha1.ReconcilePolicyAnnotation] = opts.ReconcilePolicy
 		}
 		manifests[i] = m
 	}

@@ -131,14 +131,20 @@ func TestRunWritesEveryReadableAppAndWarnsOfTheRest(t *testing.T) {
 	}
 }
 
-func TestRunWithoutPolicyWritesNoAnnotation(t *testing.T) {
-	client := &fakeClient{listings: map[string]spectrum.Listing{testZone: {Apps: []spectrum.App{decode(t, exportCases[0].json)}}}}
+// Without options, only the adoption request is written: the application
+// exists, and the SpectrumApp must ask for it by ID.
+func TestRunWithoutPolicyWritesOnlyTheAdoption(t *testing.T) {
+	app := decode(t, exportCases[0].json)
+	client := &fakeClient{listings: map[string]spectrum.Listing{testZone: {Apps: []spectrum.App{app}}}}
 	var out, warnings bytes.Buffer
 	if err := Run(context.Background(), client, Options{Zones: []string{testZone}, Secret: DefaultSecret}, &out, &warnings); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(out.String(), "annotations") || strings.Contains(out.String(), "namespace") || strings.Contains(out.String(), "deletionPolicy") {
+	if strings.Contains(out.String(), v1alpha1.ReconcilePolicyAnnotation) || strings.Contains(out.String(), "namespace") || strings.Contains(out.String(), "deletionPolicy") {
 		t.Errorf("unrequested metadata written:\n%s", out.String())
+	}
+	if app.ID == "" || !strings.Contains(out.String(), v1alpha1.AdoptApplicationIDAnnotation+": "+app.ID) {
+		t.Errorf("the adoption of application %q is not requested:\n%s", app.ID, out.String())
 	}
 	if !strings.Contains(out.String(), "name: cloudflare-credentials") {
 		t.Errorf("the default Secret is not named:\n%s", out.String())
