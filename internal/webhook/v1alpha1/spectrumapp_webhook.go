@@ -49,6 +49,9 @@ func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spectrumv1alpha1.SpectrumApp{}, claimIndex, claimKeys); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spectrumv1alpha1.SpectrumApp{}, zoneNameIndex, zoneNameKeys); err != nil {
+		return err
+	}
 	return ctrl.NewWebhookManagedBy(mgr, &spectrumv1alpha1.SpectrumApp{}).
 		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan, DefaultCredentials: opts.DefaultCredentials}).
 		Complete()
@@ -59,19 +62,62 @@ func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
 // across namespaces.
 const claimIndex = "spectrum.cloudflare-operator.io/claim"
 
+// claimKeys: the zone as the spec names it and, for an app by zoneName, as
+// the ID the controller resolved it to (status.zoneID), so an app by
+// zoneID and one by zoneName of the same zone meet on one key.
 func claimKeys(obj client.Object) []string {
-	return []string{claimKey(&obj.(*spectrumv1alpha1.SpectrumApp).Spec)}
+	app := obj.(*spectrumv1alpha1.SpectrumApp)
+	keys := []string{claimKey(&app.Spec)}
+	if app.Spec.ZoneID == "" && app.Status.ZoneID != "" {
+		keys = append(keys, claimKeyIn(app.Status.ZoneID, &app.Spec))
+	}
+	return keys
 }
 
-// claimKey names the zone as the spec does (an app by zoneID and one by
-// zoneName of the same zone are not matched here; the controller's claim
-// check, on the resolved ID, catches that pair).
+// claimKey names the zone as the spec does.
 func claimKey(spec *spectrumv1alpha1.SpectrumAppSpec) string {
 	zone := spec.ZoneID
 	if zone == "" {
 		zone = "name:" + spectrum.NormalizeHostname(spec.ZoneName)
 	}
+	return claimKeyIn(zone, spec)
+}
+
+func claimKeyIn(zone string, spec *spectrumv1alpha1.SpectrumAppSpec) string {
 	return zone + "/" + spectrum.NormalizeHostname(spec.DNS.Name) + "/" + rules.CanonicalProtocol(spec.Protocol)
+}
+
+// zoneNameIndex indexes SpectrumApps by spec.zoneName, so admission can
+// learn a zone's ID from an app the controller resolved it for.
+const zoneNameIndex = "spectrum.cloudflare-operator.io/zone-name"
+
+func zoneNameKeys(obj client.Object) []string {
+	if name := obj.(*spectrumv1alpha1.SpectrumApp).Spec.ZoneName; name != "" {
+		return []string{spectrum.NormalizeHostname(name)}
+	}
+	return nil
+}
+
+// claimKeysOf are the keys a new or moved app would take: the spec's, and
+// the zone's ID when an app by zoneName names a zone some SpectrumApp
+// already resolved. (A zoneName no app has resolved yet is matched only by
+// name; the controller's claim check, on the resolved ID, is the
+// backstop.)
+func (v *SpectrumAppCustomValidator) claimKeysOf(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) ([]string, error) {
+	keys := claimKeys(app)
+	if app.Spec.ZoneName == "" || app.Status.ZoneID != "" {
+		return keys, nil
+	}
+	var named spectrumv1alpha1.SpectrumAppList
+	if err := v.Client.List(ctx, &named, client.MatchingFields{zoneNameIndex: spectrum.NormalizeHostname(app.Spec.ZoneName)}); err != nil {
+		return nil, err
+	}
+	for i := range named.Items {
+		if id := named.Items[i].Status.ZoneID; id != "" {
+			return append(keys, claimKeyIn(id, &app.Spec)), nil
+		}
+	}
+	return keys, nil
 }
 
 // +kubebuilder:webhook:path=/validate-spectrum-cloudflare-operator-io-v1alpha1-spectrumapp,mutating=false,failurePolicy=fail,sideEffects=None,groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=create;update,versions=v1alpha1,name=vspectrumapp-v1alpha1.kb.io,admissionReviewVersions=v1
@@ -211,10 +257,19 @@ func validatePolicy(app *spectrumv1alpha1.SpectrumApp) rules.Violations {
 // not learn each other's names. (The controller's claim check remains the
 // backstop for two creates that race past admission.)
 func (v *SpectrumAppCustomValidator) claimedElsewhere(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) (rules.Violations, error) {
-	var holders spectrumv1alpha1.SpectrumAppList
-	if err := v.Client.List(ctx, &holders, client.MatchingFields{claimIndex: claimKey(&app.Spec)}); err != nil {
-		log.Error(err, "Listing SpectrumApps for the hostname check")
+	keys, err := v.claimKeysOf(ctx, app)
+	if err != nil {
+		log.Error(err, "Listing SpectrumApps for the zone's ID")
 		return nil, apierrors.NewInternalError(fmt.Errorf("listing SpectrumApps: %w", err))
+	}
+	var holders spectrumv1alpha1.SpectrumAppList
+	for _, key := range keys {
+		var list spectrumv1alpha1.SpectrumAppList
+		if err := v.Client.List(ctx, &list, client.MatchingFields{claimIndex: key}); err != nil {
+			log.Error(err, "Listing SpectrumApps for the hostname check")
+			return nil, apierrors.NewInternalError(fmt.Errorf("listing SpectrumApps: %w", err))
+		}
+		holders.Items = append(holders.Items, list.Items...)
 	}
 	for i := range holders.Items {
 		other := &holders.Items[i]

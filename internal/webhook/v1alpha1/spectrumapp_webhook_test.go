@@ -661,3 +661,46 @@ func TestDefaultCredentialsGrant(t *testing.T) {
 		t.Errorf("refusal %v: want the namespace grant named and no other tenant's namespace", err)
 	}
 }
+
+// An app by zoneID and one by zoneName of the same zone stand for the same
+// application once the controller has resolved the name (status.zoneID):
+// neither can be admitted beside the other.
+func TestOneOwnerAcrossZoneIDAndZoneName(t *testing.T) {
+	teamA, teamB := newNamespace(t), newNamespace(t)
+	byName := func(ns, name, host string) *spectrumv1alpha1.SpectrumApp {
+		return &spectrumv1alpha1.SpectrumApp{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: spectrumv1alpha1.SpectrumAppSpec{
+				ZoneName: "example.com", Protocol: "tcp/22",
+				DNS: spectrumv1alpha1.DNS{Type: "CNAME", Name: host}, OriginDirect: []string{"tcp://192.0.2.1:22"},
+			},
+		}
+	}
+	byID := func(ns, name, host string) *spectrumv1alpha1.SpectrumApp {
+		app := byName(ns, name, host)
+		app.Spec.ZoneName, app.Spec.ZoneID = "", zoneID
+		return app
+	}
+	resolved := func(app *spectrumv1alpha1.SpectrumApp) {
+		t.Helper()
+		mustCreate(t, app)
+		app.Status.ZoneID = zoneID // as the controller records it
+		if err := k8sClient.Status().Update(context.Background(), app); err != nil {
+			t.Fatal(err)
+		}
+		waitCached(t, app)
+	}
+
+	// zoneName first, resolved; then zoneID, in another namespace.
+	host := "first." + teamA + ".example.com"
+	resolved(byName(teamA, "by-name", host))
+	expectDenied(t, create(t, byID(teamB, "by-id", host)), cause{"spec.dns.name", 0})
+
+	// zoneID first; then zoneName, known to be that zone through an app the
+	// controller resolved.
+	host = "second." + teamA + ".example.com"
+	first := byID(teamA, "second-by-id", host)
+	mustCreate(t, first)
+	waitCached(t, first)
+	expectDenied(t, create(t, byName(teamB, "second-by-name", host)), cause{"spec.dns.name", 0})
+}
