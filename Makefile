@@ -73,6 +73,7 @@ FUZZTIME ?= 10s
 .PHONY: chaos
 chaos: envtest ## Run the reliability suite at scale: CHAOS_APPS apps under faults for CHAOS_DURATION, CHAOS_RESTARTS manager kills.
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-binaries.sh)" CHAOS_APPS=$(CHAOS_APPS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RESTARTS=$(CHAOS_RESTARTS) \
+		CHAOS_HANDOFF_REQUEST_TIMEOUT=30s \
 		go test ./test/chaos/ -count=1 -v -timeout 60m
 
 # make bench takes about 3 minutes on 2 cores. Knobs (environment or make
