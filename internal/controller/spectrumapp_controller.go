@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -62,6 +63,16 @@ type SpectrumAppReconciler struct {
 // create, update or leave it; then report the outcome in status and events,
 // and requeue only what can succeed by itself.
 func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	result, err := r.reconcile(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		// Cut short by the manager's stop, which is not a failure: the next
+		// leader reconciles every app again.
+		return ctrl.Result{}, nil
+	}
+	return result, err
+}
+
+func (r *SpectrumAppReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	started := time.Now()
 	app := &v1alpha1.SpectrumApp{}
 	if err := r.Get(ctx, req.NamespacedName, app); err != nil {
@@ -240,6 +251,9 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 	if o.readAgain {
 		return ctrl.Result{RequeueAfter: readAgainAfter}, nil
 	}
+	if ctx.Err() != nil {
+		return r.stopping(ctx, app, o)
+	}
 	r.report(ctx, app, o)
 	r.Metrics.driftCorrected(o.driftCorrected)
 	if o.release {
@@ -252,6 +266,29 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 	}
 	r.Metrics.observe(client.ObjectKeyFromObject(app), before, app, started)
 	return r.requeue(o)
+}
+
+// stopWriteTimeout bounds the one write a reconcile cut short by the
+// manager's stop still makes, within the pod's termination grace period.
+const stopWriteTimeout = 2 * time.Second
+
+// stopping ends a reconcile cut short by the manager's stop (a rolling
+// upgrade, a lost lease): nothing is reported, as nothing failed, and the
+// next leader reconciles every app again. Only a create record this
+// reconcile wrote for a create that was never sent is cleared, through a
+// context of its own: left, it would make the next leader wait for a create
+// that cannot land before creating the application.
+func (r *SpectrumAppReconciler) stopping(ctx context.Context, app *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
+	if o.pendingCreateWritten == nil || app.Status.PendingCreate != nil {
+		return ctrl.Result{}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWriteTimeout)
+	defer cancel()
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"pendingCreate":null}}`))
+	if err := r.Status().Patch(ctx, app, patch); client.IgnoreNotFound(err) != nil {
+		ctrl.LoggerFrom(ctx).Info("The create record of a create never sent could not be cleared; the next leader waits for it", "error", err.Error())
+	}
+	return ctrl.Result{}, nil
 }
 
 // requeue retries only what can succeed by itself. Failures that need a

@@ -282,7 +282,7 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 	}
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, requestFailed(err)
+			return nil, requestFailed(fmt.Errorf("%w: %w", ErrNotSent, err))
 		}
 	}
 

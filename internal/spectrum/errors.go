@@ -102,6 +102,11 @@ func IsNotFound(err error) bool {
 // was sent to Cloudflare.
 var ErrRateLimited = errors.New("request budget for this API token exhausted until after the deadline")
 
+// ErrNotSent says a request was never sent: the token's budget let nothing
+// through before its context ended (the manager stopping, a deadline). It
+// wraps the cause (ErrRateLimited, context.Canceled, ...).
+var ErrNotSent = errors.New("request not sent")
+
 // RequestError is a request that got no usable answer from Cloudflare: the
 // connection failed, timed out or was cut, or the request could not be
 // built. Err is the cause (a net.Error, io.ErrUnexpectedEOF,
@@ -145,7 +150,7 @@ func (e *UnreadableAppError) Error() string {
 // have been applied, or may be applied later still. A request the client's
 // own budget stopped was never sent.
 func MayHaveBeenApplied(err error) bool {
-	if err == nil || errors.Is(err, ErrRateLimited) {
+	if err == nil || errors.Is(err, ErrRateLimited) || errors.Is(err, ErrNotSent) {
 		return false
 	}
 	var apiErr *APIError

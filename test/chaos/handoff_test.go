@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,8 +148,8 @@ func leaderHandoff(t *testing.T, end func(*harness.Manager) error, apps int, gra
 		goal = leaseTaken + bound + 15*time.Second
 	}
 	log, _ := leader.Log()
-	errorsAtStop := strings.Count(string(log[len(log)-min(len(log), 20000):]), `"level":"error"`)
-	t.Logf("handoff by %s (request timeout %s): lease taken after %s; the %d apps left (bound %s at %d/s) Ready %s after the leader ended (goal %s: met %t); %d error lines near the old leader's end; 0 duplicates",
+	errorsAtStop := errorMessages(string(log[len(log)-min(len(log), 20000):]))
+	t.Logf("handoff by %s (request timeout %s): lease taken after %s; the %d apps left (bound %s at %d/s) Ready %s after the leader ended (goal %s: met %t); errors logged near the old leader's end: %v; 0 duplicates",
 		map[bool]string{true: "SIGTERM", false: "SIGKILL"}[graceful], handoffRequestTimeout(), leaseTaken.Round(100*time.Millisecond), left,
 		bound.Round(100*time.Millisecond), handoffRate, allReady.Round(100*time.Millisecond), goal.Round(100*time.Millisecond), allReady <= goal, errorsAtStop)
 
@@ -157,4 +158,28 @@ func leaderHandoff(t *testing.T, end func(*harness.Manager) error, apps int, gra
 	}
 	startManager(t)
 	f.deleteAll()
+}
+
+// errorMessages are the distinct messages of a JSON log's error lines.
+func errorMessages(log string) []string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `"level":"error"`) {
+			continue
+		}
+		_, msg, _ := strings.Cut(line, `"msg":"`)
+		msg, _, _ = strings.Cut(msg, `"`)
+		if _, name, ok := strings.Cut(line, `"controller":"`); ok {
+			name, _, _ = strings.Cut(name, `"`)
+			msg += " (" + name + ")"
+		}
+		if _, cause, ok := strings.Cut(line, `"error":"`); ok {
+			cause, _, _ = strings.Cut(cause, `"`)
+			msg += ": " + cause
+		}
+		if !slices.Contains(out, msg) {
+			out = append(out, msg)
+		}
+	}
+	return out
 }
