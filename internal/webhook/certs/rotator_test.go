@@ -194,10 +194,6 @@ func TestClearedCABundleIsRestored(t *testing.T) {
 	if err := r.WaitLoaded(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	stopped := make(chan struct{})
-	go func() { _ = r.Start(ctx); close(stopped) }()
-	// It logs through t: it must be gone before the test ends.
-	defer func() { cancel(); <-stopped }()
 
 	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	if err := k8sClient.Get(ctx, types.NamespacedName{Name: vwc}, config); err != nil {
@@ -213,6 +209,12 @@ func TestClearedCABundleIsRestored(t *testing.T) {
 	if b := caBundles(t, vwc); len(b[0]) != 0 {
 		t.Fatal("the caBundle was not cleared; the test would prove nothing")
 	}
+	// Started only now, so its first check cannot undo the clearing before
+	// the test sees it.
+	stopped := make(chan struct{})
+	go func() { _ = r.Start(ctx); close(stopped) }()
+	// It logs through t: it must be gone before the test ends.
+	defer func() { cancel(); <-stopped }()
 	testenv.Eventually(t, 5*time.Second, func() string {
 		for i, b := range caBundles(t, vwc) {
 			if !bytes.Equal(b, want) {
