@@ -54,7 +54,7 @@ func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.Spect
 	if err != nil {
 		return nil, err
 	}
-	return &cloudflareApp{cf: cf, zoneID: zoneID, zones: r.zones, claims: r, app: app, settle: r.requestTimeout()}, nil
+	return &cloudflareApp{cf: cf, zoneID: zoneID, zones: r.zones, claims: r, app: app, requestTimeout: r.requestTimeout()}, nil
 }
 
 // zoneID is the app's zone: spec.zoneID, or the zone spec.zoneName names,

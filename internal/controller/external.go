@@ -25,9 +25,9 @@ type cloudflareApp struct {
 	zones  *zoneCache
 	claims claimant
 	app    *v1alpha1.SpectrumApp
-	// settle is how long Cloudflare may take to apply a request after the
-	// client stopped waiting for its answer: the request timeout.
-	settle time.Duration
+	// requestTimeout bounds every request to Cloudflare (a create's is
+	// shorter still: createTimeout).
+	requestTimeout time.Duration
 }
 
 // claimant finds the SpectrumApp, other than app, that manages
@@ -168,30 +168,56 @@ func (e *cloudflareApp) mayAdopt(found spectrum.App) bool {
 	return found.CreatedOn == nil || !found.CreatedOn.Before(pending.Add(-adoptionClockSkew))
 }
 
+// A create's record promises when the create has landed, if it ever will:
+// every manager that reads the record, after any restart, waits that long
+// before it believes an absent application was never created. The promise
+// is kept short, so that an uncertain create that did not land (a manager
+// killed mid-create, an answer lost) costs at most 25 s by default:
+//   - the create is sent within createSendWindow of the record (at most
+//     maxCreateSendWindow), or not at all (the rate limiter fails it fast,
+//     as ErrNotSent);
+//   - its request is given createTimeout, at most maxCreateTimeout: a
+//     create is a small write Cloudflare answers in about a second;
+//   - Cloudflare may apply it up to one createTimeout after the client gave
+//     up (settle). One applied later still is beyond what any client can
+//     tell from none (docs/reliability.md).
+const (
+	maxCreateSendWindow = 5 * time.Second
+	maxCreateTimeout    = 10 * time.Second
+)
+
+// createSendWindow is how long after its record a create may still be
+// sent; no longer than its request may take.
+func (e *cloudflareApp) createSendWindow() time.Duration {
+	return min(e.createTimeout(), maxCreateSendWindow)
+}
+
+// createTimeout bounds a create's request, and how long Cloudflare may take
+// to apply it after the client gave up on it.
+func (e *cloudflareApp) createTimeout() time.Duration {
+	if e.requestTimeout <= 0 {
+		return maxCreateTimeout
+	}
+	return min(e.requestTimeout, maxCreateTimeout)
+}
+
+// createDeadline bounds a create from the moment it is recorded: the wait
+// for the rate limit and the request.
+func (e *cloudflareApp) createDeadline() time.Duration {
+	return e.createSendWindow() + e.createTimeout()
+}
+
 // pendingCreateLandedBy is when a create recorded in status.pendingCreate
-// has certainly landed, if it ever will: it was sent within
-// createSendWindow of being recorded (Create's deadline makes sure),
-// answered or abandoned a request timeout later at the latest, and applied
-// within settle after that. Zero when no create is pending.
+// has certainly landed, if it ever will: answered or abandoned by its
+// deadline, and applied within a createTimeout after that. Zero when no
+// create is pending.
 func (e *cloudflareApp) pendingCreateLandedBy() time.Time {
 	pending := e.app.Status.PendingCreate
 	if pending == nil {
 		return time.Time{}
 	}
-	return pending.Add(e.createDeadline() + e.settle)
+	return pending.Add(e.createDeadline() + e.createTimeout())
 }
-
-// createDeadline bounds a create from the moment it is recorded: the wait
-// for the rate limit (createSendWindow) and the request (a request
-// timeout, which settle equals).
-func (e *cloudflareApp) createDeadline() time.Duration {
-	return createSendWindow(e.settle) + e.settle
-}
-
-// createSendWindow is how long after being recorded a create may still be
-// sent. A create the rate limit holds back longer is not sent at all (the
-// client fails it fast, and nothing was applied).
-func createSendWindow(requestTimeout time.Duration) time.Duration { return requestTimeout }
 
 // Create asks Cloudflare for the application the spec describes. The
 // caller has recorded status.pendingCreate (at recordedAt) first: the create
@@ -199,6 +225,7 @@ func createSendWindow(requestTimeout time.Duration) time.Duration { return reque
 func (e *cloudflareApp) Create(ctx context.Context, recordedAt time.Time) (spectrum.App, error) {
 	ctx, cancel := context.WithDeadline(ctx, recordedAt.Add(e.createDeadline()))
 	defer cancel()
+	ctx = spectrum.WithSendDeadline(ctx, recordedAt.Add(e.createSendWindow()))
 	zoneID := e.zoneID
 	created, err := e.cf.CreateApp(ctx, zoneID, spectrum.FromSpec(&e.app.Spec))
 	if err != nil {

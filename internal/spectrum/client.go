@@ -267,6 +267,33 @@ func requestBody(app App) App {
 	return app
 }
 
+// sendDeadlineKey carries the time by which a request must leave, or not
+// be sent at all.
+type sendDeadlineKey struct{}
+
+// WithSendDeadline returns a context whose requests are sent by sendBy or
+// not at all: the token's budget holding one back longer fails it fast
+// with ErrNotSent. The request itself is still bounded by ctx's deadline.
+// A create uses it so that the record it wrote before the request can
+// promise a short time by which the create has landed.
+func WithSendDeadline(ctx context.Context, sendBy time.Time) context.Context {
+	return context.WithValue(ctx, sendDeadlineKey{}, sendBy)
+}
+
+// waitForBudget waits until the token's budget lets a request through, by
+// the send deadline when ctx carries one.
+func (c *APIClient) waitForBudget(ctx context.Context) error {
+	if c.limiter == nil {
+		return nil
+	}
+	if sendBy, ok := ctx.Value(sendDeadlineKey{}).(time.Time); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, sendBy)
+		defer cancel()
+	}
+	return c.limiter.Wait(ctx)
+}
+
 // do sends one request and decodes its answer into result.
 func (c *APIClient) do(ctx context.Context, method, path string, query url.Values, body, result any) (*ResultInfo, error) {
 	requestFailed := func(err error) error {
@@ -280,10 +307,8 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 			return nil, requestFailed(fmt.Errorf("encoding the request: %w", err))
 		}
 	}
-	if c.limiter != nil {
-		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, requestFailed(fmt.Errorf("%w: %w", ErrNotSent, err))
-		}
+	if err := c.waitForBudget(ctx); err != nil {
+		return nil, requestFailed(fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)

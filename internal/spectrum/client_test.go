@@ -1,6 +1,7 @@
 package spectrum_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -484,5 +486,34 @@ func TestConcurrentCallersShareOneClient(t *testing.T) {
 	}
 	if got := len(sim.Apps()); got != workers*each {
 		t.Errorf("%d apps, want %d", got, workers*each)
+	}
+}
+
+// A request whose budget wait would outlast its send deadline is not sent
+// (ErrNotSent, so a create's record can be cleared), even when the
+// request's own deadline is far: the record of a create promises when it
+// was sent at the latest.
+func TestSendDeadlineBoundsTheWaitForTheBudget(t *testing.T) {
+	sim := startSimulator(t, testConfig())
+	// One request per 2 s, no burst beyond the first.
+	client := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 0.5, Burst: 1}).ForToken(enterpriseToken)
+	ctx, cancel := context.WithTimeout(testContext(t), time.Minute)
+	defer cancel()
+	if _, err := client.CreateApp(ctx, enterpriseZone, sshApp("first.example.com")); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	_, err := client.CreateApp(spectrum.WithSendDeadline(ctx, time.Now().Add(200*time.Millisecond)), enterpriseZone, sshApp("held.example.com"))
+	if !errors.Is(err, spectrum.ErrNotSent) || spectrum.MayHaveBeenApplied(err) {
+		t.Fatalf("create held by the budget past its send deadline: %v, want ErrNotSent and not 'may have been applied'", err)
+	}
+	if waited := time.Since(started); waited > time.Second {
+		t.Errorf("failed after %s, want at once (the budget's next slot is beyond the send deadline)", waited)
+	}
+	if got := len(sim.Apps()); got != 1 {
+		t.Errorf("%d apps at the simulator, want 1: the held create must not be sent", got)
+	}
+	if _, err := client.CreateApp(spectrum.WithSendDeadline(ctx, time.Now().Add(5*time.Second)), enterpriseZone, sshApp("sent.example.com")); err != nil {
+		t.Fatalf("create whose budget slot is within the send deadline: %v", err)
 	}
 }

@@ -21,8 +21,8 @@ import (
 // finishing a request after the client stopped waiting. A client that
 // believes that listing creates a second application. (It is applied half
 // a request timeout after the client gave up at the latest: the operator
-// waits a request timeout for such creates, and cannot tell a create that
-// lands later still from none.)
+// waits one create timeout, the request timeout capped at 10 s, for such
+// creates, and cannot tell a create that lands later still from none.)
 type lateCreate struct {
 	zone, hostname string
 	kill           bool
