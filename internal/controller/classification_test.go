@@ -63,8 +63,11 @@ func TestNeedsAHumanStallsWithoutRetrying(t *testing.T) {
 			}
 
 			// Not requeued: no further create attempt while nothing changes,
-			// for longer than the backoff's first steps and a resync.
-			posts := calls.count("POST", zoneMain, "list")
+			// for longer than the backoff's first steps and a resync. The
+			// count starts once the fixture's own events have settled: the
+			// Secret's create event may reach the manager after the app's,
+			// and a Secret event retries the apps that use it, once.
+			posts := settledCount(func() int { return calls.count("POST", zoneMain, "list") })
 			testenv.Consistently(t, resyncPeriod+time.Second, func() string {
 				if got := calls.count("POST", zoneMain, "list") - posts; got != 0 {
 					return fmt.Sprintf("%d more create attempts for a stalled app; want 0", got)
@@ -135,6 +138,21 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 }
 
 // requestRetry sets the reconcile-requested-at annotation, as a user does.
+// settledCount returns count() once it has not moved for half a second
+// (at most 5 s): a requeue loop's first steps (5 ms, doubling) move it
+// sooner, and its later ones fall inside the caller's observation.
+func settledCount(count func() int) int {
+	last, stableSince := count(), time.Now()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if n := count(); n != last {
+			last, stableSince = n, time.Now()
+		} else if time.Since(stableSince) >= 500*time.Millisecond {
+			break
+		}
+	}
+	return last
+}
+
 func requestRetry(t *testing.T, f *fixture, name string) {
 	t.Helper()
 	f.update(name, func(app *v1alpha1.SpectrumApp) {

@@ -8,9 +8,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -88,13 +90,14 @@ func (c *credentialsRelease) Reconcile(ctx context.Context, req reconcile.Reques
 	if !slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) {
 		return reconcile.Result{}, nil
 	}
+	// Read-only: the cache's objects are only looked at.
 	var apps v1alpha1.SpectrumAppList
-	if err := c.List(ctx, &apps, client.InNamespace(req.Namespace), client.MatchingFields{credentialsIndex: req.Name}); err != nil {
+	if err := c.List(ctx, &apps, client.InNamespace(req.Namespace), client.MatchingFields{credentialsIndex: req.Name},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return reconcile.Result{}, err
 	}
 	for i := range apps.Items {
-		app := &apps.Items[i]
-		if needsCredentialsToDelete(app) && (app.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer)) {
+		if holdsCredentials(&apps.Items[i]) {
 			return reconcile.Result{}, nil
 		}
 	}
@@ -102,22 +105,50 @@ func (c *credentialsRelease) Reconcile(ctx context.Context, req reconcile.Reques
 	return reconcile.Result{}, client.IgnoreNotFound(patchFinalizers(ctx, c.Client, secret, kept))
 }
 
+// holdsCredentials is true for an app that still needs its credentials
+// Secret: one that will delete its application with them, and has not
+// done so yet.
+func holdsCredentials(app *v1alpha1.SpectrumApp) bool {
+	return needsCredentialsToDelete(app) && (app.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer))
+}
+
+// appsLettingGoOfCredentials wakes the release of a Secret on the app
+// events after which the Secret may be free: an app that held it stops
+// (deleted, finalizer gone, another Secret, Orphan or a policy that deletes
+// nothing) or goes. Every other event (status writes above all, several
+// per app) cannot free a Secret, and waking on them listed every app of
+// the Secret on every write: most of the manager's CPU at 10,000 apps.
+var appsLettingGoOfCredentials handler.EventHandler = handler.TypedFuncs[client.Object, reconcile.Request]{
+	UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		old, updated := e.ObjectOld.(*v1alpha1.SpectrumApp), e.ObjectNew.(*v1alpha1.SpectrumApp)
+		if !holdsCredentials(old) {
+			return
+		}
+		if holdsCredentials(updated) && updated.Spec.CredentialsRef.Name == old.Spec.CredentialsRef.Name {
+			return
+		}
+		q.Add(credentialsSecretOf(old))
+	},
+	DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if app := e.Object.(*v1alpha1.SpectrumApp); app.Spec.CredentialsRef != nil {
+			q.Add(credentialsSecretOf(app))
+		}
+	},
+}
+
+func credentialsSecretOf(app *v1alpha1.SpectrumApp) reconcile.Request {
+	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: app.Namespace, Name: app.Spec.CredentialsRef.Name}}
+}
+
 // setupCredentialsRelease watches the Secrets that carry the finalizer,
-// and the SpectrumApps that use them.
+// and the SpectrumApps that let go of them.
 func setupCredentialsRelease(mgr manager.Manager) error {
 	carriesFinalizer := predicate.NewPredicateFuncs(func(obj client.Object) bool {
 		return slices.Contains(obj.GetFinalizers(), CredentialsInUseFinalizer)
 	})
-	secretOfApp := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
-		app := obj.(*v1alpha1.SpectrumApp)
-		if app.Spec.CredentialsRef == nil {
-			return nil
-		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: app.Namespace, Name: app.Spec.CredentialsRef.Name}}}
-	})
 	return builder.ControllerManagedBy(mgr).
 		Named("credentials-release").
 		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(carriesFinalizer)).
-		Watches(&v1alpha1.SpectrumApp{}, secretOfApp).
+		Watches(&v1alpha1.SpectrumApp{}, appsLettingGoOfCredentials).
 		Complete(&credentialsRelease{Client: mgr.GetClient()})
 }

@@ -32,11 +32,13 @@ func runScale(ctx context.Context, t *testing.T, cfg config, rep *report) {
 
 func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int, restart bool) {
 	scenario := fmt.Sprintf("scale %d", n)
+	profileFlags, prof := profileArgs(t)
 	e := startEnv(ctx, t, simulatorConfig(cfg.Zones, unenforced, 0), harness.ManagerOptions{
 		ResyncPeriod:            cfg.Resync,
 		RequestsPerSecond:       cfg.ScaleRate,
 		Burst:                   max(int(cfg.ScaleRate/20), 1),
 		MaxConcurrentReconciles: cfg.Workers,
+		ExtraArgs:               profileFlags,
 	})
 	pid := e.h.Manager.PID()
 	idleCPU, err := procCPU(pid)
@@ -49,6 +51,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 	}
 
 	start := time.Now()
+	prof.startCPU(ctx, t, fmt.Sprintf("scale-%d-converge", n))
 	if err := e.createApps(ctx, 0, n, cfg.Zones); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +60,8 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 	if err != nil {
 		t.Fatal(err)
 	}
+	prof.stopCPU()
+	prof.heap(ctx, t, fmt.Sprintf("scale-%d-converged", n))
 	converged := readyAt.Sub(start)
 	convergeCPU, err := procCPU(pid)
 	if err != nil {
@@ -72,7 +77,9 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 	if err != nil {
 		t.Fatal(err)
 	}
+	prof.startCPU(ctx, t, fmt.Sprintf("scale-%d-steady", n))
 	steadyState(ctx, t, e, cfg, rep, scenario, n)
+	prof.stopCPU()
 	steadyCPU, err := procCPU(pid)
 	if err != nil {
 		t.Fatal(err)
