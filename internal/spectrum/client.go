@@ -3,6 +3,7 @@ package spectrum
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -71,6 +73,7 @@ type APIClient struct {
 	userAgent  string
 	observer   Observer
 	metrics    *Metrics
+	decoded    decodedApps
 }
 
 // credential keeps the token inside a closure: fmt prints a func as an
@@ -143,6 +146,8 @@ func appPath(zoneID, appID string) string {
 func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error) {
 	var listing Listing
 	seen := 0
+	previous := c.decoded.of(zoneID)
+	decoded := make(map[[sha256.Size]byte]App, len(previous))
 	for page := 1; page <= maxListPages; page++ {
 		query := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(listPageSize)}}
 		var pageApps []json.RawMessage
@@ -151,10 +156,17 @@ func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error
 			return Listing{}, err
 		}
 		for _, raw := range pageApps {
-			listing.add(raw)
+			sum := sha256.Sum256(raw)
+			if app, ok := previous[sum]; ok {
+				listing.Apps = append(listing.Apps, app)
+				decoded[sum] = app
+			} else if app, ok := listing.add(raw); ok {
+				decoded[sum] = app
+			}
 		}
 		seen += len(pageApps)
 		if isLastPage(info, page, len(pageApps), seen) {
+			c.decoded.remember(zoneID, decoded)
 			return listing, nil
 		}
 	}
@@ -165,12 +177,12 @@ func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error
 // add decodes one application of a listing. One that does not decode (a
 // shape no SDK fixture shows) is set aside with what can be read of it, so
 // that it does not hide the zone's other applications.
-func (l *Listing) add(raw json.RawMessage) {
+func (l *Listing) add(raw json.RawMessage) (App, bool) {
 	var app App
 	err := json.Unmarshal(raw, &app)
 	if err == nil {
 		l.Apps = append(l.Apps, app)
-		return
+		return app, true
 	}
 	var loose struct {
 		ID       any `json:"id"`
@@ -186,6 +198,34 @@ func (l *Listing) add(raw json.RawMessage) {
 		Protocol: looseString(loose.Protocol),
 		Problem:  describeJSONError(err),
 	})
+	return App{}, false
+}
+
+// decodedApps remembers, per zone, the applications of its last complete
+// listing by the SHA-256 of their JSON. From one listing to the next most
+// of a zone is unchanged, and decoding it again was most of a steady
+// manager's CPU (the drift check lists every zone every resync period).
+// Only the last listing's applications are kept, so it holds what the
+// zone holds. The Apps are shared between listings: a listing is read,
+// never modified.
+type decodedApps struct {
+	mu    sync.Mutex
+	zones map[string]map[[sha256.Size]byte]App
+}
+
+func (d *decodedApps) of(zoneID string) map[[sha256.Size]byte]App {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.zones[zoneID]
+}
+
+func (d *decodedApps) remember(zoneID string, apps map[[sha256.Size]byte]App) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.zones == nil {
+		d.zones = map[string]map[[sha256.Size]byte]App{}
+	}
+	d.zones[zoneID] = apps
 }
 
 func looseString(v any) string {

@@ -105,6 +105,62 @@ func TestClientListFollowsAllPages(t *testing.T) {
 	}
 }
 
+// A client remembers a zone's decoded applications from one listing to the
+// next; what changed, went or came in between must show all the same.
+func TestListingsFollowChangesBetweenThem(t *testing.T) {
+	sim := startSimulator(t, testConfig())
+	var ids []string
+	for i := range 4 {
+		stored, err := sim.PutApp(enterpriseZone, sshApp(fmt.Sprintf("app%d.example.com", i)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, stored.App.ID)
+	}
+	client := newClient(sim, enterpriseToken)
+	ctx := testContext(t)
+	byHostname := func() map[string]spectrum.App {
+		t.Helper()
+		listing, err := client.ListApps(ctx, enterpriseZone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		apps := map[string]spectrum.App{}
+		for _, app := range listing.Apps {
+			apps[app.DNS.Name] = app
+		}
+		return apps
+	}
+	first := byHostname()
+
+	if err := sim.ModifyApp(enterpriseZone, ids[1], func(app *spectrum.App) { app.ProxyProtocol = "v2" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.DeleteApp(enterpriseZone, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.PutApp(enterpriseZone, sshApp("app9.example.com"), false); err != nil {
+		t.Fatal(err)
+	}
+	second := byHostname()
+
+	if len(second) != 4 {
+		t.Errorf("second listing has %d apps, want 4: %v", len(second), second)
+	}
+	if spectrum.Differs(first["app0.example.com"], second["app0.example.com"]) || second["app0.example.com"].ID != ids[0] {
+		t.Errorf("the unchanged app reads %+v, was %+v", second["app0.example.com"], first["app0.example.com"])
+	}
+	if got := second["app1.example.com"].ProxyProtocol; got != "v2" {
+		t.Errorf("the changed app reads proxy protocol %q, want v2", got)
+	}
+	if _, ok := second["app2.example.com"]; ok {
+		t.Errorf("the deleted app is still listed")
+	}
+	if _, ok := second["app9.example.com"]; !ok {
+		t.Errorf("the new app is not listed")
+	}
+}
+
 func TestClientListEmptyZone(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	listing, err := newClient(sim, enterpriseToken).ListApps(testContext(t), otherZone)

@@ -59,10 +59,12 @@ type config struct {
 	// AdmissionRequests (BENCH_ADMISSION_REQUESTS) dry-run creates are sent
 	// of each kind, valid and invalid.
 	AdmissionRequests int `json:"admissionRequests"`
-	// Only (BENCH_ONLY: convergence, shared, scale, admission, rules) runs a
-	// subset.
+	// Only (BENCH_ONLY: admission, rules, convergence, shared, scale,
+	// window-30s, window-300s) runs a subset.
 	Only []string `json:"only,omitempty"`
-	// Out (BENCH_OUT) is the JSON results file.
+	// Out (BENCH_OUT) is the JSON results file. The run is compared with
+	// BENCH_BASELINE (default docs/bench-results.json, the results
+	// committed last; "none" for no comparison).
 	Out string `json:"-"`
 	// For investigating, startEnv also reads BENCH_MANAGER_BINARY (run
 	// that binary), BENCH_MANAGER_ARGS (extra flags), BENCH_LOG_LEVEL and
@@ -85,7 +87,7 @@ func loadConfig(t *testing.T) config {
 		AdmissionRequests: envInt(t, "BENCH_ADMISSION_REQUESTS", 1000),
 		Out:               os.Getenv("BENCH_OUT"),
 	}
-	for _, s := range strings.Split(envString("BENCH_SCALE_APPS", "1000,10000"), ",") {
+	for _, s := range strings.Split(envString("BENCH_SCALE_APPS", "1000,10000,20000"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
 			t.Fatalf("BENCH_SCALE_APPS: %q is not a positive number", s)
@@ -143,6 +145,12 @@ func TestBench(t *testing.T) {
 		{"shared", runSharedBudget},
 		{"scale", runScale},
 	}
+	for _, w := range cloudflareWindows {
+		scenarios = append(scenarios, struct {
+			name string
+			run  func(context.Context, *testing.T, config, *report)
+		}{w.name, runCloudflareWindow(w)})
+	}
 	for _, s := range scenarios {
 		if !cfg.runs(s.name) {
 			continue
@@ -156,6 +164,13 @@ func TestBench(t *testing.T) {
 	rep.Machine.LoadAfter = loadAverage()
 	rep.Duration = time.Since(start).Round(time.Second).String()
 
+	baselinePath := envString("BENCH_BASELINE", filepath.Join(testenv.RepoRoot(), "docs", "bench-results.json"))
+	base, err := loadBaseline(baselinePath)
+	if err != nil {
+		t.Logf("no baseline to compare with: %v", err)
+	}
+	worse := rep.compare(base, baselinePath)
+
 	fmt.Println()
 	fmt.Print(rep.table())
 	fmt.Println()
@@ -164,6 +179,12 @@ func TestBench(t *testing.T) {
 		t.Fatalf("writing %s: %v", cfg.Out, err)
 	}
 	fmt.Printf("results written to %s\n", cfg.Out)
+	if base != nil {
+		fmt.Printf("compared with %s: %d rows more than %.0f %% worse\n", rep.Baseline, len(worse), 100*regressionThreshold)
+		for _, row := range worse {
+			fmt.Printf("  WORSE: %s | %s: %s (%s)\n", row.Scenario, row.Metric, row.Measured, row.Change)
+		}
+	}
 }
 
 func envString(name, def string) string {

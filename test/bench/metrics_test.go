@@ -39,6 +39,10 @@ func fetchMetrics(ctx context.Context, httpClient *http.Client, url string) (met
 	if err != nil {
 		return nil, err
 	}
+	// Uncompressed, over loopback: Go's client asks for gzip by default,
+	// and compressing scrapes many times a second was a tenth of the CPU
+	// the manager was measured to spend converging.
+	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return nil, err

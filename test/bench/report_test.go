@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,7 +25,22 @@ type row struct {
 	Met      string  `json:"met"`
 	Value    float64 `json:"value"`
 	Unit     string  `json:"unit,omitempty"`
+	// Change is the value's change from the same row of the baseline
+	// (see compare), "" when it has none.
+	Change string `json:"change,omitempty"`
+	// Worse is true when that change is a regression of more than
+	// regressionThreshold.
+	Worse bool `json:"worse,omitempty"`
 }
+
+// regressionThreshold is how much worse than the baseline a row may get
+// before the table flags it.
+const regressionThreshold = 0.20
+
+// higherIsBetter is true for the rows whose value should rise: shares
+// (percent). Every other value is a time, a size, a count or a ratio to a
+// bound, which should fall.
+func (r row) higherIsBetter() bool { return r.Unit == "%" }
 
 // report collects rows and details from every scenario.
 type report struct {
@@ -34,6 +50,7 @@ type report struct {
 	Machine  machine                   `json:"machine"`
 	Config   config                    `json:"config"`
 	Rows     []row                     `json:"rows"`
+	Baseline string                    `json:"baseline,omitempty"`
 	Details  map[string]map[string]any `json:"details"`
 }
 
@@ -64,7 +81,7 @@ func newReport(cfg config) *report {
 func (r *report) add(scenario, metric, goal, measured, met string, value float64, unit string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.Rows = append(r.Rows, row{scenario, metric, goal, measured, met, value, unit})
+	r.Rows = append(r.Rows, row{Scenario: scenario, Metric: metric, Goal: goal, Measured: measured, Met: met, Value: value, Unit: unit})
 }
 
 // detail records a value for the JSON only.
@@ -87,12 +104,75 @@ func yesNo(ok bool) string {
 // table renders the rows as a Markdown table, ready for docs/benchmarks.md.
 func (r *report) table() string {
 	var b strings.Builder
-	b.WriteString("| scenario | metric | goal | measured | met |\n")
-	b.WriteString("|---|---|---|---|---|\n")
+	b.WriteString("| scenario | metric | goal | measured | met | vs last |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, row := range r.Rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric, row.Goal, row.Measured, row.Met)
+		change := row.Change
+		if row.Worse {
+			change = "**" + change + " worse**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric, row.Goal, row.Measured, row.Met, change)
 	}
 	return b.String()
+}
+
+// loadBaseline reads the results a run is compared with: BENCH_BASELINE,
+// or the results committed with the code (docs/bench-results.json); "none"
+// compares with nothing.
+func loadBaseline(path string) (*report, error) {
+	if path == "none" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var base report
+	if err := json.Unmarshal(data, &base); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &base, nil
+}
+
+// compare sets each row's change from the row of base with the same
+// scenario and metric, and returns the rows more than
+// regressionThreshold worse. Rows at zero in both are unchanged; a row
+// that leaves zero the wrong way is worse by any amount.
+func (r *report) compare(base *report, name string) (worse []row) {
+	if base == nil {
+		return nil
+	}
+	r.Baseline = fmt.Sprintf("%s (%s)", name, base.Time)
+	previous := map[[2]string]float64{}
+	for _, row := range base.Rows {
+		previous[[2]string{row.Scenario, row.Metric}] = row.Value
+	}
+	for i := range r.Rows {
+		row := &r.Rows[i]
+		old, ok := previous[[2]string{row.Scenario, row.Metric}]
+		if !ok {
+			continue
+		}
+		grew := row.Value - old
+		if row.higherIsBetter() {
+			grew = -grew
+		}
+		switch {
+		case old == 0 && row.Value == 0:
+			row.Change = "="
+		case old == 0:
+			row.Change = fmt.Sprintf("%g → %g", old, row.Value)
+			row.Worse = grew > 0
+		default:
+			change := (row.Value - old) / math.Abs(old)
+			row.Change = fmt.Sprintf("%+.0f %%", 100*change)
+			row.Worse = grew/math.Abs(old) > regressionThreshold
+		}
+		if row.Worse {
+			worse = append(worse, *row)
+		}
+	}
+	return worse
 }
 
 func (r *report) machineSummary() string {
