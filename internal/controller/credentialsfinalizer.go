@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,15 +45,22 @@ func (r *SpectrumAppReconciler) protectCredentials(ctx context.Context, app *v1a
 		return nil
 	}
 	name, _ := r.credentialsSecret(app)
-	secret := secretMetadata()
-	if err := r.Get(ctx, name, secret); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	// An unmarked Secret is not the operator's to hold.
-	if !v1alpha1.IsCredentialsSecret(secret) || slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) || !secret.DeletionTimestamp.IsZero() {
-		return nil
-	}
-	return patchFinalizers(ctx, r.Client, secret, append(slices.Clone(secret.Finalizers), CredentialsInUseFinalizer))
+	// The apps of one Secret are reconciled side by side, and all but the
+	// first to add the finalizer meet a conflict: the Secret is then read
+	// again from the apiserver (the cache may not show the finalizer yet).
+	var reader client.Reader = r.Client
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		secret := secretMetadata()
+		if err := reader.Get(ctx, name, secret); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		reader = r.APIReader
+		// An unmarked Secret is not the operator's to hold.
+		if !v1alpha1.IsCredentialsSecret(secret) || slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) || !secret.DeletionTimestamp.IsZero() {
+			return nil
+		}
+		return patchFinalizers(ctx, r.Client, secret, append(slices.Clone(secret.Finalizers), CredentialsInUseFinalizer))
+	})
 }
 
 func secretMetadata() *metav1.PartialObjectMetadata {

@@ -189,3 +189,30 @@ func TestOrphanPolicyDoesNotHoldCredentials(t *testing.T) {
 	}
 	f.deleteAndWait("orphaned")
 }
+
+// The apps of one Secret, created together, are reconciled side by side
+// and all put the credentials-in-use finalizer on the same Secret: the
+// conflicts among them are the operator's own business, not a failure to
+// report. On the old code each app but the first failed once with
+// UnexpectedError (a Warning event and an error in the log).
+func TestAppsSharingASecretDoNotFailOnItsFinalizer(t *testing.T) {
+	f := newFixture(t, enterpriseToken)
+	names := make([]string, 8)
+	for i := range names {
+		names[i] = fmt.Sprintf("sharing-%d", i)
+		f.create(f.app(names[i], zoneDrift, "drift.example"))
+	}
+	for _, name := range names {
+		f.waitForCondition(name, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	}
+	for _, name := range names {
+		for _, e := range f.events(name) {
+			if e.Type == corev1.EventTypeWarning {
+				t.Errorf("%s has a warning event %s: %s", name, e.Reason, e.Note)
+			}
+		}
+	}
+	for _, name := range names {
+		f.deleteAndWait(name)
+	}
+}

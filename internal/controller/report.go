@@ -137,7 +137,7 @@ func (r *SpectrumAppReconciler) report(ctx context.Context, app *v1alpha1.Spectr
 		r.reportFailure(app, *o.failure)
 		if o.failure.Class == spectrum.Retryable {
 			log.V(1).Info("Reconcile failed; retrying", "reason", o.failure.Reason, "codes", o.failure.Codes,
-				"httpStatus", o.failure.HTTPStatus, "rayID", o.failure.RayID)
+				"httpStatus", o.failure.HTTPStatus, "rayID", o.failure.RayID, "message", o.failure.Message)
 		} else {
 			log.Error(nil, "Reconcile failed; a person must act", "reason", o.failure.Reason, "codes", o.failure.Codes,
 				"httpStatus", o.failure.HTTPStatus, "rayID", o.failure.RayID)

@@ -14,8 +14,9 @@ import (
 )
 
 // cloudflareWindow is a budget of Cloudflare's shape: limit requests per
-// fixed window, spent by the operator as it ships (its default ceiling,
-// 3.99 per second and a burst of 1, which fits 1,200 per 300 s).
+// fixed window, spent by the operator as it ships: its default ceiling
+// (3.99 per second and a burst of 1, which fits 1,200 per 300 s), resync
+// period and request timeout.
 type cloudflareWindow struct {
 	name   string // the scenario, as BENCH_ONLY names it
 	limit  int
@@ -33,6 +34,12 @@ var cloudflareWindows = []cloudflareWindow{
 	{name: "window-300s", limit: 1200, window: 300 * time.Second, apps: 1200},
 }
 
+// The manager's defaults (cmd/manager), which the harness does not use.
+const (
+	defaultResyncPeriod   = 5 * time.Minute
+	defaultRequestTimeout = 30 * time.Second
+)
+
 // runCloudflareWindow creates w.apps SpectrumApps at once against a
 // simulator enforcing w's budget with the Ratelimit headers Cloudflare
 // sends, and measures the time until all are Ready against N/R, R =
@@ -46,7 +53,8 @@ func runCloudflareWindow(w cloudflareWindow) func(context.Context, *testing.T, c
 			Enforce: true,
 		}
 		e := startEnv(ctx, t, simulatorConfig(cfg.Zones, limit, cfg.Latency), harness.ManagerOptions{
-			ResyncPeriod:            cfg.Resync,
+			ResyncPeriod:            defaultResyncPeriod,
+			RequestTimeout:          defaultRequestTimeout,
 			RequestsPerSecond:       spectrum.DefaultRequestsPerSecond,
 			Burst:                   spectrum.DefaultBurst,
 			MaxConcurrentReconciles: cfg.Workers,
