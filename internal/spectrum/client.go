@@ -71,6 +71,10 @@ type APIClient struct {
 	userAgent  string
 	observer   Observer
 	metrics    *Metrics
+	// key is the token's key in the Connector that made the client, and
+	// activity when it was last used.
+	key      tokenKey
+	activity activity
 }
 
 // credential keeps the token inside a closure: fmt prints a func as an
@@ -307,6 +311,8 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 			return nil, requestFailed(fmt.Errorf("encoding the request: %w", err))
 		}
 	}
+	c.activity.begin()
+	defer c.activity.end()
 	if err := c.waitForBudget(ctx); err != nil {
 		return nil, requestFailed(fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
