@@ -157,7 +157,11 @@ type zoneName struct {
 	id     string
 }
 
-// zoneIDs are the zones the cache holds listings of, each once.
+// zoneIDs are the zones the cache holds listings of, each once, after
+// dropping those of forgotten tokens. Nothing the drift check needs is
+// lost: it uses every in-sync app's token each pass, and a token is
+// forgotten only after the idle timeout (three resync periods or more, see
+// cmd/manager) without any use.
 func (c *zoneCache) zoneIDs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
