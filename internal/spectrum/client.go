@@ -71,8 +71,8 @@ type APIClient struct {
 	userAgent  string
 	observer   Observer
 	metrics    *Metrics
-	// key is the token's key in the Connector that made the client, and
-	// activity when it was last used.
+	// key is the token's key in the Connector that made the client;
+	// activity says when the client was last used (see idle.go).
 	key      tokenKey
 	activity activity
 }

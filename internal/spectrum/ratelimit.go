@@ -450,7 +450,7 @@ func NewConnector(opts ConnectorOptions) *Connector {
 }
 
 // ForToken returns the client for token, creating it and its budget on
-// first use.
+// first use (and on the first use after it was forgotten).
 func (c *Connector) ForToken(token string) Client {
 	key := tokenKey(sha256.Sum256([]byte(token)))
 	now := time.Now()
