@@ -166,6 +166,10 @@ func run(cfg config) error {
 		Burst:             cfg.burst,
 		Timeout:           cfg.requestTimeout,
 		Metrics:           cloudflareMetrics,
+		// The drift check uses each token in use once per resync period:
+		// its client (and the zone listings made through it) must outlive
+		// that, or every pass would start afresh.
+		IdleTimeout: max(spectrum.DefaultIdleTimeout, 3*cfg.resyncPeriod),
 	})
 	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator", ctrl.Log.WithName("events"))
 	if err := mgr.Add(recorder); err != nil {

@@ -10,8 +10,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
@@ -283,7 +286,10 @@ func (r *SpectrumAppReconciler) appsUsingSecret(ctx context.Context, secret clie
 	return requests
 }
 
-// tokenCache remembers tokens by Secret and resourceVersion.
+// tokenCache remembers the token of each Secret (and key) at its current
+// resourceVersion only: a new version replaces the entry, and a deleted
+// Secret's entry is dropped (forgetDeletedSecrets), so it holds at most one
+// token per credentials Secret and key in use, however often they change.
 type tokenCache struct {
 	mu     sync.Mutex
 	tokens map[tokenCacheKey]string
@@ -314,4 +320,35 @@ func (c *tokenCache) put(secret types.NamespacedName, resourceVersion, key, toke
 		}
 	}
 	c.tokens[tokenCacheKey{secret, resourceVersion, key}] = token
+}
+
+// forget drops the Secret's tokens, of every key.
+func (c *tokenCache) forget(secret types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.tokens {
+		if k.secret == secret {
+			delete(c.tokens, k)
+		}
+	}
+}
+
+// len is how many tokens the cache holds.
+func (c *tokenCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tokens)
+}
+
+// forgetDeletedSecrets drops a deleted Secret's token from the cache, then
+// hands the event on. A deletion missed while the watch was down comes as
+// a delete event too, when the informer lists again.
+type forgetDeletedSecrets struct {
+	handler.EventHandler
+	secrets *tokenCache
+}
+
+func (h forgetDeletedSecrets) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.secrets.forget(client.ObjectKeyFromObject(e.Object))
+	h.EventHandler.Delete(ctx, e, q)
 }

@@ -337,6 +337,10 @@ var UnreadableApplications = prometheus.NewCounter(prometheus.CounterOpts{
 // Secrets they use, and the drift check's findings.
 func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.zones = newZoneCache(r.ResyncPeriod, mgr.GetLogger().WithName("zones"), UnreadableApplications)
+	if c, ok := r.Connector.(interface{ Holds(spectrum.Client) bool }); ok {
+		// A forgotten token's zone listings go with it.
+		r.zones.held = c.Holds
+	}
 	r.secrets = newTokenCache()
 	if err := indexCredentials(context.Background(), mgr); err != nil {
 		return err
@@ -357,7 +361,8 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.SpectrumApp{}, builder.WithPredicates(specOrRequestChanged())).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.appsUsingSecret), builder.WithPredicates(notOnlyFinalizers())).
+		WatchesMetadata(&corev1.Secret{}, forgetDeletedSecrets{handler.EnqueueRequestsFromMapFunc(r.appsUsingSecret), r.secrets},
+			builder.WithPredicates(notOnlyFinalizers())).
 		WatchesRawSource(source.Channel(drift.drifted, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,

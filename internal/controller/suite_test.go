@@ -45,10 +45,17 @@ const (
 	zoneMain   = "0123456789abcdef0123456789abcdef" // enterprise, example.com
 	zoneDrift  = "1123456789abcdef0123456789abcdef" // enterprise, drift.example
 	zonePAYG   = "2123456789abcdef0123456789abcdef" // pay-as-you-go, payg.example
+	zoneRotate = "3123456789abcdef0123456789abcdef" // enterprise, rotate.example
 	enterprise = "ent-account"
 	payg       = "payg-account"
 
 	resyncPeriod = 2 * time.Second
+	// rateLimitWindow is the simulator's: short, so that the budget of a
+	// token no longer used stops mattering soon (see idleTimeout).
+	rateLimitWindow = 2 * time.Second
+	// idleTimeout is how long the Connector keeps an unused token's client,
+	// by the manager's rule: three resync periods.
+	idleTimeout = 3 * resyncPeriod
 )
 
 var (
@@ -57,6 +64,10 @@ var (
 	k8sClient  client.Client
 	sim        *spectrumtest.Simulator
 	calls      = &callLog{counts: map[string]int{}}
+	// reconciler and connector are the manager's, whose per-token state
+	// the tests look at.
+	reconciler *controller.SpectrumAppReconciler
+	connector  *spectrum.Connector
 )
 
 // callLog counts API requests by method, zone and kind (list or one app),
@@ -67,6 +78,9 @@ type callLog struct {
 	mu     sync.Mutex
 	counts map[string]int
 	extras map[string][]json.RawMessage
+	// lastAuthorization is the Authorization header of the last request to
+	// each zone's applications.
+	lastAuthorization map[string]string
 }
 
 func (l *callLog) wrap(next http.Handler) http.Handler {
@@ -87,6 +101,10 @@ func (l *callLog) wrap(next http.Handler) http.Handler {
 		}
 		l.mu.Lock()
 		l.counts[r.Method+" "+zone+" "+kind]++
+		if l.lastAuthorization == nil {
+			l.lastAuthorization = map[string]string{}
+		}
+		l.lastAuthorization[zone] = r.Header.Get("Authorization")
 		extras := l.extras[zone]
 		l.mu.Unlock()
 		if kind != "list" || r.Method != http.MethodGet || len(extras) == 0 {
@@ -146,6 +164,13 @@ func (l *callLog) total() int {
 	return n
 }
 
+// lastToken is the API token of the last request to zone's applications.
+func (l *callLog) lastToken(zone string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.TrimPrefix(l.lastAuthorization[zone], "Bearer ")
+}
+
 func (l *callLog) zoneLookups() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -189,7 +214,9 @@ func simulatorConfig() spectrumtest.Config {
 			{ID: zoneMain, Name: "example.com", Account: enterprise},
 			{ID: zoneDrift, Name: "drift.example", Account: enterprise},
 			{ID: zonePAYG, Name: "payg.example", Account: payg},
+			{ID: zoneRotate, Name: "rotate.example", Account: enterprise},
 		},
+		RateLimit:             spectrumtest.RateLimitConfig{Window: spectrumtest.Duration{Duration: rateLimitWindow}},
 		HostnamesInOtherZones: []string{"taken.example.com"},
 	}
 }
@@ -233,16 +260,18 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	reconciler := &controller.SpectrumAppReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  recorder,
-		Connector: spectrum.NewConnector(spectrum.ConnectorOptions{
-			BaseURL:           server.URL + spectrumtest.APIPrefix,
-			RequestsPerSecond: 500,
-			Burst:             100,
-			Timeout:           2 * time.Second,
-		}),
+	connector = spectrum.NewConnector(spectrum.ConnectorOptions{
+		BaseURL:           server.URL + spectrumtest.APIPrefix,
+		RequestsPerSecond: 500,
+		Burst:             100,
+		Timeout:           2 * time.Second,
+		IdleTimeout:       idleTimeout,
+	})
+	reconciler = &controller.SpectrumAppReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                recorder,
+		Connector:               connector,
 		ResyncPeriod:            resyncPeriod,
 		MaxConcurrentReconciles: 4,
 		Metrics:                 appMetrics,

@@ -22,17 +22,30 @@ import (
 // itself, so that concurrent reconciles of one zone wait for a single call
 // instead of each making their own. fetching is always taken before mu,
 // never while holding it, and mu is never held across a call to Cloudflare.
+//
+// Listings are kept per client, and a client per token: they are dropped
+// with their client once the Connector has forgotten it (held says so), so
+// that a Secret rewritten with new tokens does not leave a listing behind
+// per token. Dropped entries are looked for on every drift pass (zoneIDs)
+// and whenever the cache has doubled since it last looked, which bounds it
+// to twice what the tokens held need, without a clock of its own.
 type zoneCache struct {
 	maxAge time.Duration
 	log    logr.Logger
 	// unreadable counts applications skipped because they could not be
 	// decoded (spectrum_cloudflare_unreadable_applications_total).
 	unreadable prometheus.Counter
+	// held tells whether the Connector still hands out a client; nil when
+	// it never forgets one.
+	held func(spectrum.Client) bool
 
 	mu    sync.Mutex
 	zones map[zoneKey]*zoneListing
 	// names are the zone IDs looked up by name, per client.
 	names map[zoneKey]*zoneName
+	// sweepAt is the number of entries at which forgotten clients' entries
+	// are next looked for.
+	sweepAt int
 }
 
 type zoneKey struct {
@@ -61,7 +74,54 @@ func newZoneCache(maxAge time.Duration, log logr.Logger, unreadable prometheus.C
 	if maxAge <= 0 {
 		maxAge = time.Minute
 	}
-	return &zoneCache{maxAge: maxAge, log: log, unreadable: unreadable, zones: map[zoneKey]*zoneListing{}, names: map[zoneKey]*zoneName{}}
+	return &zoneCache{maxAge: maxAge, log: log, unreadable: unreadable,
+		zones: map[zoneKey]*zoneListing{}, names: map[zoneKey]*zoneName{}, sweepAt: minSweepAt}
+}
+
+// minSweepAt is the fewest entries worth looking through for forgotten
+// clients.
+const minSweepAt = 16
+
+// dropForgotten drops the entries of clients the Connector has forgotten.
+// The caller holds mu.
+func (c *zoneCache) dropForgotten() {
+	if c.held != nil {
+		held := map[spectrum.Client]bool{}
+		isHeld := func(cf spectrum.Client) bool {
+			h, ok := held[cf]
+			if !ok {
+				h = c.held(cf)
+				held[cf] = h
+			}
+			return h
+		}
+		for key := range c.zones {
+			if !isHeld(key.client) {
+				delete(c.zones, key)
+			}
+		}
+		for key := range c.names {
+			if !isHeld(key.client) {
+				delete(c.names, key)
+			}
+		}
+	}
+	c.sweepAt = max(2*(len(c.zones)+len(c.names)), minSweepAt)
+}
+
+// added drops forgotten clients' entries once the cache has doubled since
+// it last did. The caller holds mu.
+func (c *zoneCache) added() {
+	if len(c.zones)+len(c.names) >= c.sweepAt {
+		c.dropForgotten()
+	}
+}
+
+// entries is how many listings and zone-name lookups the cache holds.
+func (c *zoneCache) entries() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.zones) + len(c.names)
 }
 
 // zoneIDByName looks up a zone's ID by name, once per client (that is,
@@ -74,6 +134,7 @@ func (c *zoneCache) zoneIDByName(ctx context.Context, cf spectrum.Client, name s
 	if !ok {
 		n = &zoneName{}
 		c.names[key] = n
+		c.added()
 	}
 	c.mu.Unlock()
 	n.lookup.Lock()
@@ -96,10 +157,15 @@ type zoneName struct {
 	id     string
 }
 
-// zoneIDs are the zones the cache holds listings of, each once.
+// zoneIDs are the zones the cache holds listings of, each once, after
+// dropping those of forgotten tokens. Nothing the drift check needs is
+// lost: it uses every in-sync app's token each pass, and a token is
+// forgotten only after the idle timeout (three resync periods or more, see
+// cmd/manager) without any use.
 func (c *zoneCache) zoneIDs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dropForgotten()
 	seen := make(map[string]bool, len(c.zones))
 	ids := make([]string, 0, len(c.zones))
 	for key := range c.zones {
@@ -119,6 +185,7 @@ func (c *zoneCache) listing(cf spectrum.Client, zoneID string) *zoneListing {
 	if !ok {
 		l = &zoneListing{}
 		c.zones[key] = l
+		c.added()
 	}
 	return l
 }

@@ -74,6 +74,10 @@ type APIClient struct {
 	observer   Observer
 	metrics    *Metrics
 	decoded    decodedApps
+	// key is the token's key in the Connector that made the client;
+	// activity says when the client was last used (see idle.go).
+	key      tokenKey
+	activity activity
 }
 
 // credential keeps the token inside a closure: fmt prints a func as an
@@ -347,6 +351,8 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 			return nil, requestFailed(fmt.Errorf("encoding the request: %w", err))
 		}
 	}
+	c.activity.begin()
+	defer c.activity.end()
 	if err := c.waitForBudget(ctx); err != nil {
 		return nil, requestFailed(fmt.Errorf("%w: %w", ErrNotSent, err))
 	}

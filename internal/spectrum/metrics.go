@@ -2,6 +2,7 @@ package spectrum
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -59,6 +60,7 @@ type Metrics struct {
 	rateLimited  prometheus.Counter
 	pauseSeconds prometheus.Counter
 	budget       *budgetCollector
+	tokens       prometheus.Gauge
 }
 
 // Request classes, the class label of the request duration.
@@ -95,12 +97,16 @@ func NewMetrics() *Metrics {
 			Help: "Seconds the rate limiters of the API tokens held every request back: after a 429 (its Retry-After) and when the budget the Ratelimit headers report was spent before its window ended. Summed over tokens.",
 		}),
 		budget: newBudgetCollector(),
+		tokens: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spectrum_cloudflare_tokens",
+			Help: "API tokens the manager holds a client and rate-limit budget for: those used within the idle timeout, and those whose budget still matters (a pause, or a window they spent in that has not ended). A token no Secret holds any more is forgotten after that.",
+		}),
 	}
 }
 
 // Collectors are the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Requests, m.duration, m.responses, m.rateLimited, m.pauseSeconds, m.budget}
+	return []prometheus.Collector{m.Requests, m.duration, m.responses, m.rateLimited, m.pauseSeconds, m.budget, m.tokens}
 }
 
 // request records one request: sent and answered after took.
@@ -121,6 +127,25 @@ func (m *Metrics) limiter(l *RateLimiter) *RateLimiter {
 		l.metrics = &limiterMetrics{pauseSeconds: m.pauseSeconds, budget: m.budget.add()}
 	}
 	return l
+}
+
+// heldToken counts a token's client made.
+func (m *Metrics) heldToken() {
+	if m != nil {
+		m.tokens.Inc()
+	}
+}
+
+// forgetToken counts a token's client forgotten, and drops what its
+// limiter reported.
+func (m *Metrics) forgetToken(l *RateLimiter) {
+	if m == nil {
+		return
+	}
+	m.tokens.Dec()
+	if l != nil && l.metrics != nil {
+		m.budget.remove(l.metrics.budget)
+	}
 }
 
 func requestClass(statusCode, code int) string {
@@ -210,7 +235,7 @@ type budgetCollector struct {
 	now  func() time.Time
 	mu   sync.Mutex
 	// tokens holds each token's budgets; as many as the Connector has
-	// clients, which it keeps for the manager's life too.
+	// clients, and forgotten with them.
 	tokens []*tokenBudgets
 }
 
@@ -241,6 +266,12 @@ func (c *budgetCollector) add() *tokenBudgets {
 	t := &tokenBudgets{c: c, budgets: map[string]budgetLeft{}}
 	c.tokens = append(c.tokens, t)
 	return t
+}
+
+func (c *budgetCollector) remove(t *tokenBudgets) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens = slices.DeleteFunc(c.tokens, func(held *tokenBudgets) bool { return held == t })
 }
 
 func (t *tokenBudgets) set(now time.Time, policy string, ratio float64, until time.Time) {

@@ -413,17 +413,24 @@ type ConnectorOptions struct {
 	// reports left and the pauses (see NewMetrics). The caller registers
 	// it.
 	Metrics *Metrics
+	// IdleTimeout is how long a token's client and budget are kept after
+	// its last use, and longer while its budget still matters (see
+	// idle.go); DefaultIdleTimeout when zero.
+	IdleTimeout time.Duration
 }
 
 // Connector hands out clients per API token. All clients of one token share
 // one RateLimiter, so every reconcile that uses the token draws on the same
-// budget, as Cloudflare counts it.
+// budget, as Cloudflare counts it. A token's client is forgotten once idle
+// and its budget no longer matters (see idle.go).
 type Connector struct {
 	opts     ConnectorOptions
 	observer Observer
 
 	mu      sync.Mutex
 	clients map[tokenKey]*APIClient
+	// sweptAt is when idle clients were last looked for.
+	sweptAt time.Time
 }
 
 // tokenKey identifies a token without holding it.
@@ -443,14 +450,18 @@ func NewConnector(opts ConnectorOptions) *Connector {
 }
 
 // ForToken returns the client for token, creating it and its budget on
-// first use.
+// first use (and on the first use after it was forgotten).
 func (c *Connector) ForToken(token string) Client {
 	key := tokenKey(sha256.Sum256([]byte(token)))
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if client, ok := c.clients[key]; ok {
+		client.activity.touch(now)
+		c.evictIdle(now, false)
 		return client
 	}
+	c.evictIdle(now, true)
 	client := NewClient(Options{
 		BaseURL:    c.opts.BaseURL,
 		Token:      token,
@@ -461,7 +472,10 @@ func (c *Connector) ForToken(token string) Client {
 		Observer:   c.observer,
 		Metrics:    c.opts.Metrics,
 	})
+	client.key = key
+	client.activity.touch(now)
 	c.clients[key] = client
+	c.opts.Metrics.heldToken()
 	return client
 }
 

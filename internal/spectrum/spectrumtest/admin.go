@@ -155,6 +155,23 @@ func (s *Simulator) SetTokenRevoked(secret string, revoked bool) error {
 	return nil
 }
 
+// AddToken makes another API token valid from now on, as creating one in
+// the dashboard would; Reset forgets it.
+func (s *Simulator) AddToken(t TokenConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case t.Token == "":
+		return errors.New("token: the token is required")
+	case s.world.tokens[t.Token] != nil:
+		return errors.New("token: already exists")
+	case s.world.accounts[t.Account] == nil:
+		return fmt.Errorf("account %q: %w", t.Account, ErrNotFound)
+	}
+	s.world.tokens[t.Token] = newToken(t)
+	return nil
+}
+
 // DeleteApp deletes an app out of band, as someone using the dashboard
 // would.
 func (s *Simulator) DeleteApp(zoneID, appID string) error {

@@ -149,3 +149,30 @@ func TestModifyAppOutOfBand(t *testing.T) {
 		t.Error("ModifyApp of a missing app succeeded")
 	}
 }
+
+// A token added is accepted from then on, until Reset; one that exists, or
+// of an unknown account, is refused.
+func TestAddToken(t *testing.T) {
+	s := testServer(t)
+	apps := s.URL + "/zones/" + testZone + "/spectrum/apps"
+	const added = "added-token-4c1d"
+	if resp, _ := call(t, "GET", apps, added, ""); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("an unknown token: HTTP %d, want 403", resp.StatusCode)
+	}
+	if err := s.AddToken(TokenConfig{Token: added, Account: "acct"}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := call(t, "GET", apps, added, ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("an added token: HTTP %d, want 200", resp.StatusCode)
+	}
+	if err := s.AddToken(TokenConfig{Token: added, Account: "acct"}); err == nil {
+		t.Error("a token added twice was accepted")
+	}
+	if err := s.AddToken(TokenConfig{Token: "other-token-9e2f", Account: "nobody"}); err == nil {
+		t.Error("a token of an unknown account was accepted")
+	}
+	s.Reset()
+	if resp, _ := call(t, "GET", apps, added, ""); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an added token after Reset: HTTP %d, want 403", resp.StatusCode)
+	}
+}

@@ -103,8 +103,7 @@ func newWorld(cfg Config, now time.Time) *world {
 		w.accounts[a.ID] = acct
 	}
 	for _, t := range cfg.Tokens {
-		w.tokens[t.Token] = &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission,
-			revoked: t.Revoked, user: budgetUser(t)}
+		w.tokens[t.Token] = newToken(t)
 	}
 	for _, z := range cfg.Zones {
 		stored := &zone{id: z.ID, name: z.Name, account: z.Account, ipv4Quota: z.IPv4Quota}
@@ -124,6 +123,10 @@ func newWorld(cfg Config, now time.Time) *world {
 		w.setOtherClient(o.User, w.otherRate(o.User)+o.RequestsPerSecond, now)
 	}
 	return w
+}
+
+func newToken(t TokenConfig) *token {
+	return &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission, revoked: t.Revoked, user: budgetUser(t)}
 }
 
 // budgetUser is whose budget a token spends: its user, or, without one, a
