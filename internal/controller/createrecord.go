@@ -8,7 +8,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
@@ -50,16 +49,14 @@ func (r *SpectrumAppReconciler) recordPendingCreate(ctx context.Context, app *v1
 	if err != nil {
 		return time.Time{}, err
 	}
-	// Patched on a copy: the answer would overwrite what this reconcile
-	// has found so far but not yet written.
-	written := app.DeepCopy()
-	if err := r.Status().Patch(ctx, written, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	// Only the new resourceVersion is read back: the whole answer would
+	// overwrite what this reconcile has found so far but not yet written.
+	if err := r.patchStatus(ctx, app, patch); err != nil {
 		if apierrors.IsConflict(err) {
 			return time.Time{}, errStaleRead
 		}
 		return time.Time{}, err
 	}
-	app.ResourceVersion = written.ResourceVersion
 	app.Status.PendingCreate = &at
 	return at.Time, nil
 }

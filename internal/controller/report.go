@@ -273,7 +273,11 @@ func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1
 	if equality.Semantic.DeepEqual(before.Status, app.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, app, client.MergeFrom(before)))
+	patch, err := client.MergeFrom(before).Data(app)
+	if err != nil {
+		return err
+	}
+	return client.IgnoreNotFound(r.patchStatus(ctx, app, patch))
 }
 
 func setCondition(app *v1alpha1.SpectrumApp, conditionType string, status metav1.ConditionStatus, reason, message string) {

@@ -94,7 +94,7 @@ func (r *SpectrumAppReconciler) reconcile(ctx context.Context, req ctrl.Request)
 		return r.finish(ctx, app, before, started, r.delete(ctx, app, policyOf(app)))
 	}
 	if controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
-		if err := r.Update(ctx, app); err != nil {
+		if err := r.writeFinalizers(ctx, app); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -259,7 +259,7 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 	if o.release {
 		controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)
 		r.Metrics.forget(client.ObjectKeyFromObject(app))
-		return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, app))
+		return ctrl.Result{}, client.IgnoreNotFound(r.writeFinalizers(ctx, app))
 	}
 	if err := r.writeStatus(ctx, app, before, o); err != nil {
 		return ctrl.Result{}, err
