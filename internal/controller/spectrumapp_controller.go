@@ -289,6 +289,7 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 // woken when its turn comes, and looked at again after the expected wait
 // should the wake be lost.
 func (r *SpectrumAppReconciler) awaitTurn(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
+	ctrl.LoggerFrom(ctx).V(1).Info("Waiting for its turn in the API token's request budget", "expectedIn", o.waitingForTurn.String())
 	if o.pendingCreateWritten != nil {
 		if err := r.writeStatus(ctx, app, before, o); err != nil {
 			return ctrl.Result{}, err
