@@ -37,8 +37,11 @@ import (
 //     longer needed a request) is dropped: it cost one slot and holds up
 //     no one, as the next grant does not wait for it.
 //
-// Requests made for nobody in particular (the drift check's listings) wait
-// in the budget as before; they come from one goroutine, not a worker.
+// A create takes its turn (TakeTurn) before its record is written, so that
+// the record's promise, sent within seconds, holds. Requests made for
+// nobody in particular (the drift check's listings) wait in the budget as
+// before; they come from one goroutine, not a worker. The granting
+// goroutine ends when the line is empty.
 const (
 	turnTryWait  = 10 * time.Millisecond
 	followUpWait = time.Second
