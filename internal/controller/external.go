@@ -219,6 +219,12 @@ func (e *cloudflareApp) pendingCreateLandedBy() time.Time {
 	return pending.Add(e.createDeadline() + e.createTimeout())
 }
 
+// TakeTurn takes the app's turn in its token's line ahead of a request
+// (spectrum.TakeTurn).
+func (e *cloudflareApp) TakeTurn(ctx context.Context) error {
+	return spectrum.TakeTurn(ctx, e.cf)
+}
+
 // Create asks Cloudflare for the application the spec describes. The
 // caller has recorded status.pendingCreate (at recordedAt) first: the create
 // must be sent and answered by the deadline that record promises.
@@ -231,7 +237,7 @@ func (e *cloudflareApp) Create(ctx context.Context, recordedAt time.Time) (spect
 	if err != nil {
 		// The next attempt looks at a fresh listing, so that a create that
 		// did land is adopted rather than repeated.
-		e.zones.invalidate(e.cf, zoneID)
+		e.invalidateUnlessNotSent(zoneID, err)
 		return spectrum.App{}, err
 	}
 	e.zones.put(e.cf, zoneID, created)
@@ -244,11 +250,21 @@ func (e *cloudflareApp) Update(ctx context.Context, observed spectrum.App) (spec
 	zoneID := e.zoneID
 	updated, err := e.cf.UpdateApp(ctx, zoneID, observed.ID, spectrum.FromSpec(&e.app.Spec))
 	if err != nil {
-		e.zones.invalidate(e.cf, zoneID)
+		e.invalidateUnlessNotSent(zoneID, err)
 		return spectrum.App{}, err
 	}
 	e.zones.put(e.cf, zoneID, updated)
 	return updated, nil
+}
+
+// invalidateUnlessNotSent drops the zone's listing after a write that
+// failed, unless it was never sent: a write waiting for its turn changed
+// nothing, and a fresh listing for it would cost another request of the
+// budget it waits for.
+func (e *cloudflareApp) invalidateUnlessNotSent(zoneID string, err error) {
+	if !errors.Is(err, spectrum.ErrNotSent) {
+		e.zones.invalidate(e.cf, zoneID)
+	}
 }
 
 // deletion is what Delete did.

@@ -57,6 +57,9 @@ type outcome struct {
 	// driftCorrected names the fields an update brought back to the
 	// spec after they were changed outside Kubernetes, or at adoption.
 	driftCorrected []string
+	// waitingForTurn: a request waits for its turn in the token's line,
+	// expected after this long; nothing failed.
+	waitingForTurn time.Duration
 	// pendingCreateWritten is the status.pendingCreate this reconcile
 	// wrote on its own before sending a create; the final status write
 	// starts from it.
@@ -112,7 +115,13 @@ func unknownPolicy(policy string) spectrum.Classification {
 // readAgainAfter gives the cache a moment to catch up with the apiserver.
 const readAgainAfter = 200 * time.Millisecond
 
-func failedWith(err error) outcome { return failed(spectrum.Classify(err)) }
+func failedWith(err error) outcome {
+	if wait, ok := spectrum.WaitingForTurn(err); ok {
+		// At least a moment, so that zero never reads as "not waiting".
+		return outcome{waitingForTurn: max(wait, time.Millisecond)}
+	}
+	return failed(spectrum.Classify(err))
+}
 
 // corrected notes the fields of a drift corrected at Cloudflare.
 func (o outcome) corrected(fields []string) outcome {

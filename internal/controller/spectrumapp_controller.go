@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -48,6 +49,8 @@ type SpectrumAppReconciler struct {
 
 	zones   *zoneCache
 	secrets *tokenCache
+	// turnCame wakes an app whose turn in its token's line has come.
+	turnCame chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=get;list;watch;update;patch
@@ -63,6 +66,10 @@ type SpectrumAppReconciler struct {
 // create, update or leave it; then report the outcome in status and events,
 // and requeue only what can succeed by itself.
 func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// No worker waits for a token's budget: the app takes its turn among
+	// the apps of that token, namespaces in turn, and is woken when it
+	// comes (spectrum.WithTurn).
+	ctx = spectrum.WithTurn(ctx, spectrum.Waiter{Group: req.Namespace, Name: req.Name}, func() { r.wake(req) })
 	result, err := r.reconcile(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		// Cut short by the manager's stop, which is not a failure: the next
@@ -152,6 +159,11 @@ func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare *cloudfla
 			return readAgain()
 		}
 		return failed(createUnconfirmed(observed.unconfirmed))
+	}
+	// The record promises the create goes out within seconds: it is
+	// written once the create's turn has come.
+	if err := cloudflare.TakeTurn(ctx); err != nil {
+		return failedWith(err)
 	}
 	recordedAt, err := r.recordPendingCreate(ctx, app)
 	if errors.Is(err, errStaleRead) {
@@ -254,6 +266,9 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 	if ctx.Err() != nil {
 		return r.stopping(ctx, app, o)
 	}
+	if o.waitingForTurn > 0 {
+		return r.awaitTurn(ctx, app, before, o)
+	}
 	r.report(ctx, app, o)
 	r.Metrics.driftCorrected(o.driftCorrected)
 	if o.release {
@@ -266,6 +281,37 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 	}
 	r.Metrics.observe(client.ObjectKeyFromObject(app), before, app, started)
 	return r.requeue(o)
+}
+
+// awaitTurn ends a reconcile whose request waits for its turn in the
+// token's line: nothing failed, so nothing is reported; only a create
+// record written for a create that was not sent is cleared. The app is
+// woken when its turn comes, and looked at again after the expected wait
+// should the wake be lost.
+func (r *SpectrumAppReconciler) awaitTurn(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
+	ctrl.LoggerFrom(ctx).V(1).Info("Waiting for its turn in the API token's request budget", "expectedIn", o.waitingForTurn.String())
+	if o.pendingCreateWritten != nil {
+		if err := r.writeStatus(ctx, app, before, o); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{RequeueAfter: o.waitingForTurn + turnWakeSlack}, nil
+}
+
+// turnWakeSlack is how much later than its turn's expected time an app
+// looks again by itself: the wake normally comes first.
+const turnWakeSlack = time.Second
+
+// wake enqueues the app whose turn came. The line's goroutine must not
+// block: when the channel is full, the requeue after the expected wait
+// brings the app back instead.
+func (r *SpectrumAppReconciler) wake(req ctrl.Request) {
+	app := &v1alpha1.SpectrumApp{}
+	app.Namespace, app.Name = req.Namespace, req.Name
+	select {
+	case r.turnCame <- event.GenericEvent{Object: app}:
+	default:
+	}
 }
 
 // stopWriteTimeout bounds the one write a reconcile cut short by the
@@ -355,6 +401,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if workers <= 0 {
 		workers = 1
 	}
+	r.turnCame = make(chan event.GenericEvent, 1024)
 	drift := newDriftCheck(r, r.zones.maxAge)
 	if err := mgr.Add(drift); err != nil {
 		return err
@@ -364,6 +411,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesMetadata(&corev1.Secret{}, forgetDeletedSecrets{handler.EnqueueRequestsFromMapFunc(r.appsUsingSecret), r.secrets},
 			builder.WithPredicates(notOnlyFinalizers())).
 		WatchesRawSource(source.Channel(drift.drifted, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.turnCame, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, maxBackoff),

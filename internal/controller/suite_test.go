@@ -18,9 +18,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -63,6 +66,9 @@ var (
 	appMetrics = controller.NewAppMetrics()
 	k8sClient  client.Client
 	sim        *spectrumtest.Simulator
+	// restConfig reaches the suite's apiserver, for tests that run a
+	// manager of their own (fairness_test.go).
+	restConfig *rest.Config
 	calls      = &callLog{counts: map[string]int{}}
 	// reconciler and connector are the manager's, whose per-token state
 	// the tests look at.
@@ -221,6 +227,18 @@ func simulatorConfig() spectrumtest.Config {
 	}
 }
 
+// ownManagerLabel marks the SpectrumApps of a test that runs a manager of
+// its own; the suite's manager does not see them.
+const ownManagerLabel = "spectrum-operator.test/own-manager"
+
+var notOwnManagerApps = func() labels.Selector {
+	s, err := labels.Parse("!" + ownManagerLabel)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
 }
@@ -247,9 +265,14 @@ func runSuite(m *testing.M) int {
 	server := httptest.NewServer(calls.wrap(sim))
 	defer server.Close()
 
+	restConfig = cfg
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  testenv.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Apps labelled for a test's own manager are that manager's alone.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&v1alpha1.SpectrumApp{}: {Label: notOwnManagerApps},
+		}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

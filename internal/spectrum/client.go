@@ -325,7 +325,8 @@ func WithSendDeadline(ctx context.Context, sendBy time.Time) context.Context {
 }
 
 // waitForBudget waits until the token's budget lets a request through, by
-// the send deadline when ctx carries one.
+// the send deadline when ctx carries one. A request made for an object
+// (WithTurn) takes its turn in the token's line instead of waiting.
 func (c *APIClient) waitForBudget(ctx context.Context) error {
 	if c.limiter == nil {
 		return nil
@@ -334,6 +335,9 @@ func (c *APIClient) waitForBudget(ctx context.Context) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, sendBy)
 		defer cancel()
+	}
+	if t := turnFrom(ctx); t != nil {
+		return c.limiter.line.take(ctx, t)
 	}
 	return c.limiter.Wait(ctx)
 }

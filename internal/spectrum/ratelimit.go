@@ -68,6 +68,9 @@ type RateLimiter struct {
 	changed chan struct{}
 	// metrics, when set, is told the budget left and the pauses.
 	metrics *limiterMetrics
+	// line is where requests made for an object take their turn (see
+	// WithTurn).
+	line *turnLine
 }
 
 // NewRateLimiter returns a budget of requestsPerSecond with bursts of burst.
@@ -83,7 +86,7 @@ func NewRateLimiter(requestsPerSecond float64, burst int, window time.Duration) 
 		burst = DefaultBurst
 	}
 	steady := rate.Limit(requestsPerSecond)
-	return &RateLimiter{
+	l := &RateLimiter{
 		limiter:       rate.NewLimiter(steady, burst),
 		steadyRate:    steady,
 		steadyBurst:   burst,
@@ -94,6 +97,24 @@ func NewRateLimiter(requestsPerSecond float64, burst int, window time.Duration) 
 		turn:          make(chan struct{}, 1),
 		changed:       make(chan struct{}, 1),
 	}
+	l.line = newTurnLine(l)
+	return l
+}
+
+// slot is the time between two requests at the current pace.
+func (l *RateLimiter) slot() time.Duration {
+	limit := l.limiter.Limit()
+	if limit <= 0 || limit == rate.Inf {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / float64(limit))
+}
+
+// pausedFor is what is left of a pause.
+func (l *RateLimiter) pausedFor() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return max(l.resumeAt.Sub(l.now()), 0)
 }
 
 // Wait blocks until a request may be sent. It fails at once, wrapping

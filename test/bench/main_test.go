@@ -53,14 +53,17 @@ type config struct {
 	// (BENCH_SCALE_RATE) is its budget, not enforced.
 	ScaleApps []int   `json:"scaleApps"`
 	ScaleRate float64 `json:"scaleRate"`
+	// TenantApps (BENCH_TENANT_APPS) is tenant A's burst in the two
+	// tenants scenario (issue 22: 300).
+	TenantApps int `json:"tenantApps"`
 	// Workers (BENCH_WORKERS) is --max-concurrent-reconciles; 8, the
 	// manager's default, unless set (the harness's own default is 4).
 	Workers int `json:"workers"`
 	// AdmissionRequests (BENCH_ADMISSION_REQUESTS) dry-run creates are sent
 	// of each kind, valid and invalid.
 	AdmissionRequests int `json:"admissionRequests"`
-	// Only (BENCH_ONLY: admission, rules, convergence, shared, scale,
-	// window-30s, window-300s) runs a subset.
+	// Only (BENCH_ONLY: admission, rules, convergence, shared, tenants,
+	// scale, window-30s, window-300s) runs a subset.
 	Only []string `json:"only,omitempty"`
 	// Out (BENCH_OUT) is the JSON results file. The run is compared with
 	// BENCH_BASELINE (default docs/bench-results.json, the results
@@ -84,6 +87,7 @@ func loadConfig(t *testing.T) config {
 		SteadyPeriods:     envInt(t, "BENCH_STEADY_PERIODS", 3),
 		ScaleRate:         envFloat(t, "BENCH_SCALE_RATE", 2000),
 		Workers:           envInt(t, "BENCH_WORKERS", 8),
+		TenantApps:        envInt(t, "BENCH_TENANT_APPS", 300),
 		AdmissionRequests: envInt(t, "BENCH_ADMISSION_REQUESTS", 1000),
 		Out:               os.Getenv("BENCH_OUT"),
 	}
@@ -100,8 +104,8 @@ func loadConfig(t *testing.T) config {
 	if c.Out == "" {
 		c.Out = filepath.Join(testenv.RepoRoot(), "bin", "bench", "results.json")
 	}
-	if c.Apps <= 0 || c.Zones <= 0 || c.Rate <= 0 || c.Window <= 0 || c.SharedWindow <= 0 || c.Resync <= 0 || c.SteadyPeriods <= 0 {
-		t.Fatalf("BENCH_APPS, BENCH_ZONES, BENCH_RATE, BENCH_WINDOW, BENCH_SHARED_WINDOW, BENCH_RESYNC and BENCH_STEADY_PERIODS must be positive: %+v", c)
+	if c.Apps <= 0 || c.TenantApps <= 0 || c.Zones <= 0 || c.Rate <= 0 || c.Window <= 0 || c.SharedWindow <= 0 || c.Resync <= 0 || c.SteadyPeriods <= 0 {
+		t.Fatalf("BENCH_APPS, BENCH_TENANT_APPS, BENCH_ZONES, BENCH_RATE, BENCH_WINDOW, BENCH_SHARED_WINDOW, BENCH_RESYNC and BENCH_STEADY_PERIODS must be positive: %+v", c)
 	}
 	return c
 }
@@ -143,6 +147,7 @@ func TestBench(t *testing.T) {
 		{"rules", runRules},
 		{"convergence", runConvergence},
 		{"shared", runSharedBudget},
+		{"tenants", runTwoTenants},
 		{"scale", runScale},
 	}
 	for _, w := range cloudflareWindows {
