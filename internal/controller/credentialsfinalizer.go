@@ -69,18 +69,19 @@ func secretMetadata() *metav1.PartialObjectMetadata {
 	return meta
 }
 
-// patchFinalizers sets the Secret's finalizers, on the resourceVersion read:
-// a Secret changed meanwhile is read again (a conflict is retried).
-func patchFinalizers(ctx context.Context, c client.Client, secret *metav1.PartialObjectMetadata, finalizers []string) error {
+// patchFinalizers sets an object's finalizers (a Secret's, a SpectrumApp's)
+// on the resourceVersion it was read at: an object changed meanwhile is a
+// conflict. Only the object's metadata is read back into obj.
+func patchFinalizers(ctx context.Context, c client.Client, obj *metav1.PartialObjectMetadata, finalizers []string) error {
 	if finalizers == nil {
 		finalizers = []string{}
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"finalizers": finalizers, "resourceVersion": secret.ResourceVersion}})
+		"finalizers": finalizers, "resourceVersion": obj.ResourceVersion}})
 	if err != nil {
 		return err
 	}
-	return c.Patch(ctx, secret, client.RawPatch(types.MergePatchType, patch))
+	return c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))
 }
 
 // credentialsRelease takes CredentialsInUseFinalizer off a Secret once no

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -40,17 +39,9 @@ func (r *SpectrumAppReconciler) patchStatus(ctx context.Context, app *v1alpha1.S
 // resourceVersion it was read at: a changed object is a conflict, as an
 // Update would be.
 func (r *SpectrumAppReconciler) writeFinalizers(ctx context.Context, app *v1alpha1.SpectrumApp) error {
-	finalizers := app.Finalizers
-	if finalizers == nil {
-		finalizers = []string{}
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"finalizers": finalizers, "resourceVersion": app.ResourceVersion}})
-	if err != nil {
-		return err
-	}
 	meta := appMetadata(app)
-	if err := r.Patch(ctx, meta, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	meta.ResourceVersion = app.ResourceVersion
+	if err := patchFinalizers(ctx, r.Client, meta, app.Finalizers); err != nil {
 		return err
 	}
 	app.ResourceVersion = meta.ResourceVersion
