@@ -116,6 +116,8 @@ func TestDifferences(t *testing.T) {
 		{"hostname case and root dot", base, with(observedBase, func(a *spectrum.App) { a.DNS.Name = "SSH.example.com." }), nil},
 		{"protocol", base, with(observedBase, func(a *spectrum.App) { a.Protocol = "tcp/2222" }), []string{"protocol"}},
 		{"dns type", base, with(observedBase, func(a *spectrum.App) { a.DNS.Type = "ADDRESS" }), []string{"dns.type"}},
+		{"hostname changed", base, with(observedBase, func(a *spectrum.App) { a.DNS.Name = "ssh2.example.com" }), []string{"dns.name"}},
+		{"hostname moved to a subdomain", base, with(observedBase, func(a *spectrum.App) { a.DNS.Name = "ssh.eu.example.com" }), []string{"dns.name"}},
 		{"origin order matters", base, with(observedBase, func(a *spectrum.App) { slices.Reverse(a.OriginDirect) }), []string{"origin_direct"}},
 		{"origin removed", base, with(observedBase, func(a *spectrum.App) { a.OriginDirect = a.OriginDirect[:1] }), []string{"origin_direct"}},
 		{"explicit default matches absent", with(base, func(a *spectrum.App) {
@@ -156,6 +158,8 @@ func TestDifferences(t *testing.T) {
 			with(base, func(a *spectrum.App) { a.EdgeIPs = &spectrum.EdgeIPs{Type: "static", IPs: []string{"203.0.113.2"}} }),
 			[]string{"edge_ips.ips"}},
 		{"origin dns", originDNSApp("o.example.com", "", nil, 22), originDNSApp("O.example.com.", "", nil, 22), nil},
+		{"origin dns name", originDNSApp("o.example.com", "", nil, 22), originDNSApp("p.example.com", "", nil, 22), []string{"origin_dns.name"}},
+		{"origin dns name and ttl", originDNSApp("o.example.com", "", ptr(int32(600)), 22), originDNSApp("o2.example.com", "", ptr(int32(300)), 22), []string{"origin_dns.name", "origin_dns.ttl"}},
 		{"origin dns ttl removed from the spec", originDNSApp("o.example.com", "", nil, 22), originDNSApp("o.example.com", "", ptr(int32(900)), 22), []string{"origin_dns.ttl"}},
 		{"origin dns type removed from the spec", originDNSApp("o.example.com", "", nil, 22), originDNSApp("o.example.com", "SRV", nil, 22), []string{"origin_dns.type"}},
 		{"origin dns ttl", originDNSApp("o.example.com", "", ptr(int32(600)), 22), originDNSApp("o.example.com", "", ptr(int32(300)), 22), []string{"origin_dns.ttl"}},
