@@ -181,12 +181,47 @@ func TestAdoptionBringsTheApplicationToTheSpec(t *testing.T) {
 // A create Cloudflare answered with its error envelope was refused, not
 // lost: it is retried on the normal backoff, with no wait for it to land.
 func TestAnsweredCreateErrorIsRetriedWithoutWaiting(t *testing.T) {
-	addFault(t, spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "POST", PathPrefix: "/zones/" + zoneDrift, Count: 3})
+	// A create that got no answer is not looked for again before its
+	// record's promise has passed: send window, request and settle, each
+	// the suite's 2 s request timeout (pendingCreateLandedBy in
+	// external.go), so 6 s from the record. The workqueue's backoff retries
+	// an answered refusal after 1 s, then 2 s. A retry later than
+	// answeredRetryWithin waited for something.
+	const (
+		refusals            = 2
+		backoffBase         = time.Second
+		answeredRetryWithin = 4 * time.Second
+	)
+	fault, err := sim.AddFault(spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "POST", PathPrefix: "/zones/" + zoneDrift, Count: refusals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.ClearFaults)
+	postsBefore := len(calls.sentAt("POST", zoneDrift, "list"))
 	f := newFixture(t, enterpriseToken)
 	app := f.app("answered", zoneDrift, "drift.example")
 	f.create(app)
 	ready := f.waitForCondition("answered", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("answered")
+
+	// The fault fired: it is spent, and its refusals were answered to
+	// creates, one more create made the application.
+	for _, active := range sim.Faults() {
+		if active.ID == fault.ID {
+			t.Fatalf("the 503 fault is still active with %d of %d refusals left: the creates were never refused", active.Remaining, refusals)
+		}
+	}
+	posts := calls.sentAt("POST", zoneDrift, "list")[postsBefore:]
+	if len(posts) != refusals+1 {
+		t.Fatalf("%d creates sent, want %d refused and 1 that made the application", len(posts), refusals)
+	}
+	for i := 1; i < len(posts); i++ {
+		gap := posts[i].Sub(posts[i-1])
+		if gap < backoffBase*9/10 || gap > answeredRetryWithin {
+			t.Errorf("create %d was sent %s after the refused one before it; want the workqueue's backoff (from %s), under %s: a lost create is waited for 6 s",
+				i+1, gap.Round(time.Millisecond), backoffBase, answeredRetryWithin)
+		}
+	}
 	if ready.Status.PendingCreate != nil {
 		t.Errorf("status.pendingCreate %v left behind after the create was answered", ready.Status.PendingCreate)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +88,9 @@ type callLog struct {
 	// lastAuthorization is the Authorization header of the last request to
 	// each zone's applications.
 	lastAuthorization map[string]string
+	// sent holds when each request to a zone's applications arrived, by
+	// the same key as counts, for tests that measure the waits between them.
+	sent map[string][]time.Time
 }
 
 func (l *callLog) wrap(next http.Handler) http.Handler {
@@ -106,7 +110,12 @@ func (l *callLog) wrap(next http.Handler) http.Handler {
 			kind = "app"
 		}
 		l.mu.Lock()
-		l.counts[r.Method+" "+zone+" "+kind]++
+		key := r.Method + " " + zone + " " + kind
+		l.counts[key]++
+		if l.sent == nil {
+			l.sent = map[string][]time.Time{}
+		}
+		l.sent[key] = append(l.sent[key], time.Now())
 		if l.lastAuthorization == nil {
 			l.lastAuthorization = map[string]string{}
 		}
@@ -188,6 +197,14 @@ func (l *callLog) count(method, zone, kind string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.counts[method+" "+zone+" "+kind]
+}
+
+// sentAt returns when each request with method to zone of kind arrived,
+// in order.
+func (l *callLog) sentAt(method, zone, kind string) []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.sent[method+" "+zone+" "+kind])
 }
 
 // writes returns the POST, PUT, PATCH and DELETE requests to zone.
