@@ -132,8 +132,26 @@ func TestSkipPolicy(t *testing.T) {
 // and nothing is done.
 func TestUnknownPolicyStalls(t *testing.T) {
 	f := newFixture(t, enterpriseToken)
+	// Every kind of request the app could make: a zone lookup, a listing,
+	// a read of one application, a write.
+	cloudflareCalls := func() int {
+		return calls.zoneLookups() + calls.count("GET", zoneDrift, "list") + calls.count("GET", zoneDrift, "app") + calls.writes(zoneDrift)
+	}
+	before := cloudflareCalls()
 	f.create(withPolicy(f.app("typo", zoneDrift, "drift.example"), "pause"))
 	f.waitForCondition("typo", v1alpha1.ConditionStalled, metav1.ConditionTrue, "InvalidReconcilePolicy")
+	testenv.Consistently(t, resyncPeriod, func() string {
+		if n := cloudflareCalls() - before; n > 0 {
+			return fmt.Sprintf("%d Cloudflare calls under an unknown policy", n)
+		}
+		return ""
+	})
+	// Positive control: the same count sees the app's calls under manage.
+	f.setPolicy("typo", v1alpha1.ReconcilePolicyManage)
+	f.waitForCondition("typo", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	if cloudflareCalls() == before {
+		t.Error("no Cloudflare call counted under manage either: the count cannot see this app's calls")
+	}
 	f.deleteAndWait("typo")
 }
 
