@@ -2,10 +2,13 @@ package chaos
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,31 +183,160 @@ func TestDeleteAfterCrashedRecreateLeavesNoOrphan(t *testing.T) {
 	f.deleteAll()
 }
 
-// The manager dies after writing its create record and before the POST
-// reached Cloudflare: the next one finds the record, waits until such a
-// create would have landed, finds none, and creates the application once.
+// The manager dies after writing its create record and before Cloudflare
+// answered the POST. The next one finds the record and waits until such a
+// create would have landed before it believes the application missing.
+//   - The POST never lands (dropped unapplied): it finds none, and creates
+//     the application once.
+//   - The POST lands after the successor's first listing was answered
+//     without it: it adopts that application. A successor that ignored the
+//     record would have created a second one on that listing.
 func TestKillBetweenTheCreateRecordAndThePOST(t *testing.T) {
-	f := newFixture(t, "kill-before-post-")
-	f.secret(secretName, map[string]string{v1alpha1.DefaultCredentialsKey: opsToken})
-	kill := armKillBeforeApply(t, http.MethodPost)
-	f.create(f.app("app", opsZone, "ops.example"))
-	if !kill.wait(30 * time.Second) {
-		t.Fatal("no create reached the simulator")
-	}
-	if app := f.get("app"); app.Status.PendingCreate == nil || app.Status.ApplicationID != "" {
+	t.Run("the POST never lands", func(t *testing.T) {
+		f := newFixture(t, "kill-before-post-")
+		f.secret(secretName, map[string]string{v1alpha1.DefaultCredentialsKey: opsToken})
+		kill := armKillBeforeApply(t, http.MethodPost)
+		f.create(f.app("app", opsZone, "ops.example"))
+		if !kill.wait(30 * time.Second) {
+			t.Fatal("no create reached the simulator")
+		}
+		expectRecordWithoutID(t, f.get("app"))
+		startManager(t)
+		ready := waitReadyAfterRestart(t, f)
+		expectOneApp(t, ready, opsAccount)
+		if ready.Status.PendingCreate != nil || ready.Status.Adopted {
+			t.Errorf("status %+v: want the application created, and the record cleared", ready.Status)
+		}
+		f.deleteAll()
+	})
+	t.Run("the POST lands after the successor looked", func(t *testing.T) {
+		f := newFixture(t, "kill-post-lands-")
+		f.secret(secretName, map[string]string{v1alpha1.DefaultCredentialsKey: opsToken})
+		app := f.app("app", opsZone, "ops.example")
+		landing := killAndLandLater(t, opsZone, app.Spec.DNS.Name)
+		f.create(app)
+		select {
+		case <-landing.killed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no create reached the simulator")
+		}
+		expectRecordWithoutID(t, f.get("app"))
+		startManager(t)
+		select {
+		case <-landing.landed:
+		case <-time.After(time.Minute):
+			t.Fatal("the held create was never applied")
+		}
+		if !landing.afterLook.Load() {
+			t.Fatalf("the successor did not list the zone within %s of the kill, so the create landed before it looked: "+
+				"this run could not tell a successor that honours the record from one that ignores it", landing.landBy)
+		}
+		ready := waitReadyAfterRestart(t, f)
+		expectOneApp(t, ready, opsAccount)
+		if !ready.Status.Adopted || ready.Status.PendingCreate != nil {
+			t.Errorf("status %+v: want the late application adopted, and the record cleared", ready.Status)
+		}
+		if n := landing.creates.Load(); n != 0 {
+			t.Errorf("the successor sent %d creates for %s; the record should have made it wait for the one in flight", n, app.Spec.DNS.Name)
+		}
+		f.deleteAll()
+	})
+}
+
+func expectRecordWithoutID(t *testing.T, app *v1alpha1.SpectrumApp) {
+	t.Helper()
+	if app.Status.PendingCreate == nil || app.Status.ApplicationID != "" {
 		t.Fatalf("status %+v; the create record must be written before the POST is sent", app.Status)
 	}
-	startManager(t)
+}
+
+// waitReadyAfterRestart waits for the app to be Ready and Synced, allowing
+// for the wait a create record imposes (send window, request, settle).
+func waitReadyAfterRestart(t *testing.T, f *fixture) *v1alpha1.SpectrumApp {
+	t.Helper()
 	var ready *v1alpha1.SpectrumApp
 	eventually(t, 30*time.Second+4*h.Manager.Options().RequestTimeout, func() string {
 		ready = f.get("app")
 		return conditionProblem(ready, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	})
-	expectOneApp(t, ready, opsAccount)
-	if ready.Status.PendingCreate != nil || ready.Status.Adopted {
-		t.Errorf("status %+v: want the application created, and the record cleared", ready.Status)
+	return ready
+}
+
+// lateLanding is a create that Cloudflare applies late: the manager is
+// SIGKILLed the moment its first create of hostname arrives, and the create
+// is held, then applied once the zone has been listed after the kill (by
+// the successor) and that listing answered without it, or at landBy after
+// the kill at the latest. landBy is two request timeouts: the create record
+// promises a create lands within the send window, the request and a settle
+// time (three request timeouts with the suite's 3 s) after it is recorded,
+// so the late create stays within what the operator waits for.
+type lateLanding struct {
+	landBy time.Duration
+	killed chan struct{}
+	looked chan struct{}
+	landed chan struct{}
+	// afterLook reports whether the create was applied after a listing
+	// that followed the kill.
+	afterLook atomic.Bool
+	// creates counts the creates of hostname after the held one.
+	creates atomic.Int32
+
+	held     atomic.Bool
+	killedAt atomic.Int64
+	lookOnce sync.Once
+}
+
+func killAndLandLater(t *testing.T, zone, hostname string) *lateLanding {
+	t.Helper()
+	l := &lateLanding{
+		landBy: 2 * h.Manager.Options().RequestTimeout,
+		killed: make(chan struct{}), looked: make(chan struct{}), landed: make(chan struct{}),
 	}
-	f.deleteAll()
+	apps := "/zones/" + zone + "/spectrum/apps"
+	restore := h.WrapSimulator(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, apps):
+				body, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				if !bytes.Contains(body, []byte(`"`+hostname+`"`)) {
+					break
+				}
+				if l.held.CompareAndSwap(false, true) {
+					l.land(next, r, body)
+					return
+				}
+				l.creates.Add(1)
+			case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, apps):
+				started := time.Now().UnixNano()
+				next.ServeHTTP(w, r)
+				if killedAt := l.killedAt.Load(); killedAt != 0 && started > killedAt {
+					l.lookOnce.Do(func() { close(l.looked) })
+				}
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	t.Cleanup(restore)
+	return l
+}
+
+// land kills the manager, waits for the successor's look (or landBy), and
+// applies the create; its answer goes to a client that is gone.
+func (l *lateLanding) land(next http.Handler, r *http.Request, body []byte) {
+	_ = h.Manager.Kill()
+	l.killedAt.Store(time.Now().UnixNano())
+	close(l.killed)
+	select {
+	case <-l.looked:
+		l.afterLook.Store(true)
+	case <-time.After(l.landBy):
+	}
+	late := r.Clone(context.Background())
+	late.Body = io.NopCloser(bytes.NewReader(body))
+	next.ServeHTTP(httptest.NewRecorder(), late)
+	close(l.landed)
 }
 
 // The manager dies after Cloudflare applied the POST and before the ID was
