@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,6 +181,18 @@ type fixture struct {
 	t         *testing.T
 	ctx       context.Context
 	namespace string
+	// hostnames are those the test gave its SpectrumApps, taken as it
+	// wrote them: the apps themselves may be gone by the time deleteAll
+	// looks (a test deletes one, then restarts the manager, which releases
+	// it), and the orphan check must still look at their hostnames.
+	hostnames []string
+}
+
+// remember keeps hostname for deleteAll's orphan check.
+func (f *fixture) remember(hostname string) {
+	if !slices.Contains(f.hostnames, hostname) {
+		f.hostnames = append(f.hostnames, hostname)
+	}
 }
 
 func newFixture(t *testing.T, prefix string) *fixture {
@@ -236,6 +249,7 @@ func (f *fixture) app(name, zoneID, zoneName string) *v1alpha1.SpectrumApp {
 
 func (f *fixture) create(app *v1alpha1.SpectrumApp) {
 	f.t.Helper()
+	f.remember(app.Spec.DNS.Name)
 	if err := h.Client.Create(f.ctx, app); err != nil {
 		f.t.Fatalf("creating SpectrumApp %s: %v", app.Name, err)
 	}
@@ -257,6 +271,7 @@ func (f *fixture) update(name string, mutate func(*v1alpha1.SpectrumApp)) {
 	eventually(f.t, 10*time.Second, func() string {
 		app := f.get(name)
 		mutate(app)
+		f.remember(app.Spec.DNS.Name)
 		if err := h.Client.Update(f.ctx, app); err != nil {
 			return fmt.Sprintf("updating %s: %v", name, err)
 		}
@@ -369,12 +384,13 @@ func stalledMessage(app *v1alpha1.SpectrumApp) string {
 }
 
 // deleteAll deletes the namespace's SpectrumApps, waits until they are
-// gone, and checks that their Cloudflare applications are gone too.
+// gone, and checks that no Cloudflare application is left with the
+// hostname of any SpectrumApp the test made, including those already
+// deleted and released before deleteAll was called.
 func (f *fixture) deleteAll() {
 	f.t.Helper()
-	var apps v1alpha1.SpectrumAppList
-	if err := h.Client.List(f.ctx, &apps, client.InNamespace(f.namespace)); err != nil {
-		f.t.Fatal(err)
+	if len(f.hostnames) == 0 {
+		f.t.Fatal("deleteAll: the test made no SpectrumApp through the fixture, so the orphan check would look at nothing")
 	}
 	if err := h.Client.DeleteAllOf(f.ctx, &v1alpha1.SpectrumApp{}, client.InNamespace(f.namespace)); err != nil {
 		f.t.Fatal(err)
@@ -389,9 +405,9 @@ func (f *fixture) deleteAll() {
 		}
 		return ""
 	})
-	for _, app := range apps.Items {
-		if got := appsWithHostname(app.Spec.DNS.Name); len(got) != 0 {
-			f.t.Errorf("%s deleted, but Cloudflare still holds %d apps named %s", app.Name, len(got), app.Spec.DNS.Name)
+	for _, hostname := range f.hostnames {
+		if got := appsWithHostname(hostname); len(got) != 0 {
+			f.t.Errorf("every SpectrumApp is deleted, but Cloudflare still holds %d apps named %s", len(got), hostname)
 		}
 	}
 }
