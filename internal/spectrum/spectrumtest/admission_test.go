@@ -375,7 +375,7 @@ func TestIndependentOfTheOperator(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, imp := range f.Imports {
-			if path, _ := strconv.Unquote(imp.Path.Value); strings.Contains(path, "internal/spectrum/rules") || strings.Contains(path, "api/v1alpha1") {
+			if path, _ := strconv.Unquote(imp.Path.Value); strings.Contains(path, "api/v1alpha1/rules") || strings.Contains(path, "api/v1alpha1") {
 				t.Errorf("%s imports %s", file, path)
 			}
 		}
