@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // The control surface: what tests (in Go) and demos (over HTTP under
@@ -187,17 +185,15 @@ func (s *Simulator) DeleteApp(zoneID, appID string) error {
 // PutApp stores an app out of band, without any check: it replaces the app
 // with app.ID, or adds one (with a new ID when app.ID is empty). legacy
 // serves it in the old response shapes.
-func (s *Simulator) PutApp(zoneID string, app spectrum.App, legacy bool) (StoredApp, error) {
-	app.ModifiedOn = nil
-	own, err := fromClientApp(app)
-	if err != nil {
+func (s *Simulator) PutApp(zoneID string, app App, legacy bool) (StoredApp, error) {
+	app.ModifiedOn = time.Time{}
+	if err := app.wellFormed(); err != nil {
 		return StoredApp{}, err
 	}
-	return s.putOwnApp(zoneID, own, legacy)
+	return s.putApp(zoneID, &app, legacy)
 }
 
-// putOwnApp stores an app of the simulator's model out of band.
-func (s *Simulator) putOwnApp(zoneID string, app *simApp, legacy bool) (StoredApp, error) {
+func (s *Simulator) putApp(zoneID string, app *App, legacy bool) (StoredApp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.world.zones[zoneID] == nil {
@@ -211,21 +207,20 @@ func (s *Simulator) putOwnApp(zoneID string, app *simApp, legacy bool) (StoredAp
 
 // ModifyApp changes an app out of band (drift): mutate gets a copy of the
 // stored app, and what it leaves is stored without any check.
-func (s *Simulator) ModifyApp(zoneID, appID string, mutate func(*spectrum.App)) error {
+func (s *Simulator) ModifyApp(zoneID, appID string, mutate func(*App)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	stored := s.world.app(zoneID, appID)
 	if stored == nil {
 		return fmt.Errorf("app %s in zone %s: %w", appID, zoneID, ErrNotFound)
 	}
-	app := toClientApp(stored.app)
-	mutate(&app)
-	app.ID, app.ModifiedOn = appID, nil
-	own, err := fromClientApp(app)
-	if err != nil {
+	app := stored.app.clone()
+	mutate(app)
+	app.ID, app.ModifiedOn = appID, time.Time{}
+	if err := app.wellFormed(); err != nil {
 		return err
 	}
-	s.world.put(zoneID, own, stored.legacy)
+	s.world.put(zoneID, app, stored.legacy)
 	return nil
 }
 
@@ -367,7 +362,7 @@ func (s *Simulator) adminHandler() http.Handler {
 			return
 		}
 		app.ID, app.ModifiedOn = r.PathValue("app"), time.Time{}
-		stored, err := s.putOwnApp(r.PathValue("zone"), app, r.URL.Query().Get("legacy") == "true")
+		stored, err := s.putApp(r.PathValue("zone"), app, r.URL.Query().Get("legacy") == "true")
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return

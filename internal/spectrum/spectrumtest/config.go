@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // Config is the simulated Cloudflare world: accounts with their plans and
@@ -121,9 +119,8 @@ type AppConfig struct {
 	// (proxy_protocol as a boolean, "ipv4"/"spp" fields, no edge_ips,
 	// origin_port as a string, origin_dns without type when it is "").
 	Legacy bool `json:"legacy,omitempty"`
-	// App is the app in API JSON. It is read as spectrum.App for
-	// convenience and handed to the simulator through JSON only.
-	App spectrum.App `json:"app"`
+	// App is the app in API JSON, in any shape the API has used.
+	App App `json:"app"`
 }
 
 // RateLimitConfig is Cloudflare's global API limit: Limit requests per
@@ -280,7 +277,7 @@ func (c *Config) Validate() error {
 		if !zones[a.Zone] {
 			problem("apps[%d]: unknown zone %q", i, a.Zone)
 		}
-		if _, err := fromClientApp(a.App); err != nil {
+		if err := a.App.wellFormed(); err != nil {
 			problem("apps[%d]: %v", i, err)
 		}
 	}

@@ -6,10 +6,11 @@
 // spectrum-simulator binary serves the same handler.
 //
 // It is an independent model of Cloudflare: it decodes bodies with its own
-// wire model (wire.go) and judges them with its own table of checks
-// (admission.go), each naming its source, and shares no code with the
-// operator's client or its rules. A stand-in that reused them could only
-// agree with the code under test.
+// wire model (wire.go, whose App is also what its inspection API returns)
+// and judges them with its own table of checks (admission.go), each naming
+// its source. It imports no package of the operator, not even through
+// another package (TestIndependentOfTheOperator). A stand-in that reused
+// the operator's code could only agree with the code under test.
 package spectrumtest
 
 import (
@@ -90,7 +91,7 @@ func (s *Simulator) reset() {
 // Server is a Simulator listening on 127.0.0.1.
 type Server struct {
 	*Simulator
-	// URL is the API base URL, for spectrum.Options.BaseURL.
+	// URL is the API base URL (what a client's base URL option takes).
 	URL string
 	// AdminURL is the control API's base URL.
 	AdminURL string
