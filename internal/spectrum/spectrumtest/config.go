@@ -38,6 +38,10 @@ type Config struct {
 	RateLimit RateLimitConfig `json:"rateLimit,omitempty"`
 	// Faults are active from the start (see Fault).
 	Faults []Fault `json:"faults,omitempty"`
+	// Traffic is every app's traffic from its creation, as the analytics
+	// endpoints report it, unless a test sets an app's own (SetTraffic);
+	// DefaultTraffic() when unset.
+	Traffic *Traffic `json:"traffic,omitempty"`
 }
 
 // Plans an account can have.
@@ -89,6 +93,10 @@ type TokenConfig struct {
 	// User is whose rate-limit budget the token spends: tokens of one user
 	// share one budget. Empty means the token is a user of its own.
 	User string `json:"user,omitempty"`
+	// WithoutAnalyticsPermission tokens lack the analytics permission
+	// (Zone > Analytics > Read): the analytics endpoints answer them 403
+	// with code 10000, the apps endpoints as usual.
+	WithoutAnalyticsPermission bool `json:"withoutAnalyticsPermission,omitempty"`
 }
 
 // ZoneConfig is a zone of an account.
@@ -297,6 +305,11 @@ func (c *Config) Validate() error {
 	for i, o := range c.RateLimit.OtherClients {
 		if o.User == "" || o.RequestsPerSecond < 0 {
 			problem("rateLimit.otherClients[%d]: needs a user and a requestsPerSecond of at least 0", i)
+		}
+	}
+	if c.Traffic != nil {
+		if err := c.Traffic.validate(); err != nil {
+			problem("traffic: %v", err)
 		}
 	}
 	for _, p := range c.DeniedOrigins {

@@ -33,6 +33,11 @@ type world struct {
 	// clients spending them (see ratelimit.go).
 	budgets map[string]*budget
 	others  map[string]*otherClient
+	// traffic is the apps' traffic history, by app ID, where a test set
+	// it; defaultTraffic is every other app's from its creation (see
+	// traffic.go).
+	traffic        map[string][]trafficSegment
+	defaultTraffic Traffic
 	// nextSeq orders apps by creation, the API's default list order.
 	nextSeq int64
 }
@@ -48,6 +53,8 @@ type token struct {
 	account    string
 	ipPrefixes bool
 	revoked    bool
+	// withoutAnalytics tokens lack the analytics permission.
+	withoutAnalytics bool
 	// user is whose rate-limit budget the token spends.
 	user string
 }
@@ -77,6 +84,11 @@ func newWorld(cfg Config, now time.Time) *world {
 		hostnamesInOtherZones: slices.Clone(cfg.HostnamesInOtherZones),
 		budgets:               map[string]*budget{},
 		others:                map[string]*otherClient{},
+		traffic:               map[string][]trafficSegment{},
+		defaultTraffic:        DefaultTraffic(),
+	}
+	if cfg.Traffic != nil {
+		w.defaultTraffic = cfg.Traffic.normalized()
 	}
 	for _, p := range cfg.DeniedOrigins {
 		w.deniedOrigins = append(w.deniedOrigins, netip.MustParsePrefix(p).Masked())
@@ -116,7 +128,8 @@ func newWorld(cfg Config, now time.Time) *world {
 }
 
 func newToken(t TokenConfig) *token {
-	return &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission, revoked: t.Revoked, user: budgetUser(t)}
+	return &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission, revoked: t.Revoked, user: budgetUser(t),
+		withoutAnalytics: t.WithoutAnalyticsPermission}
 }
 
 // budgetUser is whose budget a token spends: its user, or, without one, a
@@ -183,6 +196,12 @@ func (w *world) update(old *storedApp, app *App) {
 	app = app.withDefaults()
 	app.ID, app.CreatedOn, app.ModifiedOn = old.app.ID, old.app.CreatedOn, time.Now().UTC()
 	old.app, old.legacy = app, false
+}
+
+// deleteApp forgets an app and its traffic.
+func (w *world) deleteApp(appID string) {
+	delete(w.apps, appID)
+	delete(w.traffic, appID)
 }
 
 // app returns an app of the zone, or nil.
