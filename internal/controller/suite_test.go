@@ -31,7 +31,6 @@ import (
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
@@ -469,8 +468,8 @@ func (f *fixture) waitForEvent(name, eventType, reason string) eventsv1.Event {
 }
 
 // simApps returns the simulator's apps in zone with that hostname.
-func simApps(zoneID, hostname string) []spectrum.App {
-	var out []spectrum.App
+func simApps(zoneID, hostname string) []spectrumtest.App {
+	var out []spectrumtest.App
 	for _, stored := range sim.Apps() {
 		if stored.ZoneID == zoneID && strings.EqualFold(stored.App.DNS.Name, hostname) {
 			out = append(out, stored.App)
