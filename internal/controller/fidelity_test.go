@@ -16,7 +16,6 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -25,7 +24,7 @@ import (
 // beliefs once differed from it (see ../shared/spectrum-api.md).
 
 // simApp returns the simulator's one app with hostname in zone.
-func simApp(t *testing.T, zoneID, hostname string) spectrum.App {
+func simApp(t *testing.T, zoneID, hostname string) spectrumtest.App {
 	t.Helper()
 	apps := simApps(zoneID, hostname)
 	if len(apps) != 1 {
@@ -123,7 +122,7 @@ func TestOutOfBandChangeToAnUnsetFieldIsUndone(t *testing.T) {
 	ready := f.waitForCondition("unset", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("unset")
 
-	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrum.App) {
+	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrumtest.App) {
 		a.TLS, a.TrafficType, a.IPFirewall = "full", "https", ptr.To(true)
 	}); err != nil {
 		t.Fatal(err)
@@ -148,9 +147,9 @@ func TestOutOfBandChangeToAnUnsetFieldIsUndone(t *testing.T) {
 func TestAdoptionBringsTheApplicationToTheSpec(t *testing.T) {
 	f := newFixture(t, enterpriseToken)
 	app := f.app("adoptee", zoneMain, "example.com")
-	existing, err := sim.PutApp(zoneMain, spectrum.App{
+	existing, err := sim.PutApp(zoneMain, spectrumtest.App{
 		Protocol:     "tcp/22",
-		DNS:          spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+		DNS:          spectrumtest.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
 		OriginDirect: []string{"tcp://192.0.2.99:22"},
 		TLS:          "full",
 		IPFirewall:   ptr.To(true),
@@ -245,15 +244,15 @@ func TestDeletingAnAppThatNeverOwnedAnythingDeletesNothing(t *testing.T) {
 		{"stalled on an invalid spec", "InvalidSpec", enterpriseToken, func(a *v1alpha1.SpectrumApp) {
 			a.Spec.OriginDirect = []string{"tcp://2001:db8::1:22"}
 		}},
-		{"stalled without credentials", controller.ReasonCredentialsSecretNotFound, "", func(*v1alpha1.SpectrumApp) {}},
+		{"stalled without credentials", v1alpha1.ReasonCredentialsSecretNotFound, "", func(*v1alpha1.SpectrumApp) {}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.token)
 			app := f.app("bystander", zoneMain, "example.com")
 			tc.mutate(app)
-			theirs, err := sim.PutApp(zoneMain, spectrum.App{
+			theirs, err := sim.PutApp(zoneMain, spectrumtest.App{
 				Protocol:     "tcp/22",
-				DNS:          spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+				DNS:          spectrumtest.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
 				OriginDirect: []string{"tcp://192.0.2.77:22"},
 			}, false)
 			if err != nil {
@@ -291,7 +290,7 @@ func TestNamedProtocol(t *testing.T) {
 		return ""
 	})
 	// Positive control: the same count sees an out-of-band change undone.
-	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrum.App) { a.TLS = "full" }); err != nil {
+	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrumtest.App) { a.TLS = "full" }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*resyncPeriod+10*time.Second, func() string {
@@ -303,7 +302,7 @@ func TestNamedProtocol(t *testing.T) {
 
 	// An application made as tcp/22 is adopted by a spec that says ssh.
 	other := f.app("spelled", zoneMain, "example.com")
-	made, err := sim.PutApp(zoneMain, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: other.Spec.DNS.Name},
+	made, err := sim.PutApp(zoneMain, spectrumtest.App{Protocol: "tcp/22", DNS: spectrumtest.DNS{Type: "CNAME", Name: other.Spec.DNS.Name},
 		OriginDirect: other.Spec.OriginDirect}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -402,7 +401,7 @@ func TestZoneByName(t *testing.T) {
 		app := f.app(name, "", zone)
 		app.Spec.ZoneName = zone
 		f.create(app)
-		stalled := f.waitForCondition(name, v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonZoneNotFound)
+		stalled := f.waitForCondition(name, v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonZoneNotFound)
 		if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, zone) {
 			t.Errorf("%s: message %q does not name the zone", name, c.Message)
 		}
@@ -417,9 +416,9 @@ func TestZoneByName(t *testing.T) {
 func TestExistingApplicationIsAdoptedOnlyWhenAsked(t *testing.T) {
 	f := newFixture(t, enterpriseToken)
 	app := f.app("bystander", zoneMain, "example.com")
-	existing, err := sim.PutApp(zoneMain, spectrum.App{
+	existing, err := sim.PutApp(zoneMain, spectrumtest.App{
 		Protocol:     "tcp/22",
-		DNS:          spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+		DNS:          spectrumtest.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
 		OriginDirect: []string{"tcp://192.0.2.99:22"},
 	}, false)
 	if err != nil {
@@ -428,7 +427,7 @@ func TestExistingApplicationIsAdoptedOnlyWhenAsked(t *testing.T) {
 	untilTheNextSecond()
 	writes := calls.writes(zoneMain)
 	f.create(app)
-	stalled := f.waitForCondition("bystander", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationExists)
+	stalled := f.waitForCondition("bystander", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonApplicationExists)
 	defer f.deleteAndWait("bystander")
 	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
 	if !strings.Contains(c.Message, existing.App.ID) || !strings.Contains(c.Message, v1alpha1.AdoptApplicationIDAnnotation) {

@@ -31,7 +31,7 @@ import (
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -56,7 +56,7 @@ func TestSecretErrors(t *testing.T) {
 	app := f.app("forbidden", zoneMain, "example.com")
 	app.Labels = map[string]string{ownManagerLabel: "secret-rbac"}
 	f.create(app)
-	stalled := f.waitForCondition("forbidden", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsSecretForbidden)
+	stalled := f.waitForCondition("forbidden", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonCredentialsSecretForbidden)
 	message := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled).Message
 	if !strings.Contains(message, f.namespace+"/cloudflare") || !strings.Contains(message, "Forbidden") {
 		t.Errorf("Stalled message %q does not name the Secret and the apiserver's Forbidden", message)
@@ -197,7 +197,7 @@ func startManagerAs(t *testing.T, subject rbacv1.Subject) *atomic.Int32 {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  recorder,
-		Connector: spectrum.NewConnector(spectrum.ConnectorOptions{
+		Connector: budget.NewConnector(budget.ConnectorOptions{
 			BaseURL:           server.URL + spectrumtest.APIPrefix,
 			RequestsPerSecond: 500,
 			Burst:             100,

@@ -17,6 +17,7 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 )
 
 // operatorCollectors are the collectors cmd/manager registers of its own,
@@ -26,7 +27,7 @@ import (
 // the manager binary serves; alerts and dashboards are checked against
 // that (registeredMetrics), not against this list.
 func operatorCollectors() []prometheus.Collector {
-	return append(spectrum.NewMetrics().Collectors(),
+	return append(append(spectrum.NewMetrics().Collectors(), budget.NewMetrics().Collectors()...),
 		controller.NewAppMetrics(),
 		controller.UnreadableApplications,
 		(&events.Recorder{}).DroppedCounter())

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/test/harness"
 )
@@ -108,7 +107,7 @@ func scrapeDrivenManager(ctx context.Context) (map[string][]string, error) {
 	if _, err := waitForCondition(ctx, h.Client, stalled, v1alpha1.ConditionStalled, "CredentialsSecretNotFound"); err != nil {
 		return nil, err
 	}
-	if err := h.Sim.ModifyApp(metricsZone, ready.Status.ApplicationID, func(a *spectrum.App) { a.TLS = "full" }); err != nil {
+	if err := h.Sim.ModifyApp(metricsZone, ready.Status.ApplicationID, func(a *spectrumtest.App) { a.TLS = "full" }); err != nil {
 		return nil, err
 	}
 	if err := waitForEvent(ctx, h.Client, synced, "Updated"); err != nil {
