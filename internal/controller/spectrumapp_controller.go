@@ -57,6 +57,10 @@ type SpectrumAppReconciler struct {
 
 	zones   *zoneCache
 	secrets *tokenCache
+	// stubConnect, when set, stands in for connect: the table tests of the
+	// reconcile branches hand the reconciler a stub seam through it. Nil in
+	// production.
+	stubConnect func(ctx context.Context, app *v1alpha1.SpectrumApp) (external, error)
 	// turnCame wakes an app whose turn in its token's line has come.
 	turnCame chan event.GenericEvent
 }
@@ -131,7 +135,7 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 	if invalid := r.checkSpec(app); invalid != nil {
 		return failed(*invalid)
 	}
-	cloudflare, err := r.connect(ctx, app)
+	cloudflare, err := r.externalOf(ctx, app)
 	if err != nil {
 		return failedWith(err)
 	}
@@ -150,6 +154,15 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 		return r.update(ctx, cloudflare, app, observed)
 	}
 	return alreadyInSync(app, observed)
+}
+
+// externalOf is the seam to the app's Cloudflare application, as sync and
+// delete reach it: connect's, unless a test stubs it.
+func (r *SpectrumAppReconciler) externalOf(ctx context.Context, app *v1alpha1.SpectrumApp) (external, error) {
+	if r.stubConnect != nil {
+		return r.stubConnect(ctx, app)
+	}
+	return r.connect(ctx, app)
 }
 
 var specPath = field.NewPath("spec")
@@ -282,7 +295,7 @@ func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.Spectr
 		// its to delete, whatever has its hostname.
 		return released(eventDeleted, "No Cloudflare Spectrum application to delete: none was created or adopted", false)
 	}
-	cloudflare, err := r.connect(ctx, app)
+	cloudflare, err := r.externalOf(ctx, app)
 	if err != nil {
 		return failedWith(err)
 	}
