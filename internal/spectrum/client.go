@@ -339,6 +339,9 @@ func (c *APIClient) waitForBudget(ctx context.Context) error {
 	if t := turnFrom(ctx); t != nil {
 		return c.limiter.line.take(ctx, t)
 	}
+	if spareFrom(ctx) {
+		return c.limiter.waitSpare(ctx)
+	}
 	return c.limiter.Wait(ctx)
 }
 

@@ -61,6 +61,7 @@ type Metrics struct {
 	pauseSeconds prometheus.Counter
 	budget       *budgetCollector
 	tokens       prometheus.Gauge
+	analytics    prometheus.Counter
 }
 
 // Request classes, the class label of the request duration.
@@ -96,7 +97,8 @@ func NewMetrics() *Metrics {
 			Name: "spectrum_cloudflare_rate_limit_pause_seconds_total",
 			Help: "Seconds the rate limiters of the API tokens held every request back: after a 429 (its Retry-After) and when the budget the Ratelimit headers report was spent before its window ended. Summed over tokens.",
 		}),
-		budget: newBudgetCollector(),
+		budget:    newBudgetCollector(),
+		analytics: newAnalyticsCounter(),
 		tokens: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spectrum_cloudflare_tokens",
 			Help: "API tokens the manager holds a client and rate-limit budget for: those used within the idle timeout, and those whose budget still matters (a pause, or a window they spent in that has not ended). A token no Secret holds any more is forgotten after that.",
@@ -106,7 +108,7 @@ func NewMetrics() *Metrics {
 
 // Collectors are the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Requests, m.duration, m.responses, m.rateLimited, m.pauseSeconds, m.budget, m.tokens}
+	return []prometheus.Collector{m.Requests, m.duration, m.responses, m.rateLimited, m.pauseSeconds, m.budget, m.tokens, m.analytics}
 }
 
 // request records one request: sent and answered after took.

@@ -71,6 +71,10 @@ type RateLimiter struct {
 	// line is where requests made for an object take their turn (see
 	// WithTurn).
 	line *turnLine
+	// spare and spareShare are analytics' share of the budget (see
+	// ratelimit_spare.go); nil when it has none.
+	spare      *rate.Limiter
+	spareShare float64
 }
 
 // NewRateLimiter returns a budget of requestsPerSecond with bursts of burst.
@@ -438,6 +442,10 @@ type ConnectorOptions struct {
 	// its last use, and longer while its budget still matters (see
 	// idle.go); DefaultIdleTimeout when zero.
 	IdleTimeout time.Duration
+	// AnalyticsShare is the share of each token's budget that traffic
+	// analytics may use, on slots nobody else waits for (see
+	// ratelimit_spare.go); none when zero.
+	AnalyticsShare float64
 }
 
 // Connector hands out clients per API token. All clients of one token share
@@ -483,12 +491,14 @@ func (c *Connector) ForToken(token string) Client {
 		return client
 	}
 	c.evictIdle(now, true)
+	limiter := NewRateLimiter(c.opts.RequestsPerSecond, c.opts.Burst, c.opts.RateLimitWindow)
+	limiter.setSpareShare(c.opts.AnalyticsShare)
 	client := NewClient(Options{
 		BaseURL:    c.opts.BaseURL,
 		Token:      token,
 		HTTPClient: c.opts.HTTPClient,
 		Timeout:    c.opts.Timeout,
-		Limiter:    c.opts.Metrics.limiter(NewRateLimiter(c.opts.RequestsPerSecond, c.opts.Burst, c.opts.RateLimitWindow)),
+		Limiter:    c.opts.Metrics.limiter(limiter),
 		UserAgent:  c.opts.UserAgent,
 		Observer:   c.observer,
 		Metrics:    c.opts.Metrics,
