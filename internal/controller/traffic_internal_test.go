@@ -1,0 +1,69 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+)
+
+// OriginsHealthy is False from one origin error in ten connects, Unknown
+// without traffic, True otherwise.
+func TestOriginsHealthyFromTheWindowsEvents(t *testing.T) {
+	for _, c := range []struct {
+		connects, originErrors int64
+		status                 metav1.ConditionStatus
+		reason                 string
+	}{
+		{0, 0, metav1.ConditionUnknown, v1alpha1.ReasonNoTraffic},
+		{100, 0, metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering},
+		{100, 9, metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering},
+		{100, 10, metav1.ConditionFalse, v1alpha1.ReasonOriginErrors},
+		{40, 38, metav1.ConditionFalse, v1alpha1.ReasonOriginErrors},
+		// Errors without a connect event counted (the window cut between
+		// them): the origins failed.
+		{0, 3, metav1.ConditionFalse, v1alpha1.ReasonOriginErrors},
+	} {
+		status, reason, message := originsHealthy(v1alpha1.Traffic{Connects: c.connects, OriginErrors: c.originErrors, WindowSeconds: 300})
+		if status != c.status || reason != c.reason || message == "" {
+			t.Errorf("%d connects, %d origin errors: %s %s %q, want %s %s", c.connects, c.originErrors, status, reason, message, c.status, c.reason)
+		}
+	}
+}
+
+// A reconcile's merge patch sends the whole conditions list: it carries the
+// watch's latest OriginsHealthy, not the older one of the object it read,
+// and the condition alone never makes it write.
+func TestReconcilePatchCarriesTheLatestOriginsHealthy(t *testing.T) {
+	w := &trafficWatch{apps: map[types.NamespacedName]*appTraffic{}}
+	app := &v1alpha1.SpectrumApp{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Generation: 2}}
+	stale := metav1.Condition{Type: v1alpha1.ConditionOriginsHealthy, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonOriginsAnswering}
+	app.Status.Conditions = []metav1.Condition{stale}
+	latest := metav1.Condition{Type: v1alpha1.ConditionOriginsHealthy, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonOriginErrors, Message: "38 of 40"}
+	w.apps[types.NamespacedName{Namespace: "ns", Name: "app"}] = &appTraffic{latest: trafficState{condition: latest}}
+
+	before := app.DeepCopy()
+	w.carry(before, app)
+	if !equality.Semantic.DeepEqual(before.Status, app.Status) {
+		t.Errorf("carrying the condition alone made status differ: %v vs %v", before.Status.Conditions, app.Status.Conditions)
+	}
+
+	meta.SetStatusCondition(&app.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Synced"})
+	patch, err := client.MergeFrom(before).Data(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := string(patch); !strings.Contains(text, v1alpha1.ReasonOriginErrors) || strings.Contains(text, v1alpha1.ReasonOriginsAnswering) {
+		t.Errorf("the reconcile's patch %s does not carry the latest OriginsHealthy", text)
+	}
+
+	var off *trafficWatch
+	other := app.DeepCopy()
+	off.carry(other, other) // traffic off: nothing to carry, no panic
+}
