@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
@@ -49,10 +48,9 @@ func exportCmd(t *testing.T, getenv func(string) string, args ...string) (int, s
 
 func TestExportPrintsManifestsAndReadsOnly(t *testing.T) {
 	server := simulator(t)
-	port := spectrum.OriginPort{Start: 22}
-	for _, app := range []spectrum.App{
-		{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: "ssh.example.com"}, OriginDirect: []string{"tcp://192.0.2.1:22"}, ProxyProtocol: "v1"},
-		{Protocol: "udp/22", DNS: spectrum.DNS{Type: "CNAME", Name: "ssh.example.com"}, OriginDNS: &spectrum.OriginDNS{Name: "origin.example.com"}, OriginPort: &port},
+	for _, app := range []spectrumtest.App{
+		{Protocol: "tcp/22", DNS: spectrumtest.DNS{Type: "CNAME", Name: "ssh.example.com"}, OriginDirect: []string{"tcp://192.0.2.1:22"}, ProxyProtocol: "v1"},
+		{Protocol: "udp/22", DNS: spectrumtest.DNS{Type: "CNAME", Name: "ssh.example.com"}, OriginDNS: &spectrumtest.OriginDNS{Name: "origin.example.com"}, OriginPort: spectrumtest.Port(22)},
 	} {
 		if _, err := server.PutApp(zone, app, true); err != nil {
 			t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -25,7 +24,7 @@ import (
 // beliefs once differed from it (see ../shared/spectrum-api.md).
 
 // simApp returns the simulator's one app with hostname in zone.
-func simApp(t *testing.T, zoneID, hostname string) spectrum.App {
+func simApp(t *testing.T, zoneID, hostname string) spectrumtest.App {
 	t.Helper()
 	apps := simApps(zoneID, hostname)
 	if len(apps) != 1 {
@@ -123,7 +122,7 @@ func TestOutOfBandChangeToAnUnsetFieldIsUndone(t *testing.T) {
 	ready := f.waitForCondition("unset", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 	defer f.deleteAndWait("unset")
 
-	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrum.App) {
+	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrumtest.App) {
 		a.TLS, a.TrafficType, a.IPFirewall = "full", "https", ptr.To(true)
 	}); err != nil {
 		t.Fatal(err)
@@ -148,9 +147,9 @@ func TestOutOfBandChangeToAnUnsetFieldIsUndone(t *testing.T) {
 func TestAdoptionBringsTheApplicationToTheSpec(t *testing.T) {
 	f := newFixture(t, enterpriseToken)
 	app := f.app("adoptee", zoneMain, "example.com")
-	existing, err := sim.PutApp(zoneMain, spectrum.App{
+	existing, err := sim.PutApp(zoneMain, spectrumtest.App{
 		Protocol:     "tcp/22",
-		DNS:          spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+		DNS:          spectrumtest.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
 		OriginDirect: []string{"tcp://192.0.2.99:22"},
 		TLS:          "full",
 		IPFirewall:   ptr.To(true),
@@ -216,9 +215,9 @@ func TestDeletingAnAppThatNeverOwnedAnythingDeletesNothing(t *testing.T) {
 			f := newFixture(t, tc.token)
 			app := f.app("bystander", zoneMain, "example.com")
 			tc.mutate(app)
-			theirs, err := sim.PutApp(zoneMain, spectrum.App{
+			theirs, err := sim.PutApp(zoneMain, spectrumtest.App{
 				Protocol:     "tcp/22",
-				DNS:          spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+				DNS:          spectrumtest.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
 				OriginDirect: []string{"tcp://192.0.2.77:22"},
 			}, false)
 			if err != nil {
@@ -256,7 +255,7 @@ func TestNamedProtocol(t *testing.T) {
 		return ""
 	})
 	// Positive control: the same count sees an out-of-band change undone.
-	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrum.App) { a.TLS = "full" }); err != nil {
+	if err := sim.ModifyApp(zoneMain, ready.Status.ApplicationID, func(a *spectrumtest.App) { a.TLS = "full" }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*resyncPeriod+10*time.Second, func() string {
@@ -268,7 +267,7 @@ func TestNamedProtocol(t *testing.T) {
 
 	// An application made as tcp/22 is adopted by a spec that says ssh.
 	other := f.app("spelled", zoneMain, "example.com")
-	made, err := sim.PutApp(zoneMain, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: other.Spec.DNS.Name},
+	made, err := sim.PutApp(zoneMain, spectrumtest.App{Protocol: "tcp/22", DNS: spectrumtest.DNS{Type: "CNAME", Name: other.Spec.DNS.Name},
 		OriginDirect: other.Spec.OriginDirect}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -382,9 +381,9 @@ func TestZoneByName(t *testing.T) {
 func TestExistingApplicationIsAdoptedOnlyWhenAsked(t *testing.T) {
 	f := newFixture(t, enterpriseToken)
 	app := f.app("bystander", zoneMain, "example.com")
-	existing, err := sim.PutApp(zoneMain, spectrum.App{
+	existing, err := sim.PutApp(zoneMain, spectrumtest.App{
 		Protocol:     "tcp/22",
-		DNS:          spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+		DNS:          spectrumtest.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
 		OriginDirect: []string{"tcp://192.0.2.99:22"},
 	}, false)
 	if err != nil {

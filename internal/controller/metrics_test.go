@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
 // sample reads one series of the reconciler's metrics: a gauge's or
@@ -92,7 +92,7 @@ func TestMetricsTellDriftFromSpecChangesAndTimeToReady(t *testing.T) {
 	}
 
 	// Changed at Cloudflare: the drift check finds it, the update counts.
-	if err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrum.App) {
+	if err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrumtest.App) {
 		a.IPFirewall = ptrTo(true)
 	}); err != nil {
 		t.Fatal(err)

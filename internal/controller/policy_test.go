@@ -13,7 +13,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
@@ -48,7 +48,7 @@ func noWrites(t *testing.T, zone string, d time.Duration) {
 func TestObservePolicy(t *testing.T) {
 	f := newFixture(t, enterpriseToken)
 	app := f.app("watched", zoneDrift, "drift.example")
-	existing, err := sim.PutApp(zoneDrift, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
+	existing, err := sim.PutApp(zoneDrift, spectrumtest.App{Protocol: "tcp/22", DNS: spectrumtest.DNS{Type: "CNAME", Name: app.Spec.DNS.Name},
 		OriginDirect: app.Spec.OriginDirect, TLS: "full"}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestObservePolicy(t *testing.T) {
 	}
 
 	// Fixed at Cloudflare: the drift check sees it match now.
-	if err := sim.ModifyApp(zoneDrift, existing.App.ID, func(a *spectrum.App) { a.TLS = "off" }); err != nil {
+	if err := sim.ModifyApp(zoneDrift, existing.App.ID, func(a *spectrumtest.App) { a.TLS = "off" }); err != nil {
 		t.Fatal(err)
 	}
 	matched := f.waitForCondition("watched", v1alpha1.ConditionReady, metav1.ConditionTrue, "Observed")
@@ -79,7 +79,7 @@ func TestObservePolicy(t *testing.T) {
 	}
 
 	// Switching to manage resumes: the next reconcile syncs a change.
-	if err := sim.ModifyApp(zoneDrift, existing.App.ID, func(a *spectrum.App) { a.TLS = "strict" }); err != nil {
+	if err := sim.ModifyApp(zoneDrift, existing.App.ID, func(a *spectrumtest.App) { a.TLS = "strict" }); err != nil {
 		t.Fatal(err)
 	}
 	f.waitForCondition("watched", v1alpha1.ConditionReady, metav1.ConditionFalse, "OutOfSync")

@@ -11,7 +11,6 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -99,7 +98,7 @@ func TestDriftIsRestored(t *testing.T) {
 	defer f.deleteAndWait("drift")
 
 	// Changed outside Kubernetes: restored within a resync or two.
-	err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrum.App) {
+	err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrumtest.App) {
 		a.OriginDirect = []string{"tcp://203.0.113.66:22"}
 	})
 	if err != nil {
@@ -203,7 +202,7 @@ func TestADriftCheckFailureLeavesReadyAppsAlone(t *testing.T) {
 	// Every read of the zone fails, and meanwhile the app is changed at
 	// Cloudflare.
 	addFault(t, spectrumtest.Fault{Kind: spectrumtest.FaultUnavailable, Method: "GET", PathPrefix: "/zones/" + zoneDrift})
-	if err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrum.App) {
+	if err := sim.ModifyApp(zoneDrift, ready.Status.ApplicationID, func(a *spectrumtest.App) {
 		a.OriginDirect = []string{"tcp://203.0.113.77:22"}
 	}); err != nil {
 		t.Fatal(err)

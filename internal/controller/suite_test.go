@@ -468,8 +468,8 @@ func (f *fixture) waitForEvent(name, eventType, reason string) eventsv1.Event {
 }
 
 // simApps returns the simulator's apps in zone with that hostname.
-func simApps(zoneID, hostname string) []spectrum.App {
-	var out []spectrum.App
+func simApps(zoneID, hostname string) []spectrumtest.App {
+	var out []spectrumtest.App
 	for _, stored := range sim.Apps() {
 		if stored.ZoneID == zoneID && strings.EqualFold(stored.App.DNS.Name, hostname) {
 			out = append(out, stored.App)

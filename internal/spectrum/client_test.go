@@ -75,11 +75,11 @@ func TestClientListFollowsAllPages(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	const total = 230
 	for i := range total {
-		if _, err := sim.PutApp(enterpriseZone, sshApp(fmt.Sprintf("app%d.example.com", i)), false); err != nil {
+		if _, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := sim.PutApp(otherZone, sshApp("ssh.other.example"), false); err != nil {
+	if _, err := sim.PutApp(otherZone, simSSHApp("ssh.other.example"), false); err != nil {
 		t.Fatal(err)
 	}
 	listing, err := newClient(sim, enterpriseToken).ListApps(testContext(t), enterpriseZone)
@@ -111,7 +111,7 @@ func TestListingsFollowChangesBetweenThem(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	var ids []string
 	for i := range 4 {
-		stored, err := sim.PutApp(enterpriseZone, sshApp(fmt.Sprintf("app%d.example.com", i)), false)
+		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,13 +133,13 @@ func TestListingsFollowChangesBetweenThem(t *testing.T) {
 	}
 	first := byHostname()
 
-	if err := sim.ModifyApp(enterpriseZone, ids[1], func(app *spectrum.App) { app.ProxyProtocol = "v2" }); err != nil {
+	if err := sim.ModifyApp(enterpriseZone, ids[1], func(app *spectrumtest.App) { app.ProxyProtocol = "v2" }); err != nil {
 		t.Fatal(err)
 	}
 	if err := sim.DeleteApp(enterpriseZone, ids[2]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sim.PutApp(enterpriseZone, sshApp("app9.example.com"), false); err != nil {
+	if _, err := sim.PutApp(enterpriseZone, simSSHApp("app9.example.com"), false); err != nil {
 		t.Fatal(err)
 	}
 	second := byHostname()
@@ -179,14 +179,21 @@ func TestClientReadsLegacyApps(t *testing.T) {
 		ProxyProtocol: "v1",
 		EdgeIPs:       &spectrum.EdgeIPs{Type: "dynamic", Connectivity: "all"},
 	}
-	stored, err := sim.PutApp(enterpriseZone, legacy, true)
+	stored, err := sim.PutApp(enterpriseZone, spectrumtest.App{
+		Protocol:      "tcp/2022-2023",
+		DNS:           spectrumtest.DNS{Type: "CNAME", Name: "old.example.com"},
+		OriginDNS:     &spectrumtest.OriginDNS{Name: "origin.example.com"},
+		OriginPort:    spectrumtest.Ports(2022, 2023),
+		ProxyProtocol: "v1",
+		EdgeIPs:       &spectrumtest.EdgeIPs{Type: "dynamic", Connectivity: "all"},
+	}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	single := sshApp("old-ssh.example.com")
+	single := simSSHApp("old-ssh.example.com")
 	single.OriginDirect = nil
-	single.OriginDNS = &spectrum.OriginDNS{Name: "origin.example.com"}
-	single.OriginPort = &spectrum.OriginPort{Start: 22}
+	single.OriginDNS = &spectrumtest.OriginDNS{Name: "origin.example.com"}
+	single.OriginPort = spectrumtest.Port(22)
 	if _, err := sim.PutApp(enterpriseZone, single, true); err != nil {
 		t.Fatal(err)
 	}

@@ -82,3 +82,13 @@ func sshApp(hostname string) spectrum.App {
 		OriginDirect: []string{"tcp://192.0.2.1:22"},
 	}
 }
+
+// simSSHApp is sshApp in the simulator's own model, for apps put at
+// Cloudflare behind the client's back.
+func simSSHApp(hostname string) spectrumtest.App {
+	return spectrumtest.App{
+		Protocol:     "tcp/22",
+		DNS:          spectrumtest.DNS{Type: "CNAME", Name: hostname},
+		OriginDirect: []string{"tcp://192.0.2.1:22"},
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
@@ -182,17 +183,9 @@ spec:
 %s`, name, zoneID, hostname, extra)
 }
 
-// simulatorApp is one app as the simulator's control API lists it.
-type simulatorApp struct {
-	ZoneID string `json:"zoneID"`
-	App    struct {
-		ID           string   `json:"id"`
-		OriginDirect []string `json:"origin_direct"`
-		DNS          struct {
-			Name string `json:"name"`
-		} `json:"dns"`
-	} `json:"app"`
-}
+// simulatorApp is one app as the simulator's control API lists it, read
+// with the simulator's own types.
+type simulatorApp = spectrumtest.StoredApp
 
 func simulatorApps(t *testing.T, hostname string) []simulatorApp {
 	t.Helper()

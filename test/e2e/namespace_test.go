@@ -16,6 +16,7 @@ import (
 	"time"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
 // TestDeletingANamespaceDeletesItsApplications deletes a namespace the way a
@@ -170,23 +171,16 @@ func clearFaults(t *testing.T) {
 	resp.Body.Close()
 }
 
-// simulatorState is the part of GET /_simulator/state this file reads.
-type simulatorStateView struct {
-	Apps     []simulatorApp `json:"apps"`
-	Counters struct {
-		Calls       map[string]int `json:"calls"`
-		FaultsFired int            `json:"faultsFired"`
-	} `json:"counters"`
-}
-
-func simulatorState(t *testing.T) simulatorStateView {
+// simulatorState is GET /_simulator/state, read with the simulator's own
+// types.
+func simulatorState(t *testing.T) spectrumtest.State {
 	t.Helper()
 	resp, err := http.Get(simulatorURL + "/_simulator/state")
 	if err != nil {
 		t.Fatalf("reading the simulator's state: %v", err)
 	}
 	defer resp.Body.Close()
-	var state simulatorStateView
+	var state spectrumtest.State
 	if err := json.NewDecoder(resp.Body).Decode(&state); err != nil {
 		t.Fatalf("decoding the simulator's state: %v", err)
 	}

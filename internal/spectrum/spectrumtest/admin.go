@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // The control surface: what tests (in Go) and demos (over HTTP under
@@ -155,6 +153,75 @@ func (s *Simulator) SetTokenRevoked(secret string, revoked bool) error {
 	return nil
 }
 
+// SetTokenAnalytics grants (allowed) or removes a token's analytics
+// permission: without it the analytics endpoints answer 403 with code
+// 10000.
+func (s *Simulator) SetTokenAnalytics(secret string, allowed bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok := s.world.tokens[secret]
+	if tok == nil {
+		return fmt.Errorf("token: %w", ErrNotFound)
+	}
+	tok.withoutAnalytics = !allowed
+	return nil
+}
+
+// SetTraffic makes t an app's traffic from from on (now when zero): what the
+// app did from then on is replaced, so a test may give an app a past
+// instead of waiting for one, even before the app was created.
+func (s *Simulator) SetTraffic(zoneID, appID string, t Traffic, from time.Time) error {
+	if err := t.validate(); err != nil {
+		return fmt.Errorf("traffic: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stored := s.world.app(zoneID, appID)
+	if stored == nil {
+		return fmt.Errorf("app %s in zone %s: %w", appID, zoneID, ErrNotFound)
+	}
+	s.world.setTraffic(stored, t, changeTime(from))
+	return nil
+}
+
+// SetOriginErrors makes share (0-1) of an app's connections fail to reach
+// its origins from from on (now when zero), its traffic otherwise as it
+// was: they are originError events instead of disconnects. 0 heals them.
+func (s *Simulator) SetOriginErrors(zoneID, appID string, share float64, from time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stored := s.world.app(zoneID, appID)
+	if stored == nil {
+		return fmt.Errorf("app %s in zone %s: %w", appID, zoneID, ErrNotFound)
+	}
+	from = changeTime(from)
+	t := s.world.trafficAt(stored, from)
+	t.OriginErrorShare = share
+	if err := t.validate(); err != nil {
+		return fmt.Errorf("traffic: %w", err)
+	}
+	s.world.setTraffic(stored, t, from)
+	return nil
+}
+
+// Traffic returns an app's traffic now.
+func (s *Simulator) Traffic(zoneID, appID string) (Traffic, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stored := s.world.app(zoneID, appID)
+	if stored == nil {
+		return Traffic{}, fmt.Errorf("app %s in zone %s: %w", appID, zoneID, ErrNotFound)
+	}
+	return s.world.trafficAt(stored, time.Now()), nil
+}
+
+func changeTime(from time.Time) time.Time {
+	if from.IsZero() {
+		return time.Now().UTC()
+	}
+	return from.UTC()
+}
+
 // AddToken makes another API token valid from now on, as creating one in
 // the dashboard would; Reset forgets it.
 func (s *Simulator) AddToken(t TokenConfig) error {
@@ -180,24 +247,22 @@ func (s *Simulator) DeleteApp(zoneID, appID string) error {
 	if s.world.app(zoneID, appID) == nil {
 		return fmt.Errorf("app %s in zone %s: %w", appID, zoneID, ErrNotFound)
 	}
-	delete(s.world.apps, appID)
+	s.world.deleteApp(appID)
 	return nil
 }
 
 // PutApp stores an app out of band, without any check: it replaces the app
 // with app.ID, or adds one (with a new ID when app.ID is empty). legacy
 // serves it in the old response shapes.
-func (s *Simulator) PutApp(zoneID string, app spectrum.App, legacy bool) (StoredApp, error) {
-	app.ModifiedOn = nil
-	own, err := fromClientApp(app)
-	if err != nil {
+func (s *Simulator) PutApp(zoneID string, app App, legacy bool) (StoredApp, error) {
+	app.ModifiedOn = time.Time{}
+	if err := app.wellFormed(); err != nil {
 		return StoredApp{}, err
 	}
-	return s.putOwnApp(zoneID, own, legacy)
+	return s.putApp(zoneID, &app, legacy)
 }
 
-// putOwnApp stores an app of the simulator's model out of band.
-func (s *Simulator) putOwnApp(zoneID string, app *simApp, legacy bool) (StoredApp, error) {
+func (s *Simulator) putApp(zoneID string, app *App, legacy bool) (StoredApp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.world.zones[zoneID] == nil {
@@ -211,21 +276,20 @@ func (s *Simulator) putOwnApp(zoneID string, app *simApp, legacy bool) (StoredAp
 
 // ModifyApp changes an app out of band (drift): mutate gets a copy of the
 // stored app, and what it leaves is stored without any check.
-func (s *Simulator) ModifyApp(zoneID, appID string, mutate func(*spectrum.App)) error {
+func (s *Simulator) ModifyApp(zoneID, appID string, mutate func(*App)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	stored := s.world.app(zoneID, appID)
 	if stored == nil {
 		return fmt.Errorf("app %s in zone %s: %w", appID, zoneID, ErrNotFound)
 	}
-	app := toClientApp(stored.app)
-	mutate(&app)
-	app.ID, app.ModifiedOn = appID, nil
-	own, err := fromClientApp(app)
-	if err != nil {
+	app := stored.app.clone()
+	mutate(app)
+	app.ID, app.ModifiedOn = appID, time.Time{}
+	if err := app.wellFormed(); err != nil {
 		return err
 	}
-	s.world.put(zoneID, own, stored.legacy)
+	s.world.put(zoneID, app, stored.legacy)
 	return nil
 }
 
@@ -246,6 +310,7 @@ type TokenState struct {
 	Fingerprint          string `json:"fingerprint"`
 	Account              string `json:"account"`
 	IPPrefixesPermission bool   `json:"ipPrefixesPermission"`
+	AnalyticsPermission  bool   `json:"analyticsPermission"`
 	Revoked              bool   `json:"revoked"`
 	// User is whose budget the token spends; empty for a user of its own.
 	User string `json:"user,omitempty"`
@@ -281,7 +346,7 @@ func (s *Simulator) State() State {
 			used = b.used
 		}
 		state.Tokens = append(state.Tokens, TokenState{Fingerprint: fingerprint(t.Token), Account: tok.account,
-			IPPrefixesPermission: tok.ipPrefixes, Revoked: tok.revoked, User: t.User, RequestsInWindow: used})
+			IPPrefixesPermission: tok.ipPrefixes, AnalyticsPermission: !tok.withoutAnalytics, Revoked: tok.revoked, User: t.User, RequestsInWindow: used})
 	}
 	state.Zones = slices.Clone(s.cfg.Zones)
 	return state
@@ -348,6 +413,43 @@ func (s *Simulator) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST "+AdminPrefix+"/tokens/revoke", s.handleTokenRevoked(true))
 	mux.HandleFunc("POST "+AdminPrefix+"/tokens/restore", s.handleTokenRevoked(false))
+	mux.HandleFunc("POST "+AdminPrefix+"/tokens/analytics", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Token   string `json:"token"`
+			Allowed bool   `json:"allowed"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		if err := s.SetTokenAnalytics(req.Token, req.Allowed); err != nil {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET "+AdminPrefix+"/apps/{zone}/{app}/traffic", func(w http.ResponseWriter, r *http.Request) {
+		s.writeTraffic(w, r, nil)
+	})
+	mux.HandleFunc("PUT "+AdminPrefix+"/apps/{zone}/{app}/traffic", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Traffic
+			From time.Time `json:"from"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		s.writeTraffic(w, r, s.SetTraffic(r.PathValue("zone"), r.PathValue("app"), req.Traffic, req.From))
+	})
+	mux.HandleFunc("PUT "+AdminPrefix+"/apps/{zone}/{app}/origin-errors", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Share float64   `json:"share"`
+			From  time.Time `json:"from"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		s.writeTraffic(w, r, s.SetOriginErrors(r.PathValue("zone"), r.PathValue("app"), req.Share, req.From))
+	})
 	mux.HandleFunc("DELETE "+AdminPrefix+"/apps/{zone}/{app}", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.DeleteApp(r.PathValue("zone"), r.PathValue("app")); err != nil {
 			writeError(w, statusOf(err), err)
@@ -367,7 +469,7 @@ func (s *Simulator) adminHandler() http.Handler {
 			return
 		}
 		app.ID, app.ModifiedOn = r.PathValue("app"), time.Time{}
-		stored, err := s.putOwnApp(r.PathValue("zone"), app, r.URL.Query().Get("legacy") == "true")
+		stored, err := s.putApp(r.PathValue("zone"), app, r.URL.Query().Get("legacy") == "true")
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return
@@ -375,6 +477,20 @@ func (s *Simulator) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, stored)
 	})
 	return mux
+}
+
+// writeTraffic answers with the app's traffic now, or with err.
+func (s *Simulator) writeTraffic(w http.ResponseWriter, r *http.Request, err error) {
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	t, err := s.Traffic(r.PathValue("zone"), r.PathValue("app"))
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
 }
 
 func (s *Simulator) handleTokenRevoked(revoked bool) http.HandlerFunc {

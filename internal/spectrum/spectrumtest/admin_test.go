@@ -4,10 +4,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 func admin(t *testing.T, s *Server, method, path, body string, wantStatus int, into any) {
@@ -133,19 +132,19 @@ func TestAdminAPI(t *testing.T) {
 
 func TestModifyAppOutOfBand(t *testing.T) {
 	s := testServer(t)
-	stored, err := s.PutApp(testZone, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: "ssh.example.com"}, OriginDirect: []string{"tcp://192.0.2.1:22"}}, false)
+	stored, err := s.PutApp(testZone, App{Protocol: "tcp/22", DNS: DNS{Type: "CNAME", Name: "ssh.example.com"}, OriginDirect: []string{"tcp://192.0.2.1:22"}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.ModifyApp(testZone, stored.App.ID, func(app *spectrum.App) { app.OriginDirect = []string{"tcp://192.0.2.99:22"} })
+	err = s.ModifyApp(testZone, stored.App.ID, func(app *App) { app.OriginDirect = []string{"tcp://192.0.2.99:22"} })
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := s.Apps()[0].App
-	if got.OriginDirect[0] != "tcp://192.0.2.99:22" || !got.CreatedOn.Equal(*stored.App.CreatedOn) || !got.ModifiedOn.After(*stored.App.ModifiedOn) {
+	if got.OriginDirect[0] != "tcp://192.0.2.99:22" || !got.CreatedOn.Equal(stored.App.CreatedOn) || !got.ModifiedOn.After(stored.App.ModifiedOn) {
 		t.Errorf("after ModifyApp: %+v", got)
 	}
-	if err := s.ModifyApp(testZone, "missing", func(*spectrum.App) {}); err == nil {
+	if err := s.ModifyApp(testZone, "missing", func(*App) {}); err == nil {
 		t.Error("ModifyApp of a missing app succeeded")
 	}
 }
@@ -174,5 +173,41 @@ func TestAddToken(t *testing.T) {
 	s.Reset()
 	if resp, _ := call(t, "GET", apps, added, ""); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("an added token after Reset: HTTP %d, want 403", resp.StatusCode)
+	}
+}
+
+// The inspection API serves the simulator's own model: what GET /apps
+// answers reads back, with the simulator's decoder, as exactly what Apps()
+// holds, and an app in an old shape reads as the current model.
+func TestInspectionUsesTheSimulatorsOwnTypes(t *testing.T) {
+	s := testServer(t)
+	if _, err := s.PutApp(testZone, App{Protocol: "tcp/2022-2023", DNS: DNS{Type: "CNAME", Name: "range.example.com"},
+		OriginDNS: &OriginDNS{Name: "o.example.com", Type: "AAAA"}, OriginPort: Ports(2022, 2023), ProxyProtocol: "v2",
+		IPFirewall: new(bool), EdgeIPs: &EdgeIPs{Type: "dynamic", Connectivity: "ipv6"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	var listed []StoredApp
+	admin(t, s, "GET", "/apps", "", http.StatusOK, &listed)
+	if held := s.Apps(); !reflect.DeepEqual(listed, held) {
+		t.Errorf("GET /apps reads back as\n%+v\nApps() holds\n%+v", listed, held)
+	}
+
+	var legacy App
+	if err := json.Unmarshal([]byte(`{"protocol":"tcp/22","dns":{"type":"CNAME","name":"x.example.com"},"origin_dns":{"name":"o.example.com"},"origin_port":"22","proxy_protocol":true,"ipv4":true,"spp":false}`), &legacy); err != nil {
+		t.Fatal(err)
+	}
+	if legacy.ProxyProtocol != "v1" || legacy.OriginPort == nil || *legacy.OriginPort != *Port(22) || legacy.OriginDNS.Type != "" {
+		t.Errorf("legacy JSON read as %+v", legacy)
+	}
+
+	// Out of band skips admission, not the wire's types.
+	for name, app := range map[string]App{
+		"origin port 0":          {Protocol: "tcp/22", DNS: DNS{Type: "CNAME", Name: "p.example.com"}, OriginDNS: &OriginDNS{Name: "o.example.com"}, OriginPort: Port(0)},
+		"origin port 70000":      {Protocol: "tcp/22", DNS: DNS{Type: "CNAME", Name: "p.example.com"}, OriginDNS: &OriginDNS{Name: "o.example.com"}, OriginPort: Port(70000)},
+		"range end before start": {Protocol: "tcp/22", DNS: DNS{Type: "CNAME", Name: "p.example.com"}, OriginDNS: &OriginDNS{Name: "o.example.com"}, OriginPort: Ports(30, 20)},
+	} {
+		if _, err := s.PutApp(testZone, app, false); err == nil {
+			t.Errorf("%s: PutApp stored an app the API could not answer", name)
+		}
 	}
 }

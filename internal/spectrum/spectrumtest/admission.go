@@ -71,7 +71,7 @@ type admission struct {
 
 	body   []byte
 	fields map[string]json.RawMessage
-	app    *simApp
+	app    *App
 	// edge is the parsed protocol; edgeOK is false until the body stage
 	// has checked it parses.
 	edge   edgeProtocol
@@ -150,7 +150,7 @@ var admissionTable = []check{
 
 // admit decides whether a create (old nil) or update of an app in z by tok
 // goes through, running the admission table.
-func (w *world) admit(tok *token, z *zone, body []byte, old *storedApp) (*simApp, *failure) {
+func (w *world) admit(tok *token, z *zone, body []byte, old *storedApp) (*App, *failure) {
 	a := &admission{w: w, tok: tok, acct: w.accounts[z.account], zone: z, old: old, body: body}
 	for start := 0; start < len(admissionTable); {
 		end := start
@@ -337,7 +337,7 @@ func checkPortCounts(a *admission) []string {
 		return nil
 	}
 	var msgs []string
-	mismatch := func(what string, r portRange) {
+	mismatch := func(what string, r PortRange) {
 		if r.isRange() && r.count() != a.edge.ports.count() {
 			msgs = append(msgs, fmt.Sprintf("%s has %d ports but protocol %s has %d: the counts must match",
 				what, r.count(), a.app.Protocol, a.edge.ports.count()))
@@ -355,7 +355,7 @@ func checkPortCounts(a *admission) []string {
 }
 
 // edgeIPsMode is "dynamic" when edge_ips is unset, Cloudflare's default.
-func edgeIPsMode(app *simApp) string {
+func edgeIPsMode(app *App) string {
 	if app.EdgeIPs == nil {
 		return "dynamic"
 	}
@@ -535,8 +535,8 @@ func checkEdgePorts(a *admission) []string {
 		allowed = a.zone.edgePorts.udp
 	}
 	var refused []int
-	for port := a.edge.ports.first; port <= a.edge.ports.last; port++ {
-		if !slices.ContainsFunc(allowed, func(r portRange) bool { return r.contains(port) }) {
+	for port := a.edge.ports.First; port <= a.edge.ports.Last; port++ {
+		if !slices.ContainsFunc(allowed, func(r PortRange) bool { return r.contains(port) }) {
 			refused = append(refused, port)
 		}
 	}
@@ -579,7 +579,7 @@ func checkIPv4Quota(a *admission) []string {
 	return one("The zone has used its IPv4 quota: %d of %d applications with dynamic IPv4 edge addresses", used, *z.ipv4Quota)
 }
 
-func usesDynamicIPv4(app *simApp) bool {
+func usesDynamicIPv4(app *App) bool {
 	return edgeIPsMode(app) == "dynamic" && (app.EdgeIPs == nil || app.EdgeIPs.Connectivity != "ipv6")
 }
 

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // Config is the simulated Cloudflare world: accounts with their plans and
@@ -40,6 +38,10 @@ type Config struct {
 	RateLimit RateLimitConfig `json:"rateLimit,omitempty"`
 	// Faults are active from the start (see Fault).
 	Faults []Fault `json:"faults,omitempty"`
+	// Traffic is every app's traffic from its creation, as the analytics
+	// endpoints report it, unless a test sets an app's own (SetTraffic);
+	// DefaultTraffic() when unset.
+	Traffic *Traffic `json:"traffic,omitempty"`
 }
 
 // Plans an account can have.
@@ -91,6 +93,10 @@ type TokenConfig struct {
 	// User is whose rate-limit budget the token spends: tokens of one user
 	// share one budget. Empty means the token is a user of its own.
 	User string `json:"user,omitempty"`
+	// WithoutAnalyticsPermission tokens lack the analytics permission
+	// (Zone > Analytics > Read): the analytics endpoints answer them 403
+	// with code 10000, the apps endpoints as usual.
+	WithoutAnalyticsPermission bool `json:"withoutAnalyticsPermission,omitempty"`
 }
 
 // ZoneConfig is a zone of an account.
@@ -121,9 +127,8 @@ type AppConfig struct {
 	// (proxy_protocol as a boolean, "ipv4"/"spp" fields, no edge_ips,
 	// origin_port as a string, origin_dns without type when it is "").
 	Legacy bool `json:"legacy,omitempty"`
-	// App is the app in API JSON. It is read as spectrum.App for
-	// convenience and handed to the simulator through JSON only.
-	App spectrum.App `json:"app"`
+	// App is the app in API JSON, in any shape the API has used.
+	App App `json:"app"`
 }
 
 // RateLimitConfig is Cloudflare's global API limit: Limit requests per
@@ -280,7 +285,7 @@ func (c *Config) Validate() error {
 		if !zones[a.Zone] {
 			problem("apps[%d]: unknown zone %q", i, a.Zone)
 		}
-		if _, err := fromClientApp(a.App); err != nil {
+		if err := a.App.wellFormed(); err != nil {
 			problem("apps[%d]: %v", i, err)
 		}
 	}
@@ -300,6 +305,11 @@ func (c *Config) Validate() error {
 	for i, o := range c.RateLimit.OtherClients {
 		if o.User == "" || o.RequestsPerSecond < 0 {
 			problem("rateLimit.otherClients[%d]: needs a user and a requestsPerSecond of at least 0", i)
+		}
+	}
+	if c.Traffic != nil {
+		if err := c.Traffic.validate(); err != nil {
+			problem("traffic: %v", err)
 		}
 	}
 	for _, p := range c.DeniedOrigins {

@@ -3,6 +3,7 @@ package spectrumtest
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,8 @@ func TestDocumentedConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Accounts) != 2 || len(cfg.Tokens) != 3 || len(cfg.Zones) != 2 || len(cfg.Faults) != 1 {
+	if len(cfg.Accounts) != 2 || len(cfg.Tokens) != 4 || !cfg.Tokens[3].WithoutAnalyticsPermission || len(cfg.Zones) != 2 || len(cfg.Faults) != 1 ||
+		cfg.Traffic == nil || !reflect.DeepEqual(*cfg.Traffic, DefaultTraffic()) {
 		t.Errorf("documented config read as %+v", cfg)
 	}
 }
@@ -63,6 +65,8 @@ tokens: [{token: t, account: b}]`, `unknown account "b"`},
 		"bad headers":     {`rateLimit: {headers: newest}`, `headers must be`},
 		"other client":    {`rateLimit: {otherClients: [{requestsPerSecond: 2}]}`, `otherClients[0]`},
 		"denied origins":  {`deniedOrigins: [10.0.0.0/40]`, `deniedOrigins`},
+		"traffic share":   {`traffic: {connectionsPerMinute: 1, originErrorShare: 1.5}`, `traffic: originErrorShare`},
+		"traffic rate":    {`traffic: {connectionsPerMinute: -1}`, `traffic: rates`},
 		"bad edge ports": {`
 accounts: [{id: a, plan: enterprise}]
 zones: [{id: 023e105f4ecef8ad9ca31a8372d0c353, name: example.com, account: a, edgePorts: {tcp: ["22-21"]}}]`, "edgePorts"},

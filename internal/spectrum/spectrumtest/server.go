@@ -2,14 +2,16 @@
 // apps API, faithful to the project's API notes: accounts with plans and
 // entitlements, tokens, zones with quotas and allowed ports, the documented
 // error codes in the situations that cause them, pagination, the per-user
-// rate limit with its headers, and injected faults. Tests use NewServer; the
-// spectrum-simulator binary serves the same handler.
+// rate limit with its headers, injected faults, and the analytics endpoints
+// answered from its own model of the apps' traffic. Tests use NewServer;
+// the spectrum-simulator binary serves the same handler.
 //
 // It is an independent model of Cloudflare: it decodes bodies with its own
-// wire model (wire.go) and judges them with its own table of checks
-// (admission.go), each naming its source, and shares no code with the
-// operator's client or its rules. A stand-in that reused them could only
-// agree with the code under test.
+// wire model (wire.go, whose App is also what its inspection API returns)
+// and judges them with its own table of checks (admission.go), each naming
+// its source. It imports no package of the operator, not even through
+// another package (TestIndependentOfTheOperator). A stand-in that reused
+// the operator's code could only agree with the code under test.
 package spectrumtest
 
 import (
@@ -90,7 +92,7 @@ func (s *Simulator) reset() {
 // Server is a Simulator listening on 127.0.0.1.
 type Server struct {
 	*Simulator
-	// URL is the API base URL, for spectrum.Options.BaseURL.
+	// URL is the API base URL (what a client's base URL option takes).
 	URL string
 	// AdminURL is the control API's base URL.
 	AdminURL string
@@ -201,8 +203,9 @@ func (s *Simulator) injectFailure(w http.ResponseWriter, fault *Fault) {
 // handle answers an API request. The caller holds the lock.
 func (s *Simulator) handle(r *http.Request, path string, body []byte) *answer {
 	zoneID, appID, routed := parseAppsPath(path)
+	analyticsZone, report, analytics := parseAnalyticsPath(path)
 	listsZones := strings.Trim(path, "/") == "zones" && r.Method == http.MethodGet
-	if !routed && !listsZones {
+	if !routed && !listsZones && !analytics {
 		return &answer{failure: refuse(http.StatusNotFound, codeNoRoute, "No route for that URI")}
 	}
 	tok, f := s.world.authenticate(r.Header.Get("Authorization"))
@@ -214,9 +217,12 @@ func (s *Simulator) handle(r *http.Request, path string, body []byte) *answer {
 		return &answer{header: header, failure: f}
 	}
 	var a *answer
-	if listsZones {
+	switch {
+	case listsZones:
 		a = s.listZones(tok, r)
-	} else {
+	case analytics:
+		a = s.analytics(r, tok, analyticsZone, report)
+	default:
 		a = s.route(r, tok, zoneID, appID, body)
 	}
 	a.header = header
@@ -272,7 +278,7 @@ func (s *Simulator) route(r *http.Request, tok *token, zoneID, appID string, bod
 		s.world.update(stored, app)
 		return &answer{result: render(stored)}
 	case http.MethodDelete:
-		delete(s.world.apps, appID)
+		s.world.deleteApp(appID)
 		return &answer{result: map[string]string{"id": appID}}
 	}
 	return &answer{failure: refuse(http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method %s not allowed for this endpoint", r.Method)}

@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 const (
@@ -34,11 +32,11 @@ zones: [{id: ` + testZone + `, name: example.com, account: acct}]
 
 // wireEnvelope is the v4 envelope as raw JSON, to check shapes exactly.
 type wireEnvelope struct {
-	Success    bool                   `json:"success"`
-	Errors     []spectrum.ErrorDetail `json:"errors"`
-	Messages   []any                  `json:"messages"`
-	Result     json.RawMessage        `json:"result"`
-	ResultInfo *spectrum.ResultInfo   `json:"result_info"`
+	Success    bool            `json:"success"`
+	Errors     []errorDetail   `json:"errors"`
+	Messages   []any           `json:"messages"`
+	Result     json.RawMessage `json:"result"`
+	ResultInfo *resultInfo     `json:"result_info"`
 }
 
 func call(t *testing.T, method, url, token, body string) (*http.Response, wireEnvelope) {
@@ -108,7 +106,7 @@ func TestEveryAnswerHasEnvelopeAndHeaders(t *testing.T) {
 func TestListPagination(t *testing.T) {
 	s := testServer(t)
 	for i := range 45 {
-		app := spectrum.App{Protocol: fmt.Sprintf("tcp/%d", 1000+i), DNS: spectrum.DNS{Type: "CNAME", Name: fmt.Sprintf("a%02d.example.com", 44-i)}}
+		app := App{Protocol: fmt.Sprintf("tcp/%d", 1000+i), DNS: DNS{Type: "CNAME", Name: fmt.Sprintf("a%02d.example.com", 44-i)}}
 		if _, err := s.PutApp(testZone, app, false); err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +129,7 @@ func TestListPagination(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, env := call(t, "GET", apps+tc.query, testToken, "")
-		var result []spectrum.App
+		var result []App
 		if err := json.Unmarshal(env.Result, &result); err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +146,7 @@ func TestListPagination(t *testing.T) {
 
 func TestPatchIsAcceptedLikePut(t *testing.T) {
 	s := testServer(t)
-	stored, err := s.PutApp(testZone, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: "ssh.example.com"},
+	stored, err := s.PutApp(testZone, App{Protocol: "tcp/22", DNS: DNS{Type: "CNAME", Name: "ssh.example.com"},
 		OriginDirect: []string{"tcp://192.0.2.1:22"}, TLS: "full"}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +158,7 @@ func TestPatchIsAcceptedLikePut(t *testing.T) {
 	}
 	got := s.Apps()[0].App
 	// The whole config is replaced: tls falls back to its default.
-	if got.OriginDirect[0] != "tcp://192.0.2.2:22" || got.TLS != "off" || got.ID != stored.App.ID || !got.CreatedOn.Equal(*stored.App.CreatedOn) {
+	if got.OriginDirect[0] != "tcp://192.0.2.2:22" || got.TLS != "off" || got.ID != stored.App.ID || !got.CreatedOn.Equal(stored.App.CreatedOn) {
 		t.Errorf("after PATCH: %+v", got)
 	}
 	if s.CallCount("PATCH") != 1 {
@@ -191,9 +189,9 @@ func TestCreateFillsDefaults(t *testing.T) {
 
 func TestLegacyShapeOnTheWire(t *testing.T) {
 	s := testServer(t)
-	stored, err := s.PutApp(testZone, spectrum.App{Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: "old.example.com"},
-		OriginDNS: &spectrum.OriginDNS{Name: "o.example.com"}, OriginPort: &spectrum.OriginPort{Start: 22},
-		ProxyProtocol: "v1", EdgeIPs: &spectrum.EdgeIPs{Type: "dynamic"}}, true)
+	stored, err := s.PutApp(testZone, App{Protocol: "tcp/22", DNS: DNS{Type: "CNAME", Name: "old.example.com"},
+		OriginDNS: &OriginDNS{Name: "o.example.com"}, OriginPort: Port(22),
+		ProxyProtocol: "v1", EdgeIPs: &EdgeIPs{Type: "dynamic"}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

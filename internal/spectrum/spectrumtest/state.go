@@ -4,14 +4,11 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // StoredApp is an app as the simulator holds it, for tests to inspect.
@@ -20,11 +17,8 @@ type StoredApp struct {
 	AccountID string `json:"accountID"`
 	// Legacy apps are served in the old response shapes.
 	Legacy bool `json:"legacy,omitempty"`
-	// App is the app in the current API shape. The simulator keeps its own
-	// model (simApp); App is converted from it through JSON only (see
-	// toClientApp), so no behaviour of the simulated API uses the client's
-	// types.
-	App spectrum.App `json:"app"`
+	// App is a copy of the app; in JSON, the current API shape.
+	App App `json:"app"`
 }
 
 // world is the simulated Cloudflare state. The simulator's lock guards it.
@@ -39,6 +33,11 @@ type world struct {
 	// clients spending them (see ratelimit.go).
 	budgets map[string]*budget
 	others  map[string]*otherClient
+	// traffic is the apps' traffic history, by app ID, where a test set
+	// it; defaultTraffic is every other app's from its creation (see
+	// traffic.go).
+	traffic        map[string][]trafficSegment
+	defaultTraffic Traffic
 	// nextSeq orders apps by creation, the API's default list order.
 	nextSeq int64
 }
@@ -54,6 +53,8 @@ type token struct {
 	account    string
 	ipPrefixes bool
 	revoked    bool
+	// withoutAnalytics tokens lack the analytics permission.
+	withoutAnalytics bool
 	// user is whose rate-limit budget the token spends.
 	user string
 }
@@ -64,11 +65,11 @@ type zone struct {
 	edgePorts         *edgePorts
 }
 
-type edgePorts struct{ tcp, udp []portRange }
+type edgePorts struct{ tcp, udp []PortRange }
 
 type storedApp struct {
 	zoneID string
-	app    *simApp
+	app    *App
 	legacy bool
 	seq    int64
 }
@@ -83,6 +84,11 @@ func newWorld(cfg Config, now time.Time) *world {
 		hostnamesInOtherZones: slices.Clone(cfg.HostnamesInOtherZones),
 		budgets:               map[string]*budget{},
 		others:                map[string]*otherClient{},
+		traffic:               map[string][]trafficSegment{},
+		defaultTraffic:        DefaultTraffic(),
+	}
+	if cfg.Traffic != nil {
+		w.defaultTraffic = cfg.Traffic.normalized()
 	}
 	for _, p := range cfg.DeniedOrigins {
 		w.deniedOrigins = append(w.deniedOrigins, netip.MustParsePrefix(p).Masked())
@@ -113,11 +119,7 @@ func newWorld(cfg Config, now time.Time) *world {
 		w.zones[z.ID] = stored
 	}
 	for _, a := range cfg.Apps {
-		app, err := fromClientApp(a.App)
-		if err != nil {
-			panic(err) // Validate decoded every app.
-		}
-		w.put(a.Zone, app, a.Legacy)
+		w.put(a.Zone, &a.App, a.Legacy)
 	}
 	for _, o := range cfg.RateLimit.OtherClients {
 		w.setOtherClient(o.User, w.otherRate(o.User)+o.RequestsPerSecond, now)
@@ -126,7 +128,8 @@ func newWorld(cfg Config, now time.Time) *world {
 }
 
 func newToken(t TokenConfig) *token {
-	return &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission, revoked: t.Revoked, user: budgetUser(t)}
+	return &token{account: t.Account, ipPrefixes: t.IPPrefixesPermission, revoked: t.Revoked, user: budgetUser(t),
+		withoutAnalytics: t.WithoutAnalyticsPermission}
 }
 
 // budgetUser is whose budget a token spends: its user, or, without one, a
@@ -138,8 +141,8 @@ func budgetUser(t TokenConfig) string {
 	return "\x00token:" + fingerprint(t.Token)
 }
 
-func mustPortRanges(texts []string) []portRange {
-	ranges := []portRange{}
+func mustPortRanges(texts []string) []PortRange {
+	ranges := []PortRange{}
 	for _, text := range texts {
 		r, ok := parsePortRange(text)
 		if !ok {
@@ -153,7 +156,7 @@ func mustPortRanges(texts []string) []portRange {
 // put stores app as is, without any check: apps that exist at start and
 // out-of-band changes. It keeps the creation time of the app it replaces
 // unless app has one.
-func (w *world) put(zoneID string, app *simApp, legacy bool) *storedApp {
+func (w *world) put(zoneID string, app *App, legacy bool) *storedApp {
 	now := time.Now().UTC()
 	app = app.clone()
 	if app.ID == "" {
@@ -180,7 +183,7 @@ func (w *world) put(zoneID string, app *simApp, legacy bool) *storedApp {
 
 // create stores an admitted app as Cloudflare would: a new id, timestamps,
 // and its defaults filled in.
-func (w *world) create(zoneID string, app *simApp) *storedApp {
+func (w *world) create(zoneID string, app *App) *storedApp {
 	app = app.withDefaults()
 	app.ID, app.CreatedOn, app.ModifiedOn = "", time.Time{}, time.Time{}
 	return w.put(zoneID, app, false)
@@ -189,10 +192,16 @@ func (w *world) create(zoneID string, app *simApp) *storedApp {
 // update replaces an admitted app's whole configuration: unsent fields fall
 // back to their defaults, as with a PUT at Cloudflare. The app is served in
 // the current shape from then on.
-func (w *world) update(old *storedApp, app *simApp) {
+func (w *world) update(old *storedApp, app *App) {
 	app = app.withDefaults()
 	app.ID, app.CreatedOn, app.ModifiedOn = old.app.ID, old.app.CreatedOn, time.Now().UTC()
 	old.app, old.legacy = app, false
+}
+
+// deleteApp forgets an app and its traffic.
+func (w *world) deleteApp(appID string) {
+	delete(w.apps, appID)
+	delete(w.traffic, appID)
 }
 
 // app returns an app of the zone, or nil.
@@ -221,41 +230,12 @@ func (w *world) export(stored *storedApp) StoredApp {
 	if z := w.zones[stored.zoneID]; z != nil {
 		accountID = z.account
 	}
-	return StoredApp{ZoneID: stored.zoneID, AccountID: accountID, Legacy: stored.legacy, App: toClientApp(stored.app)}
+	return StoredApp{ZoneID: stored.zoneID, AccountID: accountID, Legacy: stored.legacy, App: *stored.app.clone()}
 }
 
 // render is the app as the API answers it.
 func render(stored *storedApp) map[string]any {
 	return stored.app.render(stored.legacy)
-}
-
-// The test-inspection boundary. Tests hand apps in and get them out as
-// spectrum.App for convenience; the conversion goes through JSON only: the
-// simulator's own rendering is unmarshalled into spectrum.App, and a
-// spectrum.App is marshalled and read by the simulator's own decoder.
-
-// toClientApp converts the simulator's model to spectrum.App through JSON.
-func toClientApp(app *simApp) spectrum.App {
-	data, err := json.Marshal(app.render(false))
-	if err != nil {
-		panic(err)
-	}
-	var out spectrum.App
-	if err := json.Unmarshal(data, &out); err != nil {
-		panic(fmt.Sprintf("spectrumtest: the client cannot read the simulator's app %s: %v", data, err))
-	}
-	return out
-}
-
-// fromClientApp converts a spectrum.App to the simulator's model through
-// JSON.
-func fromClientApp(app spectrum.App) (*simApp, error) {
-	data, err := json.Marshal(app)
-	if err != nil {
-		return nil, err
-	}
-	out, _, err := decodeApp(data)
-	return out, err
 }
 
 func newID() string {

@@ -16,46 +16,59 @@ import (
 // client's codec, or judged them with the webhook's rules, could only agree
 // with the code under test.
 
-// simApp is an app as the simulator stores it. Optional fields are nil or
-// empty when absent, so that an app stored out of band comes back exactly as
-// it was put; create and update fill in Cloudflare's defaults.
-type simApp struct {
+// App is a Spectrum application as Cloudflare stores it (API notes, "The
+// application object"): what the simulator holds, what its inspection API
+// returns and what tests hand to PutApp and ModifyApp. Optional fields are
+// nil or empty when absent, so that an app stored out of band comes back
+// exactly as it was put; create and update fill in Cloudflare's defaults.
+// In JSON it is the API's object in the current shape (MarshalJSON), and it
+// reads any shape Cloudflare has used (UnmarshalJSON).
+type App struct {
 	ID         string
 	CreatedOn  time.Time
 	ModifiedOn time.Time
 
-	Protocol         string
-	DNS              simDNS
-	OriginDirect     []string
-	OriginDNS        *simOriginDNS
-	OriginPort       *portRange
-	IPFirewall       *bool
-	ProxyProtocol    string
-	TLS              string
+	// Protocol is "tcp/22", "udp/1000-2000" or a named protocol ("ssh").
+	Protocol string
+	DNS      DNS
+	// OriginDirect are "tcp://IP:PORT" URIs, IPv6 in brackets.
+	OriginDirect []string
+	OriginDNS    *OriginDNS
+	OriginPort   *PortRange
+	IPFirewall   *bool
+	// ProxyProtocol is "off", "v1", "v2" or "simple".
+	ProxyProtocol string
+	// TLS is "off", "flexible", "full" or "strict".
+	TLS string
+	// TrafficType is "direct", "http" or "https".
 	TrafficType      string
-	EdgeIPs          *simEdgeIPs
+	EdgeIPs          *EdgeIPs
 	ArgoSmartRouting *bool
 	VirtualNetworkID string
 }
 
-type simDNS struct {
+// DNS is the app's hostname: Type "CNAME" or "ADDRESS".
+type DNS struct {
 	Type, Name string
 }
 
-type simOriginDNS struct {
+// OriginDNS is an origin reached by name: Type "", "A", "AAAA" or "SRV".
+type OriginDNS struct {
 	Name string
 	// TTL is absent unless the client sent one.
 	TTL  *int64
 	Type string
 }
 
-type simEdgeIPs struct {
+// EdgeIPs is the edge address mode: Type "dynamic" with Connectivity
+// ("all", "ipv4", "ipv6"), or "static" with IPs.
+type EdgeIPs struct {
 	Type, Connectivity string
 	IPs                []string
 }
 
 // clone deep-copies an app.
-func (a *simApp) clone() *simApp {
+func (a *App) clone() *App {
 	c := *a
 	c.OriginDirect = append([]string(nil), a.OriginDirect...)
 	if a.OriginDNS != nil {
@@ -90,7 +103,7 @@ func (a *simApp) clone() *simApp {
 // update: every optional field the body left out takes its default (API
 // notes, update row: "treat an optional field the body leaves out as set to
 // its default, never as kept"). origin_dns.ttl stays absent when not sent.
-func (a *simApp) withDefaults() *simApp {
+func (a *App) withDefaults() *App {
 	c := a.clone()
 	if c.ProxyProtocol == "" {
 		c.ProxyProtocol = "off"
@@ -108,7 +121,7 @@ func (a *simApp) withDefaults() *simApp {
 		c.ArgoSmartRouting = new(bool)
 	}
 	if c.EdgeIPs == nil && strings.EqualFold(c.DNS.Type, "CNAME") {
-		c.EdgeIPs = &simEdgeIPs{Type: "dynamic", Connectivity: "all"}
+		c.EdgeIPs = &EdgeIPs{Type: "dynamic", Connectivity: "all"}
 	}
 	if c.EdgeIPs != nil && c.EdgeIPs.Type == "dynamic" && c.EdgeIPs.Connectivity == "" {
 		c.EdgeIPs.Connectivity = "all"
@@ -120,7 +133,7 @@ func (a *simApp) withDefaults() *simApp {
 // app created years ago (legacy), the old ones seen in the official SDKs'
 // fixtures: "ipv4": true, "spp", proxy_protocol as a boolean, no edge_ips,
 // origin_port always a string, origin_dns without "type" when it is "".
-func (a *simApp) render(legacy bool) map[string]any {
+func (a *App) render(legacy bool) map[string]any {
 	fields := map[string]any{
 		"protocol": a.Protocol,
 		"dns":      map[string]any{"type": a.DNS.Type, "name": a.DNS.Name},
@@ -151,7 +164,7 @@ func (a *simApp) render(legacy bool) map[string]any {
 		if legacy || p.isRange() {
 			fields["origin_port"] = p.String()
 		} else {
-			fields["origin_port"] = p.first
+			fields["origin_port"] = p.First
 		}
 	}
 	if a.IPFirewall != nil {
@@ -196,6 +209,36 @@ func (a *simApp) render(legacy bool) map[string]any {
 	return fields
 }
 
+// MarshalJSON writes the app as the API answers it, in the current shape.
+func (a App) MarshalJSON() ([]byte, error) {
+	return json.Marshal(a.render(false))
+}
+
+// UnmarshalJSON reads an app in any shape the API has used, with the
+// simulator's own decoder.
+func (a *App) UnmarshalJSON(data []byte) error {
+	app, _, err := decodeApp(data)
+	if err != nil {
+		return err
+	}
+	*a = *app
+	return nil
+}
+
+// wellFormed reports what the API's decoder would refuse in app (a port out
+// of range, say): apps put out of band skip admission, not the wire's types.
+func (a *App) wellFormed() error {
+	if p := a.OriginPort; p != nil && p.Last < p.First {
+		return fmt.Errorf("origin_port %d-%d ends before it starts", p.First, p.Last)
+	}
+	data, err := json.Marshal(a.render(false))
+	if err != nil {
+		return err
+	}
+	_, _, err = decodeApp(data)
+	return err
+}
+
 // bodyError is a body that is not an app: 10001.
 type bodyError struct{ msg string }
 
@@ -211,7 +254,7 @@ func malformed(format string, args ...any) error {
 // ignore them; the plan check looks at the keys itself). It only checks JSON
 // types: what the values mean is the admission table's business. null is
 // the same as leaving a field out.
-func decodeApp(data []byte) (*simApp, map[string]json.RawMessage, error) {
+func decodeApp(data []byte) (*App, map[string]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, nil, malformed("Malformed request body: expected a JSON object")
@@ -220,7 +263,7 @@ func decodeApp(data []byte) (*simApp, map[string]json.RawMessage, error) {
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		return nil, nil, malformed("Malformed request body: %v", err)
 	}
-	app := &simApp{}
+	app := &App{}
 	d := decoder{fields: fields}
 	d.str("id", &app.ID)
 	d.time("created_on", &app.CreatedOn)
@@ -234,7 +277,7 @@ func decodeApp(data []byte) (*simApp, map[string]json.RawMessage, error) {
 	}
 	d.strs("origin_direct", &app.OriginDirect)
 	if origin, ok := d.object("origin_dns"); ok {
-		app.OriginDNS = &simOriginDNS{}
+		app.OriginDNS = &OriginDNS{}
 		sub := decoder{fields: origin, prefix: "origin_dns."}
 		sub.str("name", &app.OriginDNS.Name)
 		sub.str("type", &app.OriginDNS.Type)
@@ -270,7 +313,7 @@ func decodeApp(data []byte) (*simApp, map[string]json.RawMessage, error) {
 	d.str("tls", &app.TLS)
 	d.str("traffic_type", &app.TrafficType)
 	if edge, ok := d.object("edge_ips"); ok {
-		app.EdgeIPs = &simEdgeIPs{}
+		app.EdgeIPs = &EdgeIPs{}
 		sub := decoder{fields: edge, prefix: "edge_ips."}
 		sub.str("type", &app.EdgeIPs.Type)
 		sub.str("connectivity", &app.EdgeIPs.Connectivity)
@@ -365,55 +408,61 @@ func (d *decoder) object(name string) (map[string]json.RawMessage, bool) {
 
 // decodeOriginPort reads origin_port: a number (22) or a string holding a
 // port or a range ("22", "3000-4000"), the shapes the API notes list.
-func decodeOriginPort(raw json.RawMessage) (portRange, error) {
+func decodeOriginPort(raw json.RawMessage) (PortRange, error) {
 	if len(raw) > 0 && raw[0] == '"' {
 		var text string
 		if err := json.Unmarshal(raw, &text); err != nil {
-			return portRange{}, fmt.Errorf("origin_port must be a number or a string, got %.40s", raw)
+			return PortRange{}, fmt.Errorf("origin_port must be a number or a string, got %.40s", raw)
 		}
 		r, ok := parsePortRange(text)
 		if !ok {
-			return portRange{}, fmt.Errorf("origin_port %q is not a port (1-65535) or a range START-END", text)
+			return PortRange{}, fmt.Errorf("origin_port %q is not a port (1-65535) or a range START-END", text)
 		}
 		return r, nil
 	}
 	port, err := strconv.Atoi(string(raw))
 	if err != nil || port < 1 || port > 65535 {
-		return portRange{}, fmt.Errorf("origin_port must be a port (1-65535) or a string range, got %.40s", raw)
+		return PortRange{}, fmt.Errorf("origin_port must be a port (1-65535) or a string range, got %.40s", raw)
 	}
-	return portRange{first: port, last: port}, nil
+	return PortRange{First: port, Last: port}, nil
 }
 
-// portRange is an inclusive range of ports; a single port has first == last.
-type portRange struct{ first, last int }
+// PortRange is an inclusive range of ports; a single port has First == Last.
+type PortRange struct{ First, Last int }
 
-func (r portRange) contains(port int) bool { return r.first <= port && port <= r.last }
-func (r portRange) isRange() bool          { return r.last > r.first }
-func (r portRange) count() int             { return r.last - r.first + 1 }
+// Port is a single origin port, for App.OriginPort.
+func Port(port int) *PortRange { return &PortRange{First: port, Last: port} }
+
+// Ports is an origin port range, for App.OriginPort.
+func Ports(first, last int) *PortRange { return &PortRange{First: first, Last: last} }
+
+func (r PortRange) contains(port int) bool { return r.First <= port && port <= r.Last }
+func (r PortRange) isRange() bool          { return r.Last > r.First }
+func (r PortRange) count() int             { return r.Last - r.First + 1 }
 
 // String writes "22" or "3000-4000".
-func (r portRange) String() string {
+func (r PortRange) String() string {
 	if r.isRange() {
-		return fmt.Sprintf("%d-%d", r.first, r.last)
+		return fmt.Sprintf("%d-%d", r.First, r.Last)
 	}
-	return strconv.Itoa(r.first)
+	return strconv.Itoa(r.First)
 }
 
 // parsePortRange reads "22" or "3000-4000" (ports 1-65535, START <= END).
-func parsePortRange(text string) (portRange, bool) {
+func parsePortRange(text string) (PortRange, bool) {
 	firstText, lastText, isRange := strings.Cut(strings.TrimSpace(text), "-")
 	first, ok := parsePortNumber(firstText)
 	if !ok {
-		return portRange{}, false
+		return PortRange{}, false
 	}
 	if !isRange {
-		return portRange{first: first, last: first}, true
+		return PortRange{First: first, Last: first}, true
 	}
 	last, ok := parsePortNumber(lastText)
 	if !ok || last < first {
-		return portRange{}, false
+		return PortRange{}, false
 	}
-	return portRange{first: first, last: last}, true
+	return PortRange{First: first, Last: last}, true
 }
 
 func parsePortNumber(text string) (int, bool) {
@@ -427,7 +476,7 @@ func parsePortNumber(text string) (int, bool) {
 // edgeProtocol is a parsed protocol: a transport and its edge ports.
 type edgeProtocol struct {
 	transport string
-	ports     portRange
+	ports     PortRange
 }
 
 // namedProtocols are the protocol names Cloudflare accepts besides
@@ -436,9 +485,9 @@ type edgeProtocol struct {
 // the live API; the plan pages name Minecraft beside them). For edge-port
 // checks a name counts as its port.
 var namedProtocols = map[string]edgeProtocol{
-	"ssh":       {transport: "tcp", ports: portRange{first: 22, last: 22}},
-	"rdp":       {transport: "tcp", ports: portRange{first: 3389, last: 3389}},
-	"minecraft": {transport: "tcp", ports: portRange{first: 25565, last: 25565}},
+	"ssh":       {transport: "tcp", ports: PortRange{First: 22, Last: 22}},
+	"rdp":       {transport: "tcp", ports: PortRange{First: 3389, Last: 3389}},
+	"minecraft": {transport: "tcp", ports: PortRange{First: 25565, Last: 25565}},
 }
 
 // parseProtocol reads "tcp/22", "udp/1000-2000" or a named protocol.
@@ -459,7 +508,7 @@ func parseProtocol(text string) (edgeProtocol, bool) {
 type originAddress struct {
 	scheme string
 	ip     netip.Addr
-	ports  portRange
+	ports  PortRange
 }
 
 // parseOriginAddress reads "tcp://IP:PORT", "udp://IP:PORT" or
