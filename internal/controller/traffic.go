@@ -169,11 +169,11 @@ type trafficState struct {
 func newTrafficWatch(r *SpectrumAppReconciler, opts TrafficOptions) *trafficWatch {
 	opts = opts.withDefaults()
 	w := &trafficWatch{
-		r:      r,
-		opts:   opts,
-		log:    ctrl.Log.WithName("traffic"),
-		writes: rate.NewLimiter(rate.Limit(opts.StatusWritesPerSecond), int(max(opts.StatusWritesPerSecond, 1))),
-		polls:  make(chan struct{}, maxTrafficPolls),
+		r:       r,
+		opts:    opts,
+		log:     ctrl.Log.WithName("traffic"),
+		writes:  rate.NewLimiter(rate.Limit(opts.StatusWritesPerSecond), int(max(opts.StatusWritesPerSecond, 1))),
+		polls:   make(chan struct{}, maxTrafficPolls),
 		apps:    map[types.NamespacedName]*appTraffic{},
 		zones:   map[trafficKey]*zoneSchedule{},
 		zoneDue: map[string]time.Time{},

@@ -48,92 +48,45 @@ const (
 	trafficInterval  = time.Second
 )
 
-// analyticsModel answers Spectrum's analytics endpoints from numbers the
-// test sets per hostname, and refuses some tokens.
-type analyticsModel struct {
-	sim *spectrumtest.Simulator
-
-	mu      sync.Mutex
-	byHost  map[string]hostTraffic
-	refused map[string]bool
-	// requests counts analytics requests by token.
+// analyticsCalls counts the requests to Spectrum's analytics endpoints by
+// token; the simulator answers them from its own traffic model.
+type analyticsCalls struct {
+	mu       sync.Mutex
 	requests map[string]int
 }
 
-type hostTraffic struct {
-	connections, bytesIngress, bytesEgress, connects, originErrors int
+func (c *analyticsCalls) of(token string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.requests[token]
 }
 
-func (m *analyticsModel) set(hostname string, h hostTraffic) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.byHost[strings.ToLower(hostname)] = h
-}
-
-func (m *analyticsModel) requestsOf(token string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.requests[token]
-}
-
-func (m *analyticsModel) wrap(next http.Handler) http.Handler {
+func (c *analyticsCalls) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, kind, ok := strings.Cut(r.URL.Path, "/spectrum/analytics/")
-		if !ok {
-			next.ServeHTTP(w, r)
-			return
+		if strings.Contains(r.URL.Path, "/spectrum/analytics/") {
+			c.mu.Lock()
+			c.requests[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]++
+			c.mu.Unlock()
 		}
-		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		m.mu.Lock()
-		m.requests[token]++
-		refused := m.refused[token]
-		m.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		if refused {
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}`))
-			return
-		}
-		hosts := map[string]string{}
-		for _, stored := range m.sim.Apps() {
-			hosts[stored.App.ID] = strings.ToLower(stored.App.DNS.Name)
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		var result any
-		switch kind {
-		case "aggregate/current":
-			var rows []map[string]any
-			for _, id := range strings.Split(r.URL.Query().Get("appID"), ",") {
-				if h, ok := m.byHost[hosts[id]]; ok {
-					rows = append(rows, map[string]any{"appID": id, "connections": h.connections,
-						"bytesIngress": h.bytesIngress, "bytesEgress": h.bytesEgress, "durationAvg": 1.5})
-				}
-			}
-			result = rows
-		case "events/summary":
-			var data []map[string]any
-			for id, host := range hosts {
-				if h, ok := m.byHost[host]; ok {
-					data = append(data,
-						map[string]any{"dimensions": []string{id, "connect"}, "metrics": []int{h.connects}},
-						map[string]any{"dimensions": []string{id, "originError"}, "metrics": []int{h.originErrors}})
-				}
-			}
-			result = map[string]any{"data": data, "rows": len(data), "data_lag": 0,
-				"query": map[string]any{"dimensions": []string{"appID", "event"}, "metrics": []string{"count"}}}
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "messages": []any{}, "result": result})
+		next.ServeHTTP(w, r)
 	})
 }
 
 type trafficWorld struct {
 	sim       *spectrumtest.Simulator
-	analytics *analyticsModel
+	analytics *analyticsCalls
 	metrics   *controller.TrafficMetrics
+}
+
+// setTraffic gives the app named name the simulated traffic t for the last
+// ten minutes and on, so that the last minute and the last five minutes
+// are known at once.
+func (w *trafficWorld) setTraffic(t *testing.T, f *fixture, name string, traffic spectrumtest.Traffic) {
+	t.Helper()
+	app := f.get(name)
+	if err := w.sim.SetTraffic(trafficZone, app.Status.ApplicationID, traffic, time.Now().Add(-10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func startTrafficWorld(t *testing.T) *trafficWorld {
@@ -142,15 +95,14 @@ func startTrafficWorld(t *testing.T) *trafficWorld {
 		Accounts: []spectrumtest.AccountConfig{{ID: trafficAccount, Plan: spectrumtest.PlanEnterprise}},
 		Tokens: []spectrumtest.TokenConfig{
 			{Token: trafficToken, Account: trafficAccount},
-			{Token: noAnalyticsToken, Account: trafficAccount},
+			{Token: noAnalyticsToken, Account: trafficAccount, WithoutAnalyticsPermission: true},
 		},
 		Zones: []spectrumtest.ZoneConfig{{ID: trafficZone, Name: trafficZoneNm, Account: trafficAccount}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	analytics := &analyticsModel{sim: sim, byHost: map[string]hostTraffic{},
-		refused: map[string]bool{noAnalyticsToken: true}, requests: map[string]int{}}
+	analytics := &analyticsCalls{requests: map[string]int{}}
 	server := httptest.NewServer(analytics.wrap(sim))
 	t.Cleanup(server.Close)
 
@@ -237,27 +189,40 @@ func (f *fixture) trafficEvents(name string) []string {
 func TestTrafficShowsInStatusConditionAndEvents(t *testing.T) {
 	w := startTrafficWorld(t)
 	f := newFixture(t, trafficToken)
-	healthy, failing := trafficApp(f, "healthy"), trafficApp(f, "failing")
-	w.analytics.set(healthy.Spec.DNS.Name, hostTraffic{connections: 12, bytesIngress: 1500, bytesEgress: 98000, connects: 60, originErrors: 1})
-	w.analytics.set(failing.Spec.DNS.Name, hostTraffic{connections: 3, connects: 40, originErrors: 38})
-	f.create(healthy)
-	f.create(failing)
+	f.create(trafficApp(f, "healthy"))
+	f.create(trafficApp(f, "failing"))
+	f.waitForCondition("healthy", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	f.waitForCondition("failing", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	// 600 connections a minute: 600 in the last minute, 3,000 in the last
+	// five; the failing app's origins refuse nine in ten.
+	w.setTraffic(t, f, "healthy", spectrumtest.Traffic{ConnectionsPerMinute: 600, BytesIngressPerConnection: 100, BytesEgressPerConnection: 2000})
+	w.setTraffic(t, f, "failing", spectrumtest.Traffic{ConnectionsPerMinute: 600, BytesIngressPerConnection: 100, BytesEgressPerConnection: 2000, OriginErrorShare: 0.9})
 
 	// The healthy app: its last minute in status, OriginsHealthy True
 	// with the numbers, Ready untouched.
-	got := f.waitForOrigins("healthy", metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering)
-	if tr := got.Status.Traffic; tr == nil || tr.Connections != 12 || tr.BytesIngress != 1500 || tr.BytesEgress != 98000 ||
-		tr.Connects != 60 || tr.OriginErrors != 1 || tr.WindowSeconds != 300 || time.Since(tr.ReadAt.Time) > time.Minute {
+	var got *v1alpha1.SpectrumApp
+	eventually(t, 20*time.Second, func() string {
+		got = f.get("healthy")
+		if tr := got.Status.Traffic; tr == nil || tr.Connections != 600 {
+			return fmt.Sprintf("status.traffic %+v, want 600 connections", got.Status.Traffic)
+		}
+		return ""
+	})
+	if tr := got.Status.Traffic; tr.BytesIngress != 600*100 || tr.BytesEgress != 600*2000 ||
+		tr.Connects != 3000 || tr.OriginErrors != 0 || tr.WindowSeconds != 300 || time.Since(tr.ReadAt.Time) > time.Minute {
 		t.Errorf("status.traffic %+v", got.Status.Traffic)
 	}
-	if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionOriginsHealthy); !strings.Contains(c.Message, "60 connections, 1 origin errors") {
+	got = f.waitForOrigins("healthy", metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering)
+	if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionOriginsHealthy); !strings.Contains(c.Message, "3000 connections, 0 origin errors") {
 		t.Errorf("OriginsHealthy message %q lacks the numbers", c.Message)
 	}
-	f.waitForCondition("healthy", v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	if !isReadyAt(got, got.Generation) {
+		t.Errorf("conditions %v: want Ready still", got.Status.Conditions)
+	}
 
 	// The failing app: False, still Ready, and one Warning.
 	got = f.waitForOrigins("failing", metav1.ConditionFalse, v1alpha1.ReasonOriginErrors)
-	if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionOriginsHealthy); !strings.Contains(c.Message, "38 of 40 connections") {
+	if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionOriginsHealthy); !strings.Contains(c.Message, "2700 of 3000 connections") {
 		t.Errorf("OriginsHealthy message %q lacks the numbers", c.Message)
 	}
 	if !isReadyAt(got, got.Generation) {
@@ -265,8 +230,8 @@ func TestTrafficShowsInStatusConditionAndEvents(t *testing.T) {
 	}
 
 	// kubectl get -o wide: the apiserver's table has a Connections column.
-	if cells := wideRow(t, f.namespace, "healthy"); cells["Connections"] != float64(12) || cells["Origins"] != v1alpha1.ReasonOriginsAnswering {
-		t.Errorf("kubectl get -o wide row %v, want Connections 12 and Origins %s", cells, v1alpha1.ReasonOriginsAnswering)
+	if cells := wideRow(t, f.namespace, "healthy"); cells["Connections"] != float64(600) || cells["Origins"] != v1alpha1.ReasonOriginsAnswering {
+		t.Errorf("kubectl get -o wide row %v, want Connections 600 and Origins %s", cells, v1alpha1.ReasonOriginsAnswering)
 	}
 
 	// A reconcile of the failing app (a new spec) keeps its
@@ -289,8 +254,12 @@ func TestTrafficShowsInStatusConditionAndEvents(t *testing.T) {
 		t.Errorf("traffic events %v, want one Warning OriginErrors", got)
 	}
 
-	// The origins answer again: True, and one Normal event.
-	w.analytics.set(failing.Spec.DNS.Name, hostTraffic{connections: 9, connects: 50})
+	// The origins answer again (for the whole window): True, and one
+	// Normal event.
+	app := f.get("failing")
+	if err := w.sim.SetOriginErrors(trafficZone, app.Status.ApplicationID, 0, time.Now().Add(-10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	f.waitForOrigins("failing", metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering)
 	time.Sleep(5 * trafficInterval)
 	if got := f.trafficEvents("failing"); strings.Join(got, ", ") != "Warning OriginErrors, Normal OriginsRecovered" {
@@ -301,8 +270,11 @@ func TestTrafficShowsInStatusConditionAndEvents(t *testing.T) {
 	}
 
 	// No traffic: Unknown, not False.
-	w.analytics.set(healthy.Spec.DNS.Name, hostTraffic{})
-	f.waitForOrigins("healthy", metav1.ConditionUnknown, v1alpha1.ReasonNoTraffic)
+	w.setTraffic(t, f, "healthy", spectrumtest.Traffic{})
+	got = f.waitForOrigins("healthy", metav1.ConditionUnknown, v1alpha1.ReasonNoTraffic)
+	if got.Status.Traffic == nil || got.Status.Traffic.Connections != 0 {
+		t.Errorf("status.traffic %+v without traffic", got.Status.Traffic)
+	}
 }
 
 // A token that may manage apps but not read analytics: one clear message on
@@ -310,8 +282,7 @@ func TestTrafficShowsInStatusConditionAndEvents(t *testing.T) {
 func TestTrafficWithoutAnalyticsPermission(t *testing.T) {
 	w := startTrafficWorld(t)
 	f := newFixture(t, noAnalyticsToken)
-	unseen := trafficApp(f, "unseen")
-	f.create(unseen)
+	f.create(trafficApp(f, "unseen"))
 	got := f.waitForOrigins("unseen", metav1.ConditionUnknown, v1alpha1.ReasonAnalyticsNotPermitted)
 	c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionOriginsHealthy)
 	if !strings.Contains(c.Message, "Zone > Analytics > Read") || !strings.Contains(c.Message, "10000") || strings.Contains(c.Message, noAnalyticsToken) {
@@ -323,7 +294,7 @@ func TestTrafficWithoutAnalyticsPermission(t *testing.T) {
 	if !isReadyAt(got, got.Generation) || meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionStalled) {
 		t.Errorf("conditions %v: want Ready and not Stalled", got.Status.Conditions)
 	}
-	refusedAfterFirst := w.analytics.requestsOf(noAnalyticsToken)
+	refusedAfterFirst := w.analytics.of(noAnalyticsToken)
 
 	// Configuration keeps syncing.
 	f.update("unseen", func(app *v1alpha1.SpectrumApp) { app.Spec.OriginDirect = []string{"tcp://192.0.2.78:22"} })
@@ -335,7 +306,7 @@ func TestTrafficWithoutAnalyticsPermission(t *testing.T) {
 	})
 	// Many intervals later, no request was made again.
 	time.Sleep(6 * trafficInterval)
-	if n := w.analytics.requestsOf(noAnalyticsToken); n != refusedAfterFirst || n != 1 {
+	if n := w.analytics.of(noAnalyticsToken); n != refusedAfterFirst || n != 1 {
 		t.Errorf("%d analytics requests with the refused token (%d when first refused), want 1", n, refusedAfterFirst)
 	}
 	var warnings []string
@@ -350,7 +321,7 @@ func TestTrafficWithoutAnalyticsPermission(t *testing.T) {
 
 	// A token that may read analytics, put in the Secret, is used at once,
 	// not after the backoff.
-	w.analytics.set(unseen.Spec.DNS.Name, hostTraffic{connections: 2, connects: 7})
+	w.setTraffic(t, f, "unseen", spectrumtest.Traffic{ConnectionsPerMinute: 2})
 	secret := &corev1.Secret{}
 	if err := k8sClient.Get(f.ctx, types.NamespacedName{Namespace: f.namespace, Name: "cloudflare"}, secret); err != nil {
 		t.Fatal(err)

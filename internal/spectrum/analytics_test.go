@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
 // analyticsStub answers the two analytics endpoints in Cloudflare's shapes
@@ -236,4 +237,77 @@ func counterValue(t *testing.T, metrics *spectrum.Metrics, name string) float64 
 	}
 	t.Fatalf("no counter %s", name)
 	return 0
+}
+
+// Against the simulator's own model of traffic: the numbers the client
+// reads are the ones the model was given, for a few apps (filtered by
+// appID) and for more than one URL's worth of them (the zone read whole);
+// another zone's apps and apps not asked for are left out; a token
+// without the permission is refused as AnalyticsDenied.
+func TestZoneTrafficAgainstTheSimulator(t *testing.T) {
+	cfg := testConfig()
+	const noAnalyticsToken = "test-no-analytics-token-1f0e"
+	cfg.Tokens = append(cfg.Tokens, spectrumtest.TokenConfig{Token: noAnalyticsToken, Account: enterpriseAccount, WithoutAnalyticsPermission: true})
+	sim := startSimulator(t, cfg)
+	past := time.Now().Add(-10 * time.Minute)
+	var ids []string
+	for i := range 250 {
+		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("t%d.example.com", i)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Even rates: half of them is whole, whatever the window's start.
+		traffic := spectrumtest.Traffic{ConnectionsPerMinute: float64(60 + 2*i), BytesIngressPerConnection: 10, BytesEgressPerConnection: 100}
+		if i%2 == 1 {
+			traffic.OriginErrorShare = 0.5
+		}
+		if err := sim.SetTraffic(enterpriseZone, stored.App.ID, traffic, past); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, stored.App.ID)
+	}
+	other, err := sim.PutApp(otherZone, simSSHApp("elsewhere.other.example"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetTraffic(otherZone, other.App.ID, spectrumtest.Traffic{ConnectionsPerMinute: 1000}, past); err != nil {
+		t.Fatal(err)
+	}
+
+	connector := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 100, Burst: 10, AnalyticsShare: 1})
+	cf := connector.ForToken(enterpriseToken).(spectrum.TrafficReader)
+	for _, tc := range []struct {
+		name string
+		apps []string
+	}{{"a few apps, filtered", ids[:3]}, {"250 apps, the zone whole", ids}} {
+		got, err := cf.ZoneTraffic(testContext(t), enterpriseZone, tc.apps, 5*time.Minute)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got.LastMinute) != len(tc.apps) || len(got.Events) != len(tc.apps) {
+			t.Errorf("%s: %d apps' last minute and %d apps' events, want %d", tc.name, len(got.LastMinute), len(got.Events), len(tc.apps))
+		}
+		for i, id := range tc.apps {
+			perMinute := int64(60 + 2*i)
+			errors := int64(0)
+			if i%2 == 1 {
+				errors = 5 * perMinute / 2
+			}
+			served := perMinute - perMinute*int64(i%2)/2
+			if want := (spectrum.AppTraffic{Connections: perMinute, BytesIngress: 10 * served, BytesEgress: 100 * served}); got.LastMinute[id] != want {
+				t.Errorf("%s: app %d's last minute %+v, want %+v", tc.name, i, got.LastMinute[id], want)
+			}
+			if want := (spectrum.AppEvents{Connects: 5 * perMinute, OriginErrors: errors}); got.Events[id] != want {
+				t.Errorf("%s: app %d's events %+v, want %+v", tc.name, i, got.Events[id], want)
+			}
+		}
+		if _, ok := got.LastMinute[other.App.ID]; ok {
+			t.Errorf("%s: another zone's app was read", tc.name)
+		}
+	}
+
+	denied := connector.ForToken(noAnalyticsToken).(spectrum.TrafficReader)
+	if _, err := denied.ZoneTraffic(testContext(t), enterpriseZone, ids[:1], 5*time.Minute); !spectrum.AnalyticsDenied(err) {
+		t.Errorf("a token without analytics: %v, want AnalyticsDenied", err)
+	}
 }
