@@ -432,6 +432,9 @@ func observedTraffic(zone spectrum.ZoneTraffic, appID string, window time.Durati
 // originsHealthy judges the origins from the window's events.
 func originsHealthy(t v1alpha1.Traffic) (metav1.ConditionStatus, string, string) {
 	window := fmt.Sprintf("the last %s", time.Duration(t.WindowSeconds)*time.Second)
+	if t.WindowSeconds%60 == 0 {
+		window = fmt.Sprintf("the last %d minutes", t.WindowSeconds/60)
+	}
 	switch {
 	case t.OriginErrors > 0 && float64(t.OriginErrors) >= originErrorShare*float64(t.Connects):
 		return metav1.ConditionFalse, v1alpha1.ReasonOriginErrors, fmt.Sprintf(
