@@ -1,8 +1,11 @@
 package controller
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -11,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // OriginsHealthy is False from one origin error in ten connects, Unknown
@@ -66,4 +70,49 @@ func TestReconcilePatchCarriesTheLatestOriginsHealthy(t *testing.T) {
 	var off *trafficWatch
 	other := app.DeepCopy()
 	off.carry(other, other) // traffic off: nothing to carry, no panic
+}
+
+// pacedReader is a TrafficReader whose budget allows pace analytics
+// requests per second.
+type pacedReader struct{ pace float64 }
+
+func (p pacedReader) ZoneTraffic(context.Context, string, []string, time.Duration) (spectrum.ZoneTraffic, error) {
+	return spectrum.ZoneTraffic{}, nil
+}
+
+func (p pacedReader) TrafficPace() float64 { return p.pace }
+
+// A zone is read every minimum interval while the token's share can read
+// all its zones in it; beyond, the interval stretches with the zones and
+// with a budget that runs low.
+func TestTrafficIntervalStretchesWithZonesAndBudget(t *testing.T) {
+	w := newTrafficWatch(&SpectrumAppReconciler{}, TrafficOptions{MinInterval: time.Minute})
+	creds := credentials{secret: types.NamespacedName{Namespace: "ns", Name: "cloudflare"}, key: "apiToken"}
+	other := credentials{secret: types.NamespacedName{Namespace: "other", Name: "cloudflare"}, key: "apiToken"}
+	zones := func(n int, c credentials) {
+		for i := range n {
+			w.zones[trafficKey{zoneID: fmt.Sprintf("%s-zone-%d", c.secret.Namespace, i), creds: c}] = &zoneSchedule{}
+		}
+	}
+	// 10 % of 3.99 requests per second: 0.399, two requests per zone.
+	full := pacedReader{pace: 0.399}
+	zones(10, creds)
+	zones(500, other) // another token's zones do not count
+	if got := w.interval(creds, full); got != time.Minute {
+		t.Errorf("10 zones: %s, want the minimum, 1m", got)
+	}
+	zones(100, creds)
+	near := func(got, want time.Duration) bool { return got > want-time.Second && got < want+time.Second }
+	// 2 requests × 100 zones at 0.399/s: 501 s.
+	if got := w.interval(creds, full); !near(got, 501*time.Second) {
+		t.Errorf("100 zones: %s, want about 501 s", got)
+	}
+	// Cloudflare's headers say the budget runs low: the pace is a quarter.
+	if got := w.interval(creds, pacedReader{pace: 0.399 / 4}); !near(got, 2005*time.Second) {
+		t.Errorf("100 zones at a quarter of the pace: %s, want about 2005 s", got)
+	}
+	// Paused: nothing to compute from; looked at again at the minimum.
+	if got := w.interval(creds, pacedReader{}); got != time.Minute {
+		t.Errorf("paused: %s, want 1m", got)
+	}
 }
