@@ -46,13 +46,42 @@ const (
 	trafficToken     = "test-traffic-token-6c1d"
 	noAnalyticsToken = "test-no-analytics-token-93be"
 	trafficInterval  = time.Second
+
+	burstZone   = "7b0000000000000000000000000000bb"
+	burstZoneNm = "burst.traffic.example"
 )
 
 // analyticsCalls counts the requests to Spectrum's analytics endpoints by
-// token; the simulator answers them from its own traffic model.
+// token, and records when each analytics request and each create came;
+// the simulator answers them.
 type analyticsCalls struct {
 	mu       sync.Mutex
 	requests map[string]int
+	sent     []time.Time
+	creates  []time.Time
+}
+
+// during counts the analytics requests sent between from and to.
+func (c *analyticsCalls) during(from, to time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, at := range c.sent {
+		if at.After(from) && at.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// lastCreate is when the last create came.
+func (c *analyticsCalls) lastCreate() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.creates) == 0 {
+		return time.Time{}
+	}
+	return c.creates[len(c.creates)-1]
 }
 
 func (c *analyticsCalls) of(token string) int {
@@ -63,11 +92,15 @@ func (c *analyticsCalls) of(token string) int {
 
 func (c *analyticsCalls) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/spectrum/analytics/") {
-			c.mu.Lock()
+		c.mu.Lock()
+		switch {
+		case strings.Contains(r.URL.Path, "/spectrum/analytics/"):
 			c.requests[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]++
-			c.mu.Unlock()
+			c.sent = append(c.sent, time.Now())
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/spectrum/apps"):
+			c.creates = append(c.creates, time.Now())
 		}
+		c.mu.Unlock()
 		next.ServeHTTP(w, r)
 	})
 }
@@ -89,7 +122,19 @@ func (w *trafficWorld) setTraffic(t *testing.T, f *fixture, name string, traffic
 	}
 }
 
+// budgetOptions are a traffic world's budget: the token's requests per
+// second and burst, and the simulator's limit (none when zero).
+type budgetOptions struct {
+	rate  float64
+	burst int
+	limit spectrumtest.RateLimitConfig
+}
+
 func startTrafficWorld(t *testing.T) *trafficWorld {
+	return startTrafficWorldWith(t, budgetOptions{rate: 100, burst: 10})
+}
+
+func startTrafficWorldWith(t *testing.T, budget budgetOptions) *trafficWorld {
 	t.Helper()
 	sim, err := spectrumtest.New(spectrumtest.Config{
 		Accounts: []spectrumtest.AccountConfig{{ID: trafficAccount, Plan: spectrumtest.PlanEnterprise}},
@@ -97,7 +142,11 @@ func startTrafficWorld(t *testing.T) *trafficWorld {
 			{Token: trafficToken, Account: trafficAccount},
 			{Token: noAnalyticsToken, Account: trafficAccount, WithoutAnalyticsPermission: true},
 		},
-		Zones: []spectrumtest.ZoneConfig{{ID: trafficZone, Name: trafficZoneNm, Account: trafficAccount}},
+		Zones: []spectrumtest.ZoneConfig{
+			{ID: trafficZone, Name: trafficZoneNm, Account: trafficAccount},
+			{ID: burstZone, Name: burstZoneNm, Account: trafficAccount},
+		},
+		RateLimit: budget.limit,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -132,8 +181,8 @@ func startTrafficWorld(t *testing.T) *trafficWorld {
 		Recorder:  recorder,
 		Connector: spectrum.NewConnector(spectrum.ConnectorOptions{
 			BaseURL:           server.URL + spectrumtest.APIPrefix,
-			RequestsPerSecond: 100,
-			Burst:             10,
+			RequestsPerSecond: budget.rate,
+			Burst:             budget.burst,
 			AnalyticsShare:    spectrum.DefaultAnalyticsShare,
 		}),
 		ResyncPeriod:            10 * time.Second,
@@ -334,6 +383,71 @@ func TestTrafficWithoutAnalyticsPermission(t *testing.T) {
 	if got.Status.Traffic == nil || got.Status.Traffic.Connections != 2 {
 		t.Errorf("status.traffic %+v with the new token", got.Status.Traffic)
 	}
+}
+
+// Issue 24: analytics yields to a burst of creates on the same token. The
+// simulator enforces 4 requests per second (120 per 30 s), the token's
+// budget is the same, and a zone of the token has apps whose traffic is
+// read every second. A burst of 40 creates in another zone then takes N/R
+// as it would without analytics, analytics sends nothing while creates
+// wait, and reads again once the burst is over.
+func TestAnalyticsYieldsToABurstOfCreatesOnTheRealManager(t *testing.T) {
+	const (
+		rate  = 4.0
+		burst = 40
+	)
+	w := startTrafficWorldWith(t, budgetOptions{rate: rate, burst: 1, limit: spectrumtest.RateLimitConfig{
+		Limit: int(rate * 30), Window: spectrumtest.Duration{Duration: 30 * time.Second}, Enforce: true,
+	}})
+	f := newFixture(t, trafficToken)
+	for i := range 3 {
+		f.create(trafficApp(f, fmt.Sprintf("busy-%d", i)))
+	}
+	for i := range 3 {
+		f.waitForOrigins(fmt.Sprintf("busy-%d", i), metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering)
+	}
+	before := w.analytics.of(trafficToken)
+
+	start := time.Now()
+	for i := range burst {
+		app := f.app(fmt.Sprintf("burst-%02d", i), burstZone, burstZoneNm)
+		app.Labels = map[string]string{ownManagerLabel: "traffic"}
+		app.Spec.DeletionPolicy = v1alpha1.DeletionPolicyOrphan
+		f.create(app)
+	}
+	eventually(t, 3*time.Duration(burst/rate)*time.Second, func() string {
+		ready := 0
+		for i := range burst {
+			if app := f.get(fmt.Sprintf("burst-%02d", i)); isReadyAt(app, app.Generation) {
+				ready++
+			}
+		}
+		if ready < burst {
+			return fmt.Sprintf("%d of %d apps of the burst Ready", ready, burst)
+		}
+		return ""
+	}, testenv.Interval(250*time.Millisecond))
+	lastCreate := w.analytics.lastCreate()
+	took, bound := lastCreate.Sub(start), time.Duration(float64(burst)/rate*float64(time.Second))
+	during := w.analytics.during(start.Add(time.Second), lastCreate)
+	t.Logf("%d creates sent within %.1f s (N/R %.1f s, %.3f × N/R); analytics requests during the burst: %d, before it: %d",
+		burst, took.Seconds(), bound.Seconds(), took.Seconds()/bound.Seconds(), during, before)
+	if took > bound*110/100 {
+		t.Errorf("the burst's creates took %.1f s with analytics on, more than 1.10 × N/R = %.1f s", took.Seconds(), 1.1*bound.Seconds())
+	}
+	if during > 0 {
+		t.Errorf("analytics sent %d requests while creates waited", during)
+	}
+	if limited := w.sim.RateLimited(); limited != 0 {
+		t.Errorf("the simulator answered %d requests with 429", limited)
+	}
+	// After the burst, the traffic is read again.
+	eventually(t, 20*time.Second, func() string {
+		if n := w.analytics.of(trafficToken); n <= before+during {
+			return fmt.Sprintf("no analytics request after the burst (%d in all)", n)
+		}
+		return ""
+	})
 }
 
 // wideRow is the app's row of the apiserver's table, as kubectl get -o
