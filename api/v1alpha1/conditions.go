@@ -88,3 +88,63 @@ const (
 func IsCredentialsSecret(secret metav1.Object) bool {
 	return secret.GetLabels()[CredentialsLabel] == "true"
 }
+
+// Condition reasons that are not Cloudflare's. A failure Cloudflare answered
+// has the reason of its row in the operator's classification table (such as
+// ArgoNotEnabled or HostnameInAnotherZone, listed in docs/runbook.md); every
+// other reason a condition or an Event can carry is one of these.
+const (
+	// ReasonSynced: Ready, the application matches the spec.
+	ReasonSynced = "Synced"
+	// ReasonObserved: Ready under the observe policy, the application
+	// matches the spec.
+	ReasonObserved = "Observed"
+	// ReasonOutOfSync: observe policy, the application differs from the
+	// spec in the fields status.differences names.
+	ReasonOutOfSync = "OutOfSync"
+	// ReasonNotFound: observe policy, no application has the spec's
+	// hostname and protocol.
+	ReasonNotFound = "NotFound"
+	// ReasonReconcileSkipped: skip policy, nothing was looked at.
+	ReasonReconcileSkipped = "ReconcileSkipped"
+
+	// ReasonInvalidSpec: the spec breaks a rule Cloudflare enforces and
+	// admission was bypassed; nothing was sent.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonInvalidReconcilePolicy: the reconcile-policy annotation has a
+	// value the operator does not know; nothing was sent.
+	ReasonInvalidReconcilePolicy = "InvalidReconcilePolicy"
+
+	// ReasonCreateUnconfirmed: a create whose answer was lost may still
+	// land; the operator waits until it would have before creating again.
+	ReasonCreateUnconfirmed = "CreateUnconfirmed"
+	// ReasonWaitingForTurn: a request waits for its turn in the API
+	// token's request budget.
+	ReasonWaitingForTurn = "WaitingForTurn"
+	// ReasonApplicationExists: an application made by someone else has the
+	// spec's hostname and protocol, and adoption was not asked for.
+	ReasonApplicationExists = "ApplicationExists"
+	// ReasonApplicationClaimed: another SpectrumApp manages the application
+	// this one would adopt.
+	ReasonApplicationClaimed = "ApplicationClaimed"
+	// ReasonZoneNotFound: no zone of spec.zoneName is visible to the token.
+	ReasonZoneNotFound = "ZoneNotFound"
+
+	// Credentials the operator could not use, found before any request.
+	ReasonCredentialsNotConfigured   = "CredentialsNotConfigured"
+	ReasonCredentialsSecretNotFound  = "CredentialsSecretNotFound"
+	ReasonCredentialsKeyMissing      = "CredentialsKeyMissing"
+	ReasonCredentialsSecretForbidden = "CredentialsSecretForbidden"
+	ReasonCredentialsTokenMalformed  = "CredentialsTokenMalformed"
+	ReasonCredentialsSecretNotMarked = "CredentialsSecretNotMarked"
+	ReasonCredentialsNotGranted      = "CredentialsNotGranted"
+
+	// Failures talking to Cloudflare that no row of the table names.
+	ReasonNetworkError           = "NetworkError"
+	ReasonRateLimited            = "RateLimited"
+	ReasonUnexpectedResponse     = "UnexpectedResponse"
+	ReasonUnknownCloudflareError = "UnknownCloudflareError"
+	ReasonUnexpectedError        = "UnexpectedError"
+	ReasonCloudflareUnavailable  = "CloudflareUnavailable"
+	ReasonUnreadableApplication  = "UnreadableApplication"
+)

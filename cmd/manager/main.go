@@ -30,6 +30,7 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/metricsauth"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/webhook/certs"
 	webhookv1alpha1 "github.com/cloudflare-operator/spectrum-operator/internal/webhook/v1alpha1"
 )
@@ -115,8 +116,8 @@ func parseFlags() (config, zap.Options) {
 	flag.StringVar(&c.webhookHosts, "webhook-cert-hosts", "", "Extra comma-separated DNS names or IPs for the self-signed certificate.")
 
 	flag.StringVar(&c.apiURL, "cloudflare-api-url", spectrum.DefaultBaseURL, "Base URL of the Cloudflare API (point it at the simulator to test).")
-	flag.Float64Var(&c.requestsPerSecond, "cloudflare-requests-per-second", spectrum.DefaultRequestsPerSecond, "Ceiling of the request rate per API token; below it the manager paces from Cloudflare's Ratelimit headers, which count what the dashboard and other tools of the same user spend too. Cloudflare allows 1,200 requests per 5 minutes per user: keep --cloudflare-burst + this × 300 within it.")
-	flag.IntVar(&c.burst, "cloudflare-burst", spectrum.DefaultBurst, "Requests the per-token ceiling lets through at once; counted in Cloudflare's 5-minute budget with the rate (see --cloudflare-requests-per-second).")
+	flag.Float64Var(&c.requestsPerSecond, "cloudflare-requests-per-second", budget.DefaultRequestsPerSecond, "Ceiling of the request rate per API token; below it the manager paces from Cloudflare's Ratelimit headers, which count what the dashboard and other tools of the same user spend too. Cloudflare allows 1,200 requests per 5 minutes per user: keep --cloudflare-burst + this × 300 within it.")
+	flag.IntVar(&c.burst, "cloudflare-burst", budget.DefaultBurst, "Requests the per-token ceiling lets through at once; counted in Cloudflare's 5-minute budget with the rate (see --cloudflare-requests-per-second).")
 	flag.DurationVar(&c.requestTimeout, "cloudflare-request-timeout", spectrum.DefaultTimeout, "Timeout of each Cloudflare API request.")
 
 	flag.StringVar(&c.defaultCredentials, "default-credentials-secret", "", "NAMESPACE/NAME of the Secret whose token is used by SpectrumApps without credentialsRef.")
@@ -125,7 +126,7 @@ func parseFlags() (config, zap.Options) {
 	flag.DurationVar(&c.resyncPeriod, "resync-period", 5*time.Minute, "How often Ready apps are compared with Cloudflare to undo changes made outside Kubernetes.")
 	flag.IntVar(&c.workers, "max-concurrent-reconciles", defaultWorkers, "SpectrumApps reconciled in parallel.")
 	flag.StringVar(&c.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (default: all).")
-	flag.Float64Var(&c.analyticsShare, "analytics-budget-share", spectrum.DefaultAnalyticsShare, "Share of each API token's request budget that reading traffic from Cloudflare's Spectrum analytics may use (status.traffic, the OriginsHealthy condition), on slots no configuration request waits for; 0 turns traffic off. The token needs Zone > Analytics > Read.")
+	flag.Float64Var(&c.analyticsShare, "analytics-budget-share", budget.DefaultAnalyticsShare, "Share of each API token's request budget that reading traffic from Cloudflare's Spectrum analytics may use (status.traffic, the OriginsHealthy condition), on slots no configuration request waits for; 0 turns traffic off. The token needs Zone > Analytics > Read.")
 	flag.DurationVar(&c.trafficInterval, "traffic-interval", controller.DefaultTrafficInterval, "Shortest time between two reads of a zone's traffic; it stretches as a token's zones multiply or its budget runs low.")
 	flag.BoolVar(&c.trafficMetricsPerApp, "traffic-metrics-per-app", false, "Export each SpectrumApp's connections, bytes, connects and origin errors to Prometheus: one series per app and metric.")
 
@@ -163,9 +164,11 @@ func run(cfg config) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 
-	cloudflareMetrics := spectrum.NewMetrics()
+	requestMetrics := spectrum.NewMetrics()
+	budgetMetrics := budget.NewMetrics()
 	appMetrics := controller.NewAppMetrics()
-	metrics.Registry.MustRegister(cloudflareMetrics.Collectors()...)
+	metrics.Registry.MustRegister(requestMetrics.Collectors()...)
+	metrics.Registry.MustRegister(budgetMetrics.Collectors()...)
 	metrics.Registry.MustRegister(appMetrics, controller.UnreadableApplications)
 	var traffic *controller.TrafficOptions
 	if cfg.analyticsShare > 0 {
@@ -173,16 +176,17 @@ func run(cfg config) error {
 		metrics.Registry.MustRegister(trafficMetrics)
 		traffic = &controller.TrafficOptions{MinInterval: cfg.trafficInterval, Metrics: trafficMetrics}
 	}
-	connector := spectrum.NewConnector(spectrum.ConnectorOptions{
+	connector := budget.NewConnector(budget.ConnectorOptions{
 		BaseURL:           cfg.apiURL,
 		RequestsPerSecond: cfg.requestsPerSecond,
 		Burst:             cfg.burst,
 		Timeout:           cfg.requestTimeout,
-		Metrics:           cloudflareMetrics,
+		RequestMetrics:    requestMetrics,
+		Metrics:           budgetMetrics,
 		// The drift check uses each token in use once per resync period:
 		// its client (and the zone listings made through it) must outlive
 		// that, or every pass would start afresh.
-		IdleTimeout:    max(spectrum.DefaultIdleTimeout, 3*cfg.resyncPeriod),
+		IdleTimeout:    max(budget.DefaultIdleTimeout, 3*cfg.resyncPeriod),
 		AnalyticsShare: cfg.analyticsShare,
 	})
 	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator", ctrl.Log.WithName("events"))
@@ -273,15 +277,15 @@ func managerOptions(cfg config, rotator *certs.Rotator) ctrl.Options {
 	return opts
 }
 
-func parseDefaultCredentials(cfg config) (controller.DefaultCredentials, error) {
+func parseDefaultCredentials(cfg config) (v1alpha1.SecretKey, error) {
 	if cfg.defaultCredentials == "" {
-		return controller.DefaultCredentials{}, nil
+		return v1alpha1.SecretKey{}, nil
 	}
 	namespace, name, ok := strings.Cut(cfg.defaultCredentials, "/")
 	if !ok || namespace == "" || name == "" {
-		return controller.DefaultCredentials{}, fmt.Errorf("--default-credentials-secret must be NAMESPACE/NAME, got %q", cfg.defaultCredentials)
+		return v1alpha1.SecretKey{}, fmt.Errorf("--default-credentials-secret must be NAMESPACE/NAME, got %q", cfg.defaultCredentials)
 	}
-	return controller.DefaultCredentials{Namespace: namespace, Name: name, Key: cfg.defaultCredentialsKey}, nil
+	return v1alpha1.SecretKey{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}, Key: cfg.defaultCredentialsKey}, nil
 }
 
 func splitList(s string) []string {
@@ -306,6 +310,6 @@ func setupWebhook(ctx context.Context, mgr ctrl.Manager, cfg config, rotator *ce
 	}
 	return webhookv1alpha1.SetupSpectrumAppWebhookWithManager(mgr, webhookv1alpha1.Options{
 		DefaultPlan:        v1alpha1.AccountPlan(cfg.defaultPlan),
-		DefaultCredentials: types.NamespacedName{Namespace: defaults.Namespace, Name: defaults.Name},
+		DefaultCredentials: defaults,
 	})
 }

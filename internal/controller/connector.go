@@ -19,45 +19,48 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
-
-// Connector hands out a Cloudflare client per API token; clients of one
-// token share its rate limit.
-type Connector interface {
-	ForToken(token string) spectrum.Client
-}
-
-// DefaultCredentials names the Secret used by apps without a credentialsRef.
-type DefaultCredentials struct {
-	Namespace, Name, Key string
-}
 
 // connect returns the seam to the app's Cloudflare application, through the
 // client of the app's API token.
-func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.SpectrumApp) (*cloudflareApp, error) {
-	secret, key := r.credentialsSecret(app)
+func (r *SpectrumAppReconciler) connect(ctx context.Context, app *v1alpha1.SpectrumApp) (external, error) {
+	secret := app.CredentialsSecret(r.DefaultCredentials)
 	if secret.Name == "" {
 		return nil, &CredentialsError{
-			Reason: ReasonCredentialsNotConfigured,
+			Reason: v1alpha1.ReasonCredentialsNotConfigured,
 			Detail: "spec.credentialsRef is not set and the operator has no default credentials",
 		}
 	}
 	// A deletion is let through: it removes what the grant once allowed.
-	if app.Spec.CredentialsRef == nil && app.DeletionTimestamp.IsZero() {
-		if err := r.checkGrant(ctx, secret, app); err != nil {
+	if app.UsesDefaultCredentials() && app.DeletionTimestamp.IsZero() {
+		if err := r.checkGrant(ctx, secret.NamespacedName, app); err != nil {
 			return nil, err
 		}
 	}
-	token, err := r.token(ctx, secret, key)
+	cf, err := r.clientOf(ctx, secret)
 	if err != nil {
 		return nil, err
 	}
-	cf := r.Connector.ForToken(token)
 	zoneID, err := r.zoneID(ctx, cf, app)
 	if err != nil {
 		return nil, err
 	}
-	return &cloudflareApp{cf: cf, zoneID: zoneID, zones: r.zones, claims: r, app: app, requestTimeout: r.requestTimeout()}, nil
+	return r.seam(cf, zoneID, app), nil
+}
+
+// clientOf is the Cloudflare client of the token the Secret holds.
+func (r *SpectrumAppReconciler) clientOf(ctx context.Context, credentials v1alpha1.SecretKey) (spectrum.Client, error) {
+	token, err := r.token(ctx, credentials)
+	if err != nil {
+		return nil, err
+	}
+	return r.Connector.ForToken(token), nil
+}
+
+// seam is the app's seam to its application, through cf in zone zoneID.
+func (r *SpectrumAppReconciler) seam(cf spectrum.Client, zoneID string, app *v1alpha1.SpectrumApp) *cloudflareApp {
+	return &cloudflareApp{cf: cf, zoneID: zoneID, zones: r.zones, claims: r, app: app, requestTimeout: r.Connector.RequestTimeout()}
 }
 
 // zoneID is the app's zone: spec.zoneID, or the zone spec.zoneName names,
@@ -78,15 +81,6 @@ func (r *SpectrumAppReconciler) zoneID(ctx context.Context, cf spectrum.Client, 
 	return id, nil
 }
 
-// zoneOf is the app's zone ID as far as the cache tells: spec.zoneID, or
-// the one status records for spec.zoneName.
-func zoneOf(app *v1alpha1.SpectrumApp) string {
-	if app.Spec.ZoneID != "" {
-		return app.Spec.ZoneID
-	}
-	return app.Status.ZoneID
-}
-
 // ZoneNotFoundError says no zone of that name is visible to the API token.
 type ZoneNotFoundError struct{ Name string }
 
@@ -94,30 +88,10 @@ func (e *ZoneNotFoundError) Error() string {
 	return fmt.Sprintf("no zone named %s is visible to this API token: the name is wrong, or the token has no access to the zone (Cloudflare lists neither)", e.Name)
 }
 
-// ReasonZoneNotFound is the reason of a ZoneNotFoundError.
-const ReasonZoneNotFound = "ZoneNotFound"
-
-// Classification implements spectrum.Explained.
-func (e *ZoneNotFoundError) Classification() spectrum.Classification {
-	return spectrum.Explain(spectrum.NeedsHuman, ReasonZoneNotFound,
+// Classification implements failure.Explained.
+func (e *ZoneNotFoundError) Classification() failure.Classification {
+	return failure.Explain(failure.NeedsHuman, v1alpha1.ReasonZoneNotFound,
 		"Check spec.zoneName, or give the API token access to the zone (Zone > Spectrum > Edit on it).", e.Error())
-}
-
-// credentialsSecret is the Secret and key the app's token comes from.
-func (r *SpectrumAppReconciler) credentialsSecret(app *v1alpha1.SpectrumApp) (types.NamespacedName, string) {
-	if ref := app.Spec.CredentialsRef; ref != nil {
-		key := ref.Key
-		if key == "" {
-			key = v1alpha1.DefaultCredentialsKey
-		}
-		return types.NamespacedName{Namespace: app.Namespace, Name: ref.Name}, key
-	}
-	d := r.DefaultCredentials
-	key := d.Key
-	if key == "" {
-		key = v1alpha1.DefaultCredentialsKey
-	}
-	return types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, key
 }
 
 // checkGrant refuses the default credentials to an app their Secret's grant
@@ -130,14 +104,15 @@ func (r *SpectrumAppReconciler) checkGrant(ctx context.Context, secret types.Nam
 		return secretError(secret, err)
 	}
 	if refusal := v1alpha1.GrantOf(meta).Refusal(secret.String(), app); refusal != "" {
-		return &CredentialsError{Reason: ReasonCredentialsNotGranted, Detail: refusal}
+		return &CredentialsError{Reason: v1alpha1.ReasonCredentialsNotGranted, Detail: refusal}
 	}
 	return nil
 }
 
 // token reads the API token. The manager caches only Secrets' metadata; the
 // data is read from the apiserver when the Secret's resourceVersion changes.
-func (r *SpectrumAppReconciler) token(ctx context.Context, name types.NamespacedName, key string) (string, error) {
+func (r *SpectrumAppReconciler) token(ctx context.Context, credentials v1alpha1.SecretKey) (string, error) {
+	name, key := credentials.NamespacedName, credentials.Key
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	if err := r.Get(ctx, name, meta); err != nil {
@@ -145,7 +120,7 @@ func (r *SpectrumAppReconciler) token(ctx context.Context, name types.Namespaced
 	}
 	if !v1alpha1.IsCredentialsSecret(meta) {
 		return "", &CredentialsError{
-			Reason: ReasonCredentialsSecretNotMarked,
+			Reason: v1alpha1.ReasonCredentialsSecretNotMarked,
 			Detail: fmt.Sprintf("Secret %s is not marked as Cloudflare credentials (label %s=true), so the operator does not read it", name, v1alpha1.CredentialsLabel),
 		}
 	}
@@ -160,7 +135,7 @@ func (r *SpectrumAppReconciler) token(ctx context.Context, name types.Namespaced
 	token := strings.TrimSpace(string(secret.Data[key]))
 	if token == "" {
 		return "", &CredentialsError{
-			Reason: ReasonCredentialsKeyMissing,
+			Reason: v1alpha1.ReasonCredentialsKeyMissing,
 			Detail: fmt.Sprintf("Secret %s has no non-empty key %q", name, key),
 		}
 	}
@@ -168,7 +143,7 @@ func (r *SpectrumAppReconciler) token(ctx context.Context, name types.Namespaced
 		// Sent, it would fail as a malformed header (Go refuses it before
 		// it leaves), which reads as Cloudflare being unreachable.
 		return "", &CredentialsError{
-			Reason: ReasonCredentialsTokenMalformed,
+			Reason: v1alpha1.ReasonCredentialsTokenMalformed,
 			Detail: fmt.Sprintf("Secret %s key %q does not hold an API token: it has spaces, line breaks or other characters a token never has", name, key),
 		}
 	}
@@ -183,12 +158,12 @@ func secretError(name types.NamespacedName, err error) error {
 	switch {
 	case apierrors.IsNotFound(err):
 		return &CredentialsError{
-			Reason: ReasonCredentialsSecretNotFound,
+			Reason: v1alpha1.ReasonCredentialsSecretNotFound,
 			Detail: fmt.Sprintf("Secret %s not found", name),
 		}
 	case apierrors.IsForbidden(err):
 		return &CredentialsError{
-			Reason: ReasonCredentialsSecretForbidden,
+			Reason: v1alpha1.ReasonCredentialsSecretForbidden,
 			Detail: fmt.Sprintf("the operator may not read Secret %s (%s)", name, apierrors.ReasonForError(err)),
 		}
 	}
@@ -206,17 +181,6 @@ type CredentialsError struct {
 
 func (e *CredentialsError) Error() string { return e.Detail }
 
-// Reasons of CredentialsError.
-const (
-	ReasonCredentialsNotConfigured   = "CredentialsNotConfigured"
-	ReasonCredentialsSecretNotFound  = "CredentialsSecretNotFound"
-	ReasonCredentialsKeyMissing      = "CredentialsKeyMissing"
-	ReasonCredentialsSecretForbidden = "CredentialsSecretForbidden"
-	ReasonCredentialsTokenMalformed  = "CredentialsTokenMalformed"
-	ReasonCredentialsSecretNotMarked = "CredentialsSecretNotMarked"
-	ReasonCredentialsNotGranted      = "CredentialsNotGranted"
-)
-
 // isTokenText reports whether s can be an API token: printable ASCII without
 // spaces. Cloudflare's tokens are letters, digits, '-' and '_'; legacy
 // credentials are no wider.
@@ -229,24 +193,24 @@ func isTokenText(s string) bool {
 	return true
 }
 
-// Classification implements spectrum.Explained: only a person can provide
+// Classification implements failure.Explained: only a person can provide
 // the token. The Secret is watched, so fixing it is enough.
-func (e *CredentialsError) Classification() spectrum.Classification {
+func (e *CredentialsError) Classification() failure.Classification {
 	resolution := "Create the Secret in the SpectrumApp's namespace with the API token under the key spec.credentialsRef.key (default apiToken); the operator retries as soon as it changes."
 	switch e.Reason {
-	case ReasonCredentialsNotConfigured:
+	case v1alpha1.ReasonCredentialsNotConfigured:
 		resolution = "Set spec.credentialsRef to a Secret holding a Cloudflare API token, or start the operator with --default-credentials-secret."
-	case ReasonCredentialsSecretForbidden:
+	case v1alpha1.ReasonCredentialsSecretForbidden:
 		resolution = "Let the operator's service account get Secrets in this namespace (the Helm chart's watchNamespaces grants it per namespace), then set the " +
 			v1alpha1.ReconcileRequestedAtAnnotation + " annotation to retry."
-	case ReasonCredentialsNotGranted:
+	case v1alpha1.ReasonCredentialsNotGranted:
 		resolution = "Set spec.credentialsRef to a credentials Secret of this namespace, or ask the platform team to grant the default credentials (the annotation named above); the operator retries as soon as that Secret changes."
-	case ReasonCredentialsSecretNotMarked:
+	case v1alpha1.ReasonCredentialsSecretNotMarked:
 		resolution = "If this Secret holds the Cloudflare API token meant for SpectrumApps, mark it: kubectl label secret NAME " + v1alpha1.CredentialsLabel + "=true; the operator retries as soon as it changes."
-	case ReasonCredentialsTokenMalformed:
+	case v1alpha1.ReasonCredentialsTokenMalformed:
 		resolution = "Put only the API token under the key (kubectl create secret generic NAME --from-literal=apiToken=TOKEN); the operator retries as soon as the Secret changes."
 	}
-	return spectrum.Explain(spectrum.NeedsHuman, e.Reason, resolution, e.Detail)
+	return failure.Explain(failure.NeedsHuman, e.Reason, resolution, e.Detail)
 }
 
 // credentialsIndex indexes SpectrumApps by the Secret they take their token

@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // Cloudflare's API has no idempotency key: a create whose answer never came
@@ -75,14 +75,10 @@ func (r *SpectrumAppReconciler) readStale(ctx context.Context, app *v1alpha1.Spe
 // apiserver's: it is read again before anything is decided.
 var errStaleRead = errors.New("the SpectrumApp changed since it was read")
 
-// reasonCreateUnconfirmed is the Reconciling reason while the operator waits
-// for an earlier create to land before it looks for it again.
-const reasonCreateUnconfirmed = "CreateUnconfirmed"
-
 // createUnconfirmed explains the wait for an unconfirmed create.
-func createUnconfirmed(wait time.Duration) spectrum.Classification {
+func createUnconfirmed(wait time.Duration) failure.Classification {
 	wait = wait.Round(time.Second) + time.Second
-	c := spectrum.Explain(spectrum.Retryable, reasonCreateUnconfirmed,
+	c := failure.Explain(failure.Retryable, v1alpha1.ReasonCreateUnconfirmed,
 		"Nothing to do: the operator looks again once it has landed, and creates the application only if it has not.",
 		"An earlier create of this application got no answer and may still be applied at Cloudflare (status.pendingCreate records it); "+
 			"waiting "+wait.String()+" before looking for it again, so that it is not created twice nor left behind")

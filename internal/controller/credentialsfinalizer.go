@@ -35,7 +35,7 @@ const CredentialsInUseFinalizer = "spectrum.cloudflare-operator.io/credentials-i
 // Cloudflare with its own credentials Secret.
 func needsCredentialsToDelete(app *v1alpha1.SpectrumApp) bool {
 	return app.Spec.CredentialsRef != nil && app.Spec.DeletionPolicy != v1alpha1.DeletionPolicyOrphan &&
-		policyOf(app) == v1alpha1.ReconcilePolicyManage
+		app.Policy() == v1alpha1.ReconcilePolicyManage
 }
 
 // protectCredentials puts CredentialsInUseFinalizer on the app's
@@ -44,7 +44,7 @@ func (r *SpectrumAppReconciler) protectCredentials(ctx context.Context, app *v1a
 	if !needsCredentialsToDelete(app) {
 		return nil
 	}
-	name, _ := r.credentialsSecret(app)
+	name := app.CredentialsSecret(r.DefaultCredentials).NamespacedName
 	// The apps of one Secret are reconciled side by side, and all but the
 	// first to add the finalizer meet a conflict: the Secret is then read
 	// again from the apiserver (the cache may not show the finalizer yet).

@@ -6,15 +6,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // driftCheck finds, every resync period, the Ready apps whose Cloudflare
@@ -66,12 +65,6 @@ func (d *driftCheck) Start(ctx context.Context) error {
 	}
 }
 
-// credentials names the Secret and key a token comes from.
-type credentials struct {
-	secret types.NamespacedName
-	key    string
-}
-
 // checkAll checks one zone at a time, so only one zone's apps are held
 // at once, against listings fetched since notBefore (the previous pass):
 // every pass sees Cloudflare as it is now, not as the last pass did. The
@@ -91,11 +84,11 @@ func (d *driftCheck) checkAll(ctx context.Context, notBefore time.Time) (postpon
 		for creds, apps := range groups {
 			drifted, err := d.check(ctx, zoneID, creds, apps, notBefore)
 			if err != nil {
-				failure := spectrum.Classify(err)
-				if failure.Class == spectrum.Retryable {
+				classified := spectrum.Classify(err)
+				if classified.Class == failure.Retryable {
 					// Cloudflare or the network is having a moment: the
 					// apps stay as they were and a pass soon looks again.
-					d.log.Info("Drift check of a zone postponed", "zone", zoneID, "reason", failure.Reason, "rayID", failure.RayID)
+					d.log.Info("Drift check of a zone postponed", "zone", zoneID, "reason", classified.Reason, "rayID", classified.RayID)
 					postponed = true
 					continue
 				}
@@ -121,20 +114,19 @@ func (d *driftCheck) checkAll(ctx context.Context, notBefore time.Time) (postpon
 // inSyncApps groups by credentials the zone's apps whose last reconcile
 // found them in sync with their spec. The others are reconciling already:
 // a spec change, a retry, or a stall waiting for a person.
-func (d *driftCheck) inSyncApps(ctx context.Context, zoneID string) (map[credentials][]*v1alpha1.SpectrumApp, error) {
+func (d *driftCheck) inSyncApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp, error) {
 	var apps v1alpha1.SpectrumAppList
 	// Read-only, so the cache's objects are not deep-copied.
 	if err := d.r.List(ctx, &apps, client.MatchingFields{zoneIndex: zoneID}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
-	groups := map[credentials][]*v1alpha1.SpectrumApp{}
+	groups := map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp{}
 	for i := range apps.Items {
 		app := &apps.Items[i]
 		if !inSync(app) {
 			continue
 		}
-		secret, key := d.r.credentialsSecret(app)
-		creds := credentials{secret: secret, key: key}
+		creds := app.CredentialsSecret(d.r.DefaultCredentials)
 		groups[creds] = append(groups[creds], app)
 	}
 	return groups, nil
@@ -147,32 +139,27 @@ func inSync(app *v1alpha1.SpectrumApp) bool {
 	if observing(app) {
 		return true
 	}
-	ready := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
-	return ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == app.Generation
+	return app.ReadyAt(app.Generation)
 }
 
 // observing is true for an app whose last reconcile observed it under the
 // observe policy: the check tells it when Cloudflare starts or stops
 // matching the spec, whichever it was.
 func observing(app *v1alpha1.SpectrumApp) bool {
-	return policyOf(app) == v1alpha1.ReconcilePolicyObserve &&
+	return app.Policy() == v1alpha1.ReconcilePolicyObserve &&
 		app.Status.ReconcilePolicy == v1alpha1.ReconcilePolicyObserve && app.Status.ObservedGeneration == app.Generation
 }
 
 // check returns the apps whose application the zone's listing lacks or
-// holds with another configuration.
-func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials, apps []*v1alpha1.SpectrumApp, notBefore time.Time) ([]*v1alpha1.SpectrumApp, error) {
-	token, err := d.r.token(ctx, creds.secret, creds.key)
+// holds with another configuration, each asked through its seam.
+func (d *driftCheck) check(ctx context.Context, zoneID string, creds v1alpha1.SecretKey, apps []*v1alpha1.SpectrumApp, notBefore time.Time) ([]*v1alpha1.SpectrumApp, error) {
+	cf, err := d.r.clientOf(ctx, creds)
 	if err != nil {
 		return nil, err
 	}
-	cf := d.r.Connector.ForToken(token)
 	var drifted []*v1alpha1.SpectrumApp
 	for _, app := range apps {
-		// The listing the reconciles use: one they fetched since the last
-		// pass costs no new list call, and the first app's lookup fetches
-		// it for the rest.
-		observed, found, err := d.r.zones.byID(ctx, cf, zoneID, app.Status.ApplicationID, notBefore)
+		changed, err := d.r.seam(cf, zoneID, app).Drifted(ctx, notBefore)
 		var unreadable *spectrum.UnreadableAppError
 		if errors.As(err, &unreadable) {
 			// Its reconcile says so on the app; the zone's others go on.
@@ -182,12 +169,7 @@ func (d *driftCheck) check(ctx context.Context, zoneID string, creds credentials
 		if err != nil {
 			return nil, err
 		}
-		differs := !found || spectrum.Differs(spectrum.FromSpec(&app.Spec), observed)
-		if observing(app) {
-			// What changed is whether it matches, either way.
-			differs = differs != (len(app.Status.Differences) > 0)
-		}
-		if differs {
+		if changed {
 			drifted = append(drifted, app)
 		}
 	}

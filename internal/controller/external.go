@@ -11,10 +11,13 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // cloudflareApp is the one seam between a SpectrumApp and its application at
 // Cloudflare: it observes, creates, updates and deletes that application,
+// and tells the drift check whether it changed (Drifted),
 // and owns what that takes (the zone listings, adoption by hostname and
 // protocol, the check that no other SpectrumApp claims what it would adopt,
 // and when a create whose answer was lost may still land). It never writes
@@ -29,6 +32,20 @@ type cloudflareApp struct {
 	// shorter still: createTimeout).
 	requestTimeout time.Duration
 }
+
+// external is the seam's verbs, as the reconciler and the drift check use
+// them; cloudflareApp is the one implementation, and tests stub it to drive
+// each branch of a reconcile.
+type external interface {
+	Observe(ctx context.Context) (observation, error)
+	TakeTurn(ctx context.Context) error
+	Create(ctx context.Context, recordedAt time.Time) (spectrum.App, error)
+	Update(ctx context.Context, observed spectrum.App) (spectrum.App, error)
+	Delete(ctx context.Context) (deletion, error)
+	Drifted(ctx context.Context, notBefore time.Time) (bool, error)
+}
+
+var _ external = (*cloudflareApp)(nil)
 
 // claimant finds the SpectrumApp, other than app, that manages
 // applicationID; "" when none does.
@@ -80,6 +97,25 @@ func (e *cloudflareApp) Observe(ctx context.Context) (observation, error) {
 func (e *cloudflareApp) observed(app spectrum.App, adopted bool) observation {
 	return observation{exists: true, app: app, adopted: adopted,
 		differences: spectrum.Differences(spectrum.FromSpec(&e.app.Spec), app)}
+}
+
+// Drifted tells whether the application an app was found in sync with at
+// its last reconcile has changed at Cloudflare since: gone, or configured
+// otherwise (under the observe policy: started or stopped matching the
+// spec). It reads only a zone listing fetched since notBefore (the drift
+// check's previous pass), one listing serving all of the zone's apps; the
+// reconcile that follows a drift looks closer.
+func (e *cloudflareApp) Drifted(ctx context.Context, notBefore time.Time) (bool, error) {
+	observed, found, err := e.zones.byID(ctx, e.cf, e.zoneID, e.app.Status.ApplicationID, notBefore)
+	if err != nil {
+		return false, err
+	}
+	differs := !found || spectrum.Differs(spectrum.FromSpec(&e.app.Spec), observed)
+	if observing(e.app) {
+		// What changed is whether it matches, either way.
+		differs = differs != (len(e.app.Status.Differences) > 0)
+	}
+	return differs, nil
 }
 
 // byRecordedID looks up the application whose ID status records.
@@ -220,9 +256,9 @@ func (e *cloudflareApp) pendingCreateLandedBy() time.Time {
 }
 
 // TakeTurn takes the app's turn in its token's line ahead of a request
-// (spectrum.TakeTurn).
+// (spectrum.Client.TakeTurn).
 func (e *cloudflareApp) TakeTurn(ctx context.Context) error {
-	return spectrum.TakeTurn(ctx, e.cf)
+	return e.cf.TakeTurn(ctx)
 }
 
 // Create asks Cloudflare for the application the spec describes. The
@@ -231,7 +267,7 @@ func (e *cloudflareApp) TakeTurn(ctx context.Context) error {
 func (e *cloudflareApp) Create(ctx context.Context, recordedAt time.Time) (spectrum.App, error) {
 	ctx, cancel := context.WithDeadline(ctx, recordedAt.Add(e.createDeadline()))
 	defer cancel()
-	ctx = spectrum.WithSendDeadline(ctx, recordedAt.Add(e.createSendWindow()))
+	ctx = budget.WithSendDeadline(ctx, recordedAt.Add(e.createSendWindow()))
 	zoneID := e.zoneID
 	created, err := e.cf.CreateApp(ctx, zoneID, spectrum.FromSpec(&e.app.Spec))
 	if err != nil {
@@ -330,7 +366,7 @@ func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID stri
 	// Kubernetes), so the zone's apps are scanned in the cache rather than
 	// every app paying for an index entry of its own ID (docs/benchmarks.md).
 	var zoneApps v1alpha1.SpectrumAppList
-	if err := r.List(ctx, &zoneApps, client.MatchingFields{zoneIndex: zoneOf(app)}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.List(ctx, &zoneApps, client.MatchingFields{zoneIndex: app.CloudflareZoneID()}, client.UnsafeDisableDeepCopy); err != nil {
 		return types.NamespacedName{}, err
 	}
 	for i := range zoneApps.Items {
@@ -373,24 +409,18 @@ func (e *ExistsError) Error() string {
 		e.ApplicationID, e.Hostname, e.Protocol)
 }
 
-// ReasonApplicationExists is the reason of an ExistsError.
-const ReasonApplicationExists = "ApplicationExists"
-
-// Classification implements spectrum.Explained: taking over traffic someone
+// Classification implements failure.Explained: taking over traffic someone
 // else configured is a person's decision.
-func (e *ExistsError) Classification() spectrum.Classification {
-	return spectrum.Explain(spectrum.NeedsHuman, ReasonApplicationExists, fmt.Sprintf(
+func (e *ExistsError) Classification() failure.Classification {
+	return failure.Explain(failure.NeedsHuman, v1alpha1.ReasonApplicationExists, fmt.Sprintf(
 		"To manage that application from this SpectrumApp (its spec then replaces the application's configuration, and deleting the SpectrumApp deletes it per deletionPolicy): kubectl annotate spectrumapp NAME %s=%s. Otherwise give this SpectrumApp another dns.name or protocol.",
 		v1alpha1.AdoptApplicationIDAnnotation, e.ApplicationID), e.Error())
 }
 
-// ReasonApplicationClaimed is the reason of a ClaimedError.
-const ReasonApplicationClaimed = "ApplicationClaimed"
-
-// Classification implements spectrum.Explained: only a person can say
+// Classification implements failure.Explained: only a person can say
 // which SpectrumApp should own the application.
-func (e *ClaimedError) Classification() spectrum.Classification {
-	return spectrum.Explain(spectrum.NeedsHuman, ReasonApplicationClaimed,
+func (e *ClaimedError) Classification() failure.Classification {
+	return failure.Explain(failure.NeedsHuman, v1alpha1.ReasonApplicationClaimed,
 		"Give this SpectrumApp another dns.name or protocol, or delete one of the two (in another namespace, ask its owners).", e.Error())
 }
 

@@ -25,7 +25,7 @@ import (
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -113,7 +113,7 @@ func startFairWorld(t *testing.T) *fairWorld {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  recorder,
-		Connector: spectrum.NewConnector(spectrum.ConnectorOptions{
+		Connector: budget.NewConnector(budget.ConnectorOptions{
 			BaseURL:           server.URL + spectrumtest.APIPrefix,
 			RequestsPerSecond: fairRate,
 			Burst:             1,

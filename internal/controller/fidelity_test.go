@@ -209,7 +209,7 @@ func TestDeletingAnAppThatNeverOwnedAnythingDeletesNothing(t *testing.T) {
 		{"stalled on an invalid spec", "InvalidSpec", enterpriseToken, func(a *v1alpha1.SpectrumApp) {
 			a.Spec.OriginDirect = []string{"tcp://2001:db8::1:22"}
 		}},
-		{"stalled without credentials", controller.ReasonCredentialsSecretNotFound, "", func(*v1alpha1.SpectrumApp) {}},
+		{"stalled without credentials", v1alpha1.ReasonCredentialsSecretNotFound, "", func(*v1alpha1.SpectrumApp) {}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.token)
@@ -366,7 +366,7 @@ func TestZoneByName(t *testing.T) {
 		app := f.app(name, "", zone)
 		app.Spec.ZoneName = zone
 		f.create(app)
-		stalled := f.waitForCondition(name, v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonZoneNotFound)
+		stalled := f.waitForCondition(name, v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonZoneNotFound)
 		if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, zone) {
 			t.Errorf("%s: message %q does not name the zone", name, c.Message)
 		}
@@ -392,7 +392,7 @@ func TestExistingApplicationIsAdoptedOnlyWhenAsked(t *testing.T) {
 	untilTheNextSecond()
 	writes := calls.writes(zoneMain)
 	f.create(app)
-	stalled := f.waitForCondition("bystander", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationExists)
+	stalled := f.waitForCondition("bystander", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonApplicationExists)
 	defer f.deleteAndWait("bystander")
 	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
 	if !strings.Contains(c.Message, existing.App.ID) || !strings.Contains(c.Message, v1alpha1.AdoptApplicationIDAnnotation) {

@@ -136,7 +136,7 @@ func (m *AppMetrics) observe(name types.NamespacedName, before, app *v1alpha1.Sp
 // holds m.mu.
 func (m *AppMetrics) readyTransition(name types.NamespacedName, before, app *v1alpha1.SpectrumApp, started time.Time) {
 	generation := app.Generation
-	if readyAt(before, generation) {
+	if before.ReadyAt(generation) {
 		delete(m.pending, name)
 		return
 	}
@@ -147,7 +147,7 @@ func (m *AppMetrics) readyTransition(name types.NamespacedName, before, app *v1a
 			start.at = app.CreationTimestamp.Time
 		}
 	}
-	if !readyAt(app, generation) {
+	if !app.ReadyAt(generation) {
 		m.pending[name] = start
 		return
 	}
@@ -155,19 +155,13 @@ func (m *AppMetrics) readyTransition(name types.NamespacedName, before, app *v1a
 	m.readyDuration.Observe(max(m.now().Sub(start.at), 0).Seconds())
 }
 
-// readyAt tells whether app is Ready at generation.
-func readyAt(app *v1alpha1.SpectrumApp, generation int64) bool {
-	c := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
-	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == generation
-}
-
 // policyLabel keeps the policy label to the known policies.
 func policyLabel(policy string) string {
-	switch policy {
-	case v1alpha1.ReconcilePolicyManage, v1alpha1.ReconcilePolicyObserve, v1alpha1.ReconcilePolicySkip:
-		return policy
-	case "":
+	switch {
+	case policy == "":
 		return v1alpha1.ReconcilePolicyManage
+	case v1alpha1.IsReconcilePolicy(policy):
+		return policy
 	}
 	return "unknown"
 }

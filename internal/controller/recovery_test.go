@@ -158,7 +158,7 @@ func TestSecondAppForTheSameHostnameDoesNotAdopt(t *testing.T) {
 	second := f.app("second", zoneMain, "example.com")
 	second.Spec.DNS.Name = first.Spec.DNS.Name
 	f.create(second)
-	stalled := f.waitForCondition("second", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationClaimed)
+	stalled := f.waitForCondition("second", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonApplicationClaimed)
 	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
 	if !strings.Contains(c.Message, "SpectrumApp first in this namespace") || stalled.Status.ApplicationID != "" {
 		t.Errorf("second app: status %+v, message %q; want no applicationID and a message naming first", stalled.Status, c.Message)
@@ -187,7 +187,7 @@ func TestTokensAreTrimmedAndChecked(t *testing.T) {
 	g.createSecret("cloudflare", malformed)
 	requests := calls.total()
 	g.create(g.app("malformed", zoneMain, "example.com"))
-	stalled := g.waitForCondition("malformed", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsTokenMalformed)
+	stalled := g.waitForCondition("malformed", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonCredentialsTokenMalformed)
 	defer g.deleteAndWait("malformed")
 	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
 	if !strings.Contains(c.Message, "cloudflare") || strings.Contains(c.Message, "first-token") {
@@ -211,7 +211,7 @@ func TestClaimInAnotherNamespaceIsNotNamed(t *testing.T) {
 	second := g.app("taker", zoneMain, "example.com")
 	second.Spec.DNS.Name = first.Spec.DNS.Name
 	g.create(second)
-	stalled := g.waitForCondition("taker", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonApplicationClaimed)
+	stalled := g.waitForCondition("taker", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonApplicationClaimed)
 	defer g.deleteAndWait("taker")
 	text := fmt.Sprintf("%+v", stalled.Status)
 	for _, e := range g.events("taker") {
@@ -240,7 +240,7 @@ func TestUnmarkedSecretIsNotUsed(t *testing.T) {
 	}
 	requests := calls.total()
 	f.create(f.app("unmarked", zoneMain, "example.com"))
-	stalled := f.waitForCondition("unmarked", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsSecretNotMarked)
+	stalled := f.waitForCondition("unmarked", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonCredentialsSecretNotMarked)
 	defer f.deleteAndWait("unmarked")
 	c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled)
 	if !strings.Contains(c.Message, "kubectl label secret") || !strings.Contains(c.Message, v1alpha1.CredentialsLabel+"=true") {
@@ -300,14 +300,14 @@ func TestDefaultCredentialsAreGranted(t *testing.T) {
 	elsewhere := onDefaults(granted, "elsewhere")
 	elsewhere.Spec.DNS.Name = "elsewhere.example.com"
 	granted.create(elsewhere)
-	stalled := granted.waitForCondition("elsewhere", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsNotGranted)
+	stalled := granted.waitForCondition("elsewhere", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonCredentialsNotGranted)
 	defer granted.deleteAndWait("elsewhere")
 	if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, v1alpha1.GrantedHostnamesAnnotation) {
 		t.Errorf("message %q does not name the hostname grant", c.Message)
 	}
 
 	other.create(onDefaults(other, "tenant"))
-	stalled = other.waitForCondition("tenant", v1alpha1.ConditionStalled, metav1.ConditionTrue, controller.ReasonCredentialsNotGranted)
+	stalled = other.waitForCondition("tenant", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonCredentialsNotGranted)
 	defer other.deleteAndWait("tenant")
 	if c := meta.FindStatusCondition(stalled.Status.Conditions, v1alpha1.ConditionStalled); !strings.Contains(c.Message, v1alpha1.GrantedNamespacesAnnotation) ||
 		strings.Contains(c.Message, granted.namespace) {

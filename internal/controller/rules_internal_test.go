@@ -10,6 +10,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // A rule added in a later release must not stall an app whose spec
@@ -39,12 +40,12 @@ func TestCheckSpecSparesASpecCloudflareAccepted(t *testing.T) {
 		{"spec changed since it synced", 4, 3, true},
 	}
 	for _, tc := range cases {
-		failure := r.checkSpec(invalid(tc.generation, tc.synce))
-		if (failure != nil) != tc.stalls {
-			t.Errorf("%s: checkSpec = %v, want a stall: %v", tc.name, failure, tc.stalls)
+		stall := r.checkSpec(invalid(tc.generation, tc.synce))
+		if (stall != nil) != tc.stalls {
+			t.Errorf("%s: checkSpec = %v, want a stall: %v", tc.name, stall, tc.stalls)
 		}
-		if failure != nil && (failure.Class != spectrum.InvalidSpec || failure.Reason != reasonInvalidSpec) {
-			t.Errorf("%s: classified %v %s", tc.name, failure.Class, failure.Reason)
+		if stall != nil && (stall.Class != failure.InvalidSpec || stall.Reason != v1alpha1.ReasonInvalidSpec) {
+			t.Errorf("%s: classified %v %s", tc.name, stall.Class, stall.Reason)
 		}
 	}
 }
@@ -57,12 +58,12 @@ func TestSecretErrors(t *testing.T) {
 	cases := []struct {
 		name   string
 		err    error
-		class  spectrum.Class
+		class  failure.Class
 		reason string
 	}{
-		{"forbidden", apierrors.NewForbidden(secrets, "cloudflare", nil), spectrum.NeedsHuman, ReasonCredentialsSecretForbidden},
-		{"not found", apierrors.NewNotFound(secrets, "cloudflare"), spectrum.NeedsHuman, ReasonCredentialsSecretNotFound},
-		{"apiserver busy", apierrors.NewTooManyRequests("busy", 1), spectrum.Retryable, spectrum.ReasonUnexpectedError},
+		{"forbidden", apierrors.NewForbidden(secrets, "cloudflare", nil), failure.NeedsHuman, v1alpha1.ReasonCredentialsSecretForbidden},
+		{"not found", apierrors.NewNotFound(secrets, "cloudflare"), failure.NeedsHuman, v1alpha1.ReasonCredentialsSecretNotFound},
+		{"apiserver busy", apierrors.NewTooManyRequests("busy", 1), failure.Retryable, v1alpha1.ReasonUnexpectedError},
 	}
 	for _, tc := range cases {
 		got := spectrum.Classify(secretError(name, tc.err))

@@ -4,12 +4,15 @@ package controller
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -23,7 +26,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // SpectrumAppReconciler keeps each SpectrumApp's Cloudflare application in
@@ -34,11 +40,13 @@ type SpectrumAppReconciler struct {
 	// does not cache every Secret of the cluster.
 	APIReader client.Reader
 	Recorder  recorder.EventRecorder
-	Connector Connector
+	// Connector hands out the Cloudflare client of each API token, and
+	// keeps each token's request budget.
+	Connector *budget.Connector
 
 	// DefaultCredentials, when Name is set, is the Secret used by apps
 	// without a credentialsRef.
-	DefaultCredentials DefaultCredentials
+	DefaultCredentials v1alpha1.SecretKey
 	// ResyncPeriod is how often Ready apps are compared with Cloudflare, a
 	// zone listing at a time, to find changes made outside Kubernetes.
 	ResyncPeriod time.Duration
@@ -72,8 +80,8 @@ type SpectrumAppReconciler struct {
 func (r *SpectrumAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	// No worker waits for a token's budget: the app takes its turn among
 	// the apps of that token, namespaces in turn, and is woken when it
-	// comes (spectrum.WithTurn).
-	ctx = spectrum.WithTurn(ctx, spectrum.Waiter{Group: req.Namespace, Name: req.Name}, func() { r.wake(req) })
+	// comes (budget.WithTurn).
+	ctx = budget.WithTurn(ctx, budget.Waiter{Group: req.Namespace, Name: req.Name}, func() { r.wake(req) })
 	result, err := r.reconcile(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		// Cut short by the manager's stop, which is not a failure: the next
@@ -103,7 +111,7 @@ func (r *SpectrumAppReconciler) reconcile(ctx context.Context, req ctrl.Request)
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		before := app.DeepCopy()
-		return r.finish(ctx, app, before, started, r.delete(ctx, app, policyOf(app)))
+		return r.finish(ctx, app, before, started, r.delete(ctx, app, app.Policy()))
 	}
 	if controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
 		if err := r.writeFinalizers(ctx, app); err != nil {
@@ -111,7 +119,7 @@ func (r *SpectrumAppReconciler) reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 	before := app.DeepCopy()
-	return r.finish(ctx, app, before, started, r.sync(ctx, app, policyOf(app)))
+	return r.finish(ctx, app, before, started, r.sync(ctx, app, app.Policy()))
 }
 
 // sync makes the Cloudflare application match the spec: connect, observe,
@@ -125,8 +133,8 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 	default:
 		return failed(unknownPolicy(policy))
 	}
-	if failure := r.checkSpec(app); failure != nil {
-		return failed(*failure)
+	if invalid := r.checkSpec(app); invalid != nil {
+		return failed(*invalid)
 	}
 	cloudflare, err := r.connect(ctx, app)
 	if err != nil {
@@ -149,11 +157,47 @@ func (r *SpectrumAppReconciler) sync(ctx context.Context, app *v1alpha1.Spectrum
 	return alreadyInSync(app, observed)
 }
 
+var specPath = field.NewPath("spec")
+
+// checkSpec re-checks the rules admission applies, since admission may have
+// been bypassed and Cloudflare must never see an invalid app. A spec
+// Cloudflare already accepted at this generation is not held back by a rule
+// that changed since (an upgrade of the operator): it did not change.
+func (r *SpectrumAppReconciler) checkSpec(app *v1alpha1.SpectrumApp) *failure.Classification {
+	violations := rules.ValidateSpec(&app.Spec, specPath).Rejections()
+	if len(violations) == 0 || (app.Status.SyncedGeneration == app.Generation && app.Generation != 0) {
+		return nil
+	}
+	c := invalidSpec(violations)
+	return &c
+}
+
+// invalidSpec explains violations of the rule set found by the controller
+// itself: admission was bypassed.
+func invalidSpec(violations rules.Violations) failure.Classification {
+	details := make([]string, 0, len(violations))
+	for _, v := range violations {
+		details = append(details, v.Err.Error())
+	}
+	c := failure.Explain(failure.InvalidSpec, v1alpha1.ReasonInvalidSpec, "Fix the spec; nothing was sent to Cloudflare.",
+		"The spec breaks rules Cloudflare enforces, so it was not sent: "+strings.Join(details, "; "))
+	c.Codes = violations.Codes()
+	return c
+}
+
+// unknownPolicy: admission rejects unknown policies; one that got through
+// (admission bypassed) is reported, and nothing is done.
+func unknownPolicy(policy string) failure.Classification {
+	return failure.Explain(failure.InvalidSpec, v1alpha1.ReasonInvalidReconcilePolicy,
+		"Set it to manage, observe or skip; nothing was sent to Cloudflare.",
+		"The "+v1alpha1.ReconcilePolicyAnnotation+" annotation is "+strconv.Quote(policy)+", which the operator does not know")
+}
+
 // create records that a create is pending, then sends it. Only an answer
 // from Cloudflare, success or refusal, clears the record; a create that got
 // none keeps it, so that the next attempt (by any manager) looks for the
 // application before creating another.
-func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare *cloudflareApp, app *v1alpha1.SpectrumApp, observed observation) outcome {
+func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare external, app *v1alpha1.SpectrumApp, observed observation) outcome {
 	if observed.unconfirmed > 0 {
 		// The record may be one the cache has not yet seen cleared.
 		stale, err := r.readStale(ctx, app)
@@ -163,7 +207,7 @@ func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare *cloudfla
 		case stale:
 			return readAgain()
 		}
-		return failed(createUnconfirmed(observed.unconfirmed))
+		return waitingFor(createUnconfirmed(observed.unconfirmed))
 	}
 	// The record promises the create goes out within seconds: it is
 	// written once the create's turn has come.
@@ -193,7 +237,7 @@ func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare *cloudfla
 
 // update sends the whole desired configuration. An adopted application is
 // brought to the spec the same way, and the adoption is what is told.
-func (r *SpectrumAppReconciler) update(ctx context.Context, cloudflare *cloudflareApp, app *v1alpha1.SpectrumApp, observed observation) outcome {
+func (r *SpectrumAppReconciler) update(ctx context.Context, cloudflare external, app *v1alpha1.SpectrumApp, observed observation) outcome {
 	updated, err := cloudflare.Update(ctx, observed.app)
 	if err != nil {
 		return failedWith(err)
@@ -222,7 +266,7 @@ func alreadyInSync(app *v1alpha1.SpectrumApp, observed observation) outcome {
 			" with the same hostname and protocol; it already matched the spec")
 	}
 	recordObserved(app, observed.app)
-	return outcome{}
+	return alreadySynced()
 }
 
 // delete removes the Cloudflare application, or leaves it per
@@ -254,7 +298,7 @@ func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.Spectr
 	case deleted.unconfirmed > 0:
 		// A create still in flight would land after the finalizer is gone,
 		// an orphan: wait until it would have landed.
-		return failed(createUnconfirmed(deleted.unconfirmed))
+		return waitingFor(createUnconfirmed(deleted.unconfirmed))
 	}
 	if len(deleted.deletedIDs) == 0 {
 		return released(eventDeleted, "No Cloudflare Spectrum application to delete: the pending create never landed", false)
@@ -265,18 +309,18 @@ func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.Spectr
 // finish reports the outcome, writes status, lets a deleted object go, and
 // requeues; started is when the reconcile began.
 func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha1.SpectrumApp, started time.Time, o outcome) (ctrl.Result, error) {
-	if o.readAgain {
+	if o.kind == kindReadAgain {
 		return ctrl.Result{RequeueAfter: readAgainAfter}, nil
 	}
 	if ctx.Err() != nil {
 		return r.stopping(ctx, app, o)
 	}
-	if o.waitingForTurn > 0 {
+	if o.kind == kindQueued {
 		return r.awaitTurn(ctx, app, before, o)
 	}
 	r.report(ctx, app, o)
 	r.Metrics.driftCorrected(o.driftCorrected)
-	if o.release {
+	if o.kind == kindReleased {
 		controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)
 		r.Metrics.forget(client.ObjectKeyFromObject(app))
 		r.traffic.forget(client.ObjectKeyFromObject(app))
@@ -296,13 +340,13 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 // woken when its turn comes, and looked at again after the expected wait
 // should the wake be lost.
 func (r *SpectrumAppReconciler) awaitTurn(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
-	ctrl.LoggerFrom(ctx).V(1).Info("Waiting for its turn in the API token's request budget", "expectedIn", o.waitingForTurn.String())
+	ctrl.LoggerFrom(ctx).V(1).Info("Waiting for its turn in the API token's request budget", "expectedIn", o.turnExpectedIn.String())
 	if o.pendingCreateWritten != nil {
 		if err := r.writeStatus(ctx, app, before, o); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-	return ctrl.Result{RequeueAfter: o.waitingForTurn + turnWakeSlack}, nil
+	return ctrl.Result{RequeueAfter: o.turnExpectedIn + turnWakeSlack}, nil
 }
 
 // turnWakeSlack is how much later than its turn's expected time an app
@@ -349,10 +393,11 @@ func (r *SpectrumAppReconciler) stopping(ctx context.Context, app *v1alpha1.Spec
 // reconcile-requested-at annotation.
 func (r *SpectrumAppReconciler) requeue(o outcome) (ctrl.Result, error) {
 	switch {
-	case o.failure == nil:
-		// In sync: the drift check looks at it again every resync period.
+	case o.kind != kindFailed && o.kind != kindWaiting:
+		// In sync, observed or skipped: the drift check looks at it again
+		// every resync period.
 		return ctrl.Result{}, nil
-	case o.failure.Class != spectrum.Retryable:
+	case o.failure.Class != failure.Retryable:
 		return ctrl.Result{}, nil
 	case o.failure.RetryAfter > 0:
 		return ctrl.Result{RequeueAfter: o.failure.RetryAfter}, nil
@@ -371,14 +416,6 @@ func (e errRetry) Error() string { return "retrying after a temporary failure: "
 // maxBackoff caps the wait between retries of a temporary failure.
 const maxBackoff = 5 * time.Minute
 
-// requestTimeout is the Connector's request timeout, when it tells.
-func (r *SpectrumAppReconciler) requestTimeout() time.Duration {
-	if c, ok := r.Connector.(interface{ RequestTimeout() time.Duration }); ok {
-		return c.RequestTimeout()
-	}
-	return spectrum.DefaultTimeout
-}
-
 // UnreadableApplications counts applications skipped from zone listings
 // because they could not be decoded; register it with the metrics registry.
 var UnreadableApplications = prometheus.NewCounter(prometheus.CounterOpts{
@@ -390,10 +427,8 @@ var UnreadableApplications = prometheus.NewCounter(prometheus.CounterOpts{
 // Secrets they use, and the drift check's findings.
 func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.zones = newZoneCache(r.ResyncPeriod, mgr.GetLogger().WithName("zones"), UnreadableApplications)
-	if c, ok := r.Connector.(interface{ Holds(spectrum.Client) bool }); ok {
-		// A forgotten token's zone listings go with it.
-		r.zones.held = c.Holds
-	}
+	// A forgotten token's zone listings go with it.
+	r.zones.held = r.Connector.Holds
 	r.secrets = newTokenCache()
 	if err := indexCredentials(context.Background(), mgr); err != nil {
 		return err
@@ -438,6 +473,6 @@ const zoneIndex = "spec.zoneID"
 
 func indexZones(ctx context.Context, mgr ctrl.Manager) error {
 	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, zoneIndex, func(obj client.Object) []string {
-		return []string{zoneOf(obj.(*v1alpha1.SpectrumApp))}
+		return []string{obj.(*v1alpha1.SpectrumApp).CloudflareZoneID()}
 	})
 }

@@ -31,7 +31,7 @@ import (
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -73,7 +73,7 @@ var (
 	// reconciler and connector are the manager's, whose per-token state
 	// the tests look at.
 	reconciler *controller.SpectrumAppReconciler
-	connector  *spectrum.Connector
+	connector  *budget.Connector
 )
 
 // callLog counts API requests by method, zone and kind (list or one app),
@@ -283,7 +283,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	connector = spectrum.NewConnector(spectrum.ConnectorOptions{
+	connector = budget.NewConnector(budget.ConnectorOptions{
 		BaseURL:           server.URL + spectrumtest.APIPrefix,
 		RequestsPerSecond: 500,
 		Burst:             100,
@@ -298,7 +298,7 @@ func runSuite(m *testing.M) int {
 		ResyncPeriod:            resyncPeriod,
 		MaxConcurrentReconciles: 4,
 		Metrics:                 appMetrics,
-		DefaultCredentials:      controller.DefaultCredentials{Namespace: defaultCredentials.Namespace, Name: defaultCredentials.Name},
+		DefaultCredentials:      v1alpha1.SecretKey{NamespacedName: defaultCredentials},
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -134,7 +134,7 @@ type trafficWatch struct {
 // trafficKey is a zone read with one credentials Secret's token.
 type trafficKey struct {
 	zoneID string
-	creds  credentials
+	creds  v1alpha1.SecretKey
 }
 
 type zoneSchedule struct {
@@ -215,7 +215,7 @@ func (w *trafficWatch) readDue(ctx context.Context, reads *sync.WaitGroup) {
 		}
 		for creds, apps := range groups {
 			key := trafficKey{zoneID: zoneID, creds: creds}
-			version := w.secretVersion(ctx, creds.secret)
+			version := w.secretVersion(ctx, creds.NamespacedName)
 			if !w.due(key, now, version) {
 				continue
 			}
@@ -320,25 +320,24 @@ func (w *trafficWatch) secretVersion(ctx context.Context, secret types.Namespace
 // zoneApps groups by credentials the zone's apps whose traffic is read:
 // those with a Cloudflare application, not being deleted, and not under
 // the skip policy, which makes no Cloudflare call.
-func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[credentials][]*v1alpha1.SpectrumApp, error) {
+func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp, error) {
 	var apps v1alpha1.SpectrumAppList
 	if err := w.r.List(ctx, &apps, client.MatchingFields{zoneIndex: zoneID}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
-	groups := map[credentials][]*v1alpha1.SpectrumApp{}
+	groups := map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp{}
 	for i := range apps.Items {
 		app := &apps.Items[i]
-		if app.Status.ApplicationID == "" || !app.DeletionTimestamp.IsZero() || policyOf(app) == v1alpha1.ReconcilePolicySkip {
+		if app.Status.ApplicationID == "" || !app.DeletionTimestamp.IsZero() || app.Policy() == v1alpha1.ReconcilePolicySkip {
 			continue
 		}
-		secret, key := w.r.credentialsSecret(app)
-		if secret.Name == "" {
+		creds := app.CredentialsSecret(w.r.DefaultCredentials)
+		if creds.Name == "" {
 			continue
 		}
-		if app.Spec.CredentialsRef == nil && w.r.checkGrant(ctx, secret, app) != nil {
+		if app.UsesDefaultCredentials() && w.r.checkGrant(ctx, creds.NamespacedName, app) != nil {
 			continue // its reconcile says why
 		}
-		creds := credentials{secret: secret, key: key}
 		groups[creds] = append(groups[creds], app)
 	}
 	return groups, nil
@@ -348,8 +347,8 @@ func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[credent
 // returns when the zone is next due, and whether Cloudflare refused the
 // token its analytics.
 func (w *trafficWatch) read(ctx context.Context, key trafficKey, apps []*v1alpha1.SpectrumApp) (time.Time, bool) {
-	log := w.log.WithValues("zone", key.zoneID, "secret", key.creds.secret)
-	token, err := w.r.token(ctx, key.creds.secret, key.creds.key)
+	log := w.log.WithValues("zone", key.zoneID, "secret", key.creds.NamespacedName)
+	token, err := w.r.token(ctx, key.creds)
 	if err != nil {
 		return time.Now().Add(w.opts.MinInterval), false // its reconcile says why
 	}
@@ -395,7 +394,7 @@ func (w *trafficWatch) read(ctx context.Context, key trafficKey, apps []*v1alpha
 // interval is how often a zone of these credentials is read: the minimum,
 // or longer when the token's share of the budget cannot read all its zones
 // in it (more zones, or a budget that runs low).
-func (w *trafficWatch) interval(creds credentials, reader spectrum.TrafficReader) time.Duration {
+func (w *trafficWatch) interval(creds v1alpha1.SecretKey, reader spectrum.TrafficReader) time.Duration {
 	w.mu.Lock()
 	zones := 0
 	for key := range w.zones {

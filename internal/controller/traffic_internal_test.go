@@ -87,11 +87,11 @@ func (p pacedReader) TrafficPace() float64 { return p.pace }
 // with a budget that runs low.
 func TestTrafficIntervalStretchesWithZonesAndBudget(t *testing.T) {
 	w := newTrafficWatch(&SpectrumAppReconciler{}, TrafficOptions{MinInterval: time.Minute})
-	creds := credentials{secret: types.NamespacedName{Namespace: "ns", Name: "cloudflare"}, key: "apiToken"}
-	other := credentials{secret: types.NamespacedName{Namespace: "other", Name: "cloudflare"}, key: "apiToken"}
-	zones := func(n int, c credentials) {
+	creds := v1alpha1.SecretKey{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "cloudflare"}, Key: "apiToken"}
+	other := v1alpha1.SecretKey{NamespacedName: types.NamespacedName{Namespace: "other", Name: "cloudflare"}, Key: "apiToken"}
+	zones := func(n int, c v1alpha1.SecretKey) {
 		for i := range n {
-			w.zones[trafficKey{zoneID: fmt.Sprintf("%s-zone-%d", c.secret.Namespace, i), creds: c}] = &zoneSchedule{}
+			w.zones[trafficKey{zoneID: fmt.Sprintf("%s-zone-%d", c.Namespace, i), creds: c}] = &zoneSchedule{}
 		}
 	}
 	// 10 % of 3.99 requests per second: 0.399, two requests per zone.

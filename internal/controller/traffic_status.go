@@ -14,6 +14,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // What the traffic watch (traffic.go) tells each app of what it read:
@@ -65,7 +66,7 @@ func (w *trafficWatch) tell(ctx context.Context, app *v1alpha1.SpectrumApp, traf
 }
 
 // tellDenied tells each app that its traffic cannot be read.
-func (w *trafficWatch) tellDenied(ctx context.Context, apps []*v1alpha1.SpectrumApp, failure spectrum.Classification) {
+func (w *trafficWatch) tellDenied(ctx context.Context, apps []*v1alpha1.SpectrumApp, failure failure.Classification) {
 	message := failure.Message + fmt.Sprintf(" The operator reads this zone's traffic with this token again in %s, or when the credentials Secret changes.", w.opts.DeniedBackoff)
 	for _, app := range apps {
 		w.record(ctx, app, trafficState{

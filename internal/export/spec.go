@@ -15,19 +15,6 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
-// Cloudflare's defaults, as spectrum.Differences reads them: a value equal to
-// one of these is left out of the exported spec. Leaving it out means the
-// same to the operator, and keeps the manifest valid for a Pay-as-you-go
-// account, whose admission refuses any field but protocol, dns and
-// originDirect, even one set to its default (Cloudflare error 10012).
-const (
-	defaultProxyProtocol = "off"
-	defaultTLS           = "off"
-	defaultTrafficType   = "direct"
-	defaultConnectivity  = "all"
-	edgeIPsDynamic       = "dynamic"
-)
-
 // Spec returns the SpectrumApp spec that describes app, an application of the
 // zone zoneID as Cloudflare returned it (legacy shapes already decoded by the
 // client: a boolean proxy_protocol is a string, an origin_port of any shape
@@ -46,9 +33,14 @@ func Spec(zoneID string, app spectrum.App, secret string) v1alpha1.SpectrumAppSp
 		spec.OriginDNS.Type = strings.ToUpper(spec.OriginDNS.Type)
 	}
 
-	spec.ProxyProtocol = unlessDefault(spec.ProxyProtocol, defaultProxyProtocol)
-	spec.TLS = unlessDefault(spec.TLS, defaultTLS)
-	spec.TrafficType = unlessDefault(spec.TrafficType, defaultTrafficType)
+	// A value equal to Cloudflare's default (spectrum.Default*) is left
+	// out: it means the same to the operator, and keeps the manifest valid
+	// for a Pay-as-you-go account, whose admission refuses any field but
+	// protocol, dns and originDirect, even one set to its default
+	// (Cloudflare error 10012).
+	spec.ProxyProtocol = unlessDefault(spec.ProxyProtocol, spectrum.DefaultProxyProtocol)
+	spec.TLS = unlessDefault(spec.TLS, spectrum.DefaultTLS)
+	spec.TrafficType = unlessDefault(spec.TrafficType, spectrum.DefaultTrafficType)
 	spec.IPFirewall = unlessFalse(spec.IPFirewall)
 	spec.ArgoSmartRouting = unlessFalse(spec.ArgoSmartRouting)
 	spec.EdgeIPs = edgeIPs(spec.EdgeIPs)
@@ -65,11 +57,11 @@ func edgeIPs(e *v1alpha1.EdgeIPs) *v1alpha1.EdgeIPs {
 		return nil
 	}
 	e.Type = strings.ToLower(e.Type)
-	if e.Type != edgeIPsDynamic {
+	if e.Type != spectrum.DefaultEdgeIPsType {
 		return e
 	}
 	e.IPs = nil
-	if e.Connectivity == "" || e.Connectivity == defaultConnectivity {
+	if e.Connectivity == "" || e.Connectivity == spectrum.DefaultConnectivity {
 		return nil
 	}
 	return e

@@ -9,8 +9,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 )
 
 const testZone = "023e105f4ecef8ad9ca31a8372d0c353"

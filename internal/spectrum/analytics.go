@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // Spectrum analytics (Cloudflare's API reference, "Spectrum > Analytics",
@@ -31,7 +34,7 @@ import (
 // Both count against the user's budget of 1,200 requests per five minutes,
 // like every other call: a zone's traffic costs two requests however many
 // applications it holds, and only slots of the token's budget that no
-// configuration request waits for (see ratelimit_spare.go).
+// configuration request waits for (WithSpareSlot; package budget, spare.go).
 
 // TrafficReader reads what Cloudflare's analytics say about the
 // applications of a zone. *APIClient implements it.
@@ -100,7 +103,7 @@ const minEventsLimit = 1000
 
 // ZoneTraffic implements TrafficReader.
 func (c *APIClient) ZoneTraffic(ctx context.Context, zoneID string, apps []string, window time.Duration) (ZoneTraffic, error) {
-	ctx = withSpare(ctx)
+	ctx = WithSpareSlot(ctx)
 	wanted := make(map[string]bool, len(apps))
 	for _, id := range apps {
 		wanted[id] = true
@@ -235,14 +238,27 @@ func (s *summary) UnmarshalJSON(raw []byte) error {
 
 // TrafficPace implements TrafficReader.
 func (c *APIClient) TrafficPace() float64 {
-	if c.limiter == nil {
+	if c.budget == nil {
 		return 0
 	}
-	return c.limiter.sparePace()
+	return c.budget.SparePace()
 }
 
-// ReasonAnalyticsNotPermitted is the reason of an AnalyticsDeniedError.
-const ReasonAnalyticsNotPermitted = "AnalyticsNotPermitted"
+type spareKey struct{}
+
+// WithSpareSlot marks ctx's requests as traffic analytics: the budget lets
+// them go only on slots no other request waits for, within its share
+// (package budget, spare.go), and fails them (ErrNotSent) when none comes
+// before ctx ends.
+func WithSpareSlot(ctx context.Context) context.Context {
+	return context.WithValue(ctx, spareKey{}, true)
+}
+
+// SpareSlot tells whether ctx's requests go only on spare slots.
+func SpareSlot(ctx context.Context) bool {
+	spare, _ := ctx.Value(spareKey{}).(bool)
+	return spare
+}
 
 // AnalyticsDeniedError is Cloudflare refusing the token its analytics
 // (HTTP 401 or 403): the token may manage Spectrum applications without
@@ -254,11 +270,12 @@ type AnalyticsDeniedError struct {
 
 func (e *AnalyticsDeniedError) Error() string { return e.apiErr.Error() }
 
-// Classification implements Explained.
-func (e *AnalyticsDeniedError) Classification() Classification {
+// Classification implements failure.Explained, with the reason
+// v1alpha1.ReasonAnalyticsNotPermitted.
+func (e *AnalyticsDeniedError) Classification() failure.Classification {
 	c := classifyAPIError(e.apiErr)
-	c.Class = NeedsHuman
-	c.Reason = ReasonAnalyticsNotPermitted
+	c.Class = failure.NeedsHuman
+	c.Reason = v1alpha1.ReasonAnalyticsNotPermitted
 	c.Message = strings.TrimRight(describeAnswer(e.apiErr), ".") + ". " +
 		"Give the API token Zone > Analytics > Read on the zone to see its traffic; configuration is not affected."
 	return c

@@ -15,7 +15,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
@@ -74,9 +77,9 @@ func analyticsClient(t *testing.T, stub *analyticsStub, metrics *spectrum.Metric
 	t.Helper()
 	server := httptest.NewServer(stub)
 	t.Cleanup(server.Close)
-	return spectrum.NewConnector(spectrum.ConnectorOptions{
+	return budget.NewConnector(budget.ConnectorOptions{
 		BaseURL: server.URL, RequestsPerSecond: 100, Burst: 10,
-		AnalyticsShare: spectrum.DefaultAnalyticsShare, Metrics: metrics,
+		AnalyticsShare: budget.DefaultAnalyticsShare, RequestMetrics: metrics,
 	}).ForToken(analyticsToken)
 }
 
@@ -184,7 +187,7 @@ func TestZoneTrafficWithoutAnalyticsPermission(t *testing.T) {
 			t.Fatalf("HTTP %d: %v, want AnalyticsDenied", status, err)
 		}
 		c := spectrum.Classify(err)
-		if c.Class != spectrum.NeedsHuman || c.Reason != spectrum.ReasonAnalyticsNotPermitted || c.HTTPStatus != status ||
+		if c.Class != failure.NeedsHuman || c.Reason != v1alpha1.ReasonAnalyticsNotPermitted || c.HTTPStatus != status ||
 			c.RayID != "8a1b2c3d4e5f-SJC" || len(c.Codes) != 1 || c.Codes[0] != 10000 {
 			t.Errorf("HTTP %d classified as %+v", status, c)
 		}
@@ -199,7 +202,7 @@ func TestZoneTrafficWithoutAnalyticsPermission(t *testing.T) {
 	stub := &analyticsStub{status: http.StatusServiceUnavailable, code: 10002}
 	cf := analyticsClient(t, stub, nil).(spectrum.TrafficReader)
 	_, err := cf.ZoneTraffic(context.Background(), "zone1", []string{appID(1)}, 5*time.Minute)
-	if spectrum.AnalyticsDenied(err) || spectrum.Classify(err).Class != spectrum.Retryable {
+	if spectrum.AnalyticsDenied(err) || spectrum.Classify(err).Class != failure.Retryable {
 		t.Errorf("a 503: %v classified %+v", err, spectrum.Classify(err))
 	}
 }
@@ -209,7 +212,7 @@ func TestZoneTrafficWithoutAShareSendsNothing(t *testing.T) {
 	stub := &analyticsStub{}
 	server := httptest.NewServer(stub)
 	t.Cleanup(server.Close)
-	cf := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: server.URL}).ForToken(analyticsToken).(spectrum.TrafficReader)
+	cf := budget.NewConnector(budget.ConnectorOptions{BaseURL: server.URL}).ForToken(analyticsToken).(spectrum.TrafficReader)
 	if pace := cf.TrafficPace(); pace != 0 {
 		t.Errorf("pace %v without a share", pace)
 	}
@@ -274,7 +277,7 @@ func TestZoneTrafficAgainstTheSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	connector := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 100, Burst: 10, AnalyticsShare: 1})
+	connector := budget.NewConnector(budget.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 100, Burst: 10, AnalyticsShare: 1})
 	cf := connector.ForToken(enterpriseToken).(spectrum.TrafficReader)
 	for _, tc := range []struct {
 		name string

@@ -8,116 +8,45 @@ import (
 	"net"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
-
-// Class is what a failure asks of the operator.
-type Class int
-
-const (
-	// Retryable failures go away by themselves: retry with backoff (after
-	// RetryAfter, when set).
-	Retryable Class = iota + 1
-	// NeedsHuman failures repeat until a person acts (an entitlement, a
-	// permission, a conflict, a quota): do not retry until something
-	// changes.
-	NeedsHuman
-	// InvalidSpec failures are configurations Cloudflare rejects; the
-	// admission webhook should have caught them. The spec must change, so
-	// they are never retried either.
-	InvalidSpec
-)
-
-func (c Class) String() string {
-	switch c {
-	case Retryable:
-		return "Retryable"
-	case NeedsHuman:
-		return "NeedsHuman"
-	case InvalidSpec:
-		return "InvalidSpec"
-	}
-	return fmt.Sprintf("Class(%d)", int(c))
-}
-
-// Classification is a failure explained: whether to retry, a stable Reason
-// for conditions and scripts, and a Message a person can act on.
-type Classification struct {
-	Class Class
-	// Reason is a stable CamelCase word, fit for a condition's reason.
-	Reason string
-	// Codes are Cloudflare's error codes, in its order.
-	Codes []int
-	// HTTPStatus is the response's status; 0 when no answer came.
-	HTTPStatus int
-	// RayID identifies the request for Cloudflare support.
-	RayID string
-	// RetryAfter is how long Cloudflare asked to wait, if it did.
-	RetryAfter time.Duration
-	// Message is one or two sentences with the codes, the status, the Ray
-	// ID and the resolution.
-	Message string
-}
-
-// Stable reasons that do not come from a table entry.
-const (
-	ReasonNetworkError           = "NetworkError"
-	ReasonRateLimited            = "RateLimited"
-	ReasonUnexpectedResponse     = "UnexpectedResponse"
-	ReasonUnknownCloudflareError = "UnknownCloudflareError"
-	ReasonUnexpectedError        = "UnexpectedError"
-	ReasonCloudflareUnavailable  = "CloudflareUnavailable"
-	ReasonUnreadableApplication  = "UnreadableApplication"
-)
-
-// Explained is a failure that is not Cloudflare's answer (the operator's
-// Kubernetes side: credentials, two SpectrumApps claiming one application)
-// and carries its own classification, so Classify remains the one way to
-// explain a failure.
-type Explained interface {
-	error
-	Classification() Classification
-}
-
-// Explain is the classification of a failure that needs a person, worded
-// like the table's: what happened, then what to do.
-func Explain(class Class, reason, resolution, what string) Classification {
-	return entry{class: class, reason: reason, resolution: resolution}.explain(Classification{}, what)
-}
 
 // Classify explains err, an error from a Client. A nil err gives the zero
-// Classification.
-func Classify(err error) Classification {
+// failure.Classification.
+func Classify(err error) failure.Classification {
 	if err == nil {
-		return Classification{}
+		return failure.Classification{}
 	}
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
 		return classifyAPIError(apiErr)
 	}
-	var explained Explained
+	var explained failure.Explained
 	if errors.As(err, &explained) {
 		return explained.Classification()
 	}
 	var unreadable *UnreadableAppError
 	if errors.As(err, &unreadable) {
-		e := entry{class: Retryable, reason: ReasonUnreadableApplication,
+		e := entry{class: failure.Retryable, reason: v1alpha1.ReasonUnreadableApplication,
 			resolution: "The operator retries with backoff; the zone's other applications are not affected. Report the application's shape, with its ID, if it persists."}
-		return e.explain(Classification{}, unreadable.Error())
+		return e.explain(failure.Classification{}, unreadable.Error())
 	}
 	if errors.Is(err, ErrRateLimited) {
-		e := entry{class: Retryable, reason: ReasonRateLimited,
+		e := entry{class: failure.Retryable, reason: v1alpha1.ReasonRateLimited,
 			resolution: "The operator's own request budget for this API token is used up; the request will be sent when the budget allows."}
-		return e.explain(Classification{}, "Cloudflare API request postponed: "+err.Error())
+		return e.explain(failure.Classification{}, "Cloudflare API request postponed: "+err.Error())
 	}
 	if isTransportError(err) {
-		e := entry{class: Retryable, reason: ReasonNetworkError,
+		e := entry{class: failure.Retryable, reason: v1alpha1.ReasonNetworkError,
 			resolution: "The request will be retried. If it persists, check the operator's network path to api.cloudflare.com (DNS, proxy, firewall)."}
-		return e.explain(Classification{}, "Cloudflare could not be reached: "+err.Error())
+		return e.explain(failure.Classification{}, "Cloudflare could not be reached: "+err.Error())
 	}
-	e := entry{class: Retryable, reason: ReasonUnexpectedError,
+	e := entry{class: failure.Retryable, reason: v1alpha1.ReasonUnexpectedError,
 		resolution: "The request will be retried; report it if it persists."}
-	return e.explain(Classification{}, "Unexpected error talking to Cloudflare: "+err.Error())
+	return e.explain(failure.Classification{}, "Unexpected error talking to Cloudflare: "+err.Error())
 }
 
 func isTransportError(err error) bool {
@@ -133,8 +62,8 @@ func isTransportError(err error) bool {
 		errors.Is(err, context.Canceled)
 }
 
-func classifyAPIError(apiErr *APIError) Classification {
-	facts := Classification{
+func classifyAPIError(apiErr *APIError) failure.Classification {
+	facts := failure.Classification{
 		Codes:      apiErr.Codes(),
 		HTTPStatus: apiErr.HTTPStatus,
 		RayID:      apiErr.RayID,
@@ -157,7 +86,7 @@ func lookup(status int, codes []int) entry {
 		if !ok {
 			continue
 		}
-		if e.class != Retryable {
+		if e.class != failure.Retryable {
 			return e
 		}
 		if retryable == nil {
@@ -174,10 +103,10 @@ func lookup(status int, codes []int) entry {
 	case status >= 500:
 		return statusEntry(500)
 	case status >= 400:
-		return entry{class: NeedsHuman, reason: ReasonUnknownCloudflareError,
+		return entry{class: failure.NeedsHuman, reason: v1alpha1.ReasonUnknownCloudflareError,
 			resolution: "Look the code up in Cloudflare's API documentation, or ask Cloudflare support with the Ray ID."}
 	default:
-		return entry{class: Retryable, reason: ReasonUnexpectedResponse,
+		return entry{class: failure.Retryable, reason: v1alpha1.ReasonUnexpectedResponse,
 			resolution: "Cloudflare's answer could not be understood; the request will be retried. Report it with the Ray ID if it persists."}
 	}
 }
@@ -257,14 +186,12 @@ func joinInts(values []int) string {
 
 // explain fills the classification from the entry and the facts of the
 // failure.
-func (e entry) explain(facts Classification, what string) Classification {
-	facts.Class = e.class
-	facts.Reason = e.reason
-	message := strings.TrimRight(what, ".") + ". " + e.resolution
+func (e entry) explain(facts failure.Classification, what string) failure.Classification {
+	explained := failure.Explain(e.class, e.reason, e.resolution, what)
+	facts.Class, facts.Reason, facts.Message = explained.Class, explained.Reason, explained.Message
 	if facts.RetryAfter > 0 {
-		message += fmt.Sprintf(" Cloudflare asked to wait %s.", facts.RetryAfter)
+		facts.Message += fmt.Sprintf(" Cloudflare asked to wait %s.", facts.RetryAfter)
 	}
-	facts.Message = message
 	return facts
 }
 
@@ -279,90 +206,91 @@ type entry struct {
 	// status is the HTTP status Cloudflare documents for codes, or the
 	// status the row matches when codes is empty.
 	status     int
-	class      Class
+	class      failure.Class
 	reason     string
 	resolution string
 }
 
 // table is the one place that says what each Cloudflare answer means for
-// the operator. Codes and remedies are those of Cloudflare's Spectrum error
+// the operator. The codes the rule set mirrors are named by its constants
+// (rules.Codes), so the two tables cannot drift apart. Codes and remedies are those of Cloudflare's Spectrum error
 // codes page and API documentation (as collected in the project's API notes).
 var table = []entry{
 	// Cloudflare's side.
-	{codes: []int{10002}, status: 500, class: Retryable, reason: "CloudflareInternalError",
+	{codes: []int{10002}, status: 500, class: failure.Retryable, reason: "CloudflareInternalError",
 		resolution: "Nothing to do: the operator retries with backoff. If it persists, give Cloudflare support the Ray ID."},
 
 	// Credentials and rate limits.
-	{codes: []int{10000}, status: 403, class: NeedsHuman, reason: "AuthenticationFailed",
+	{codes: []int{10000}, status: 403, class: failure.NeedsHuman, reason: "AuthenticationFailed",
 		resolution: "Check that the credentials Secret holds a valid API token with Zone > Spectrum > Edit permission on this zone."},
-	{codes: []int{9109}, status: 403, class: NeedsHuman, reason: "AuthenticationFailed",
+	{codes: []int{9109}, status: 403, class: failure.NeedsHuman, reason: "AuthenticationFailed",
 		resolution: "The token is expired or revoked, or never existed: put a valid API token with Zone > Spectrum > Edit permission in the credentials Secret."},
-	{codes: []int{971, 10100, 10300}, status: 429, class: Retryable, reason: ReasonRateLimited,
+	{codes: []int{971, 10100, 10300}, status: 429, class: failure.Retryable, reason: v1alpha1.ReasonRateLimited,
 		resolution: rateLimitResolution},
-	{codes: []int{codeAppNotFound}, status: 404, class: Retryable, reason: "AppNotFound",
+	{codes: []int{codeAppNotFound}, status: 404, class: failure.Retryable, reason: "AppNotFound",
 		resolution: "Nothing to do: the operator creates the application again."},
 
 	// Plan and entitlements.
-	{codes: []int{10012}, status: 400, class: NeedsHuman, reason: "PlanFieldNotAllowed",
+	{codes: []int{rules.CodeUnknownField}, status: 400, class: failure.NeedsHuman, reason: "PlanFieldNotAllowed",
 		resolution: "Remove every field but protocol, dns and originDirect, or have Spectrum enabled as a paid add-on."},
-	{codes: []int{11034}, status: 400, class: NeedsHuman, reason: "PlanAppLimitReached",
+	{codes: []int{rules.CodeOneAppPerProtocol}, status: 400, class: failure.NeedsHuman, reason: "PlanAppLimitReached",
 		resolution: "Remove the account's other application with this protocol, or get the paid Spectrum add-on."},
-	{codes: []int{11014}, status: 403, class: NeedsHuman, reason: "FTPNotEnabled",
+	{codes: []int{11014}, status: 403, class: failure.NeedsHuman, reason: "FTPNotEnabled",
 		resolution: "Ask your Cloudflare account team to enable FTP for the account."},
-	{codes: []int{11018}, status: 403, class: NeedsHuman, reason: "BYOIPNotEnabled",
+	{codes: []int{11018}, status: 403, class: failure.NeedsHuman, reason: "BYOIPNotEnabled",
 		resolution: "Ask your Cloudflare account team to enable BYOIP, or use dynamic edge IPs."},
-	{codes: []int{11026}, status: 403, class: NeedsHuman, reason: "ArgoNotEnabled",
+	{codes: []int{11026}, status: 403, class: failure.NeedsHuman, reason: "ArgoNotEnabled",
 		resolution: "Ask your Cloudflare account team to enable Argo Smart Routing, or set argoSmartRouting to false."},
 
 	// Conflicts and quotas that only a person can resolve.
-	{codes: []int{11019}, status: 400, class: NeedsHuman, reason: "EdgeIPsNotAuthorized",
+	{codes: []int{11019}, status: 400, class: failure.NeedsHuman, reason: "EdgeIPsNotAuthorized",
 		resolution: "Give the API token the Account > IP Prefixes permission, and use addresses from a prefix allocated to the account."},
-	{codes: []int{11033}, status: 400, class: NeedsHuman, reason: "EdgeIPInUse",
+	{codes: []int{11033}, status: 400, class: failure.NeedsHuman, reason: "EdgeIPInUse",
 		resolution: "Free the address in the other zone (often an orphaned legacy application there), or contact Cloudflare support with the Ray ID."},
-	{codes: []int{11044}, status: 400, class: NeedsHuman, reason: "VirtualNetworkRouteMissing",
+	{codes: []int{11044}, status: 400, class: failure.NeedsHuman, reason: "VirtualNetworkRouteMissing",
 		resolution: "Add a Cloudflare Tunnel route for the origin address in that virtual network, or fix virtualNetworkID."},
-	{codes: []int{11050}, status: 400, class: NeedsHuman, reason: "OriginDNSInAnotherZone",
+	{codes: []int{11050}, status: 400, class: failure.NeedsHuman, reason: "OriginDNSInAnotherZone",
 		resolution: "Move the origin's DNS record or load balancer into the application's zone, or use originDirect."},
-	{codes: []int{12005}, status: 400, class: NeedsHuman, reason: "IPv4QuotaExhausted",
+	{codes: []int{12005}, status: 400, class: failure.NeedsHuman, reason: "IPv4QuotaExhausted",
 		resolution: "Consolidate applications, buy more IPv4 addresses, or use BYOIP."},
-	{codes: []int{13002}, status: 400, class: NeedsHuman, reason: "ProtocolNotAvailable",
+	{codes: []int{13002}, status: 400, class: failure.NeedsHuman, reason: "ProtocolNotAvailable",
 		resolution: "Pick an edge port the zone's plan offers, or upgrade the plan."},
-	{codes: []int{16001}, status: 400, class: NeedsHuman, reason: "HostnameInAnotherZone",
+	{codes: []int{16001}, status: 400, class: failure.NeedsHuman, reason: "HostnameInAnotherZone",
 		resolution: "Use the right zoneID, another dns.name, or delete the hostname in the other zone."},
 
 	// Configurations the admission webhook should have rejected.
-	{codes: []int{11000}, status: 400, class: InvalidSpec, reason: "InvalidOriginConfig",
+	{codes: []int{rules.CodeOriginChoice}, status: 400, class: failure.InvalidSpec, reason: "InvalidOriginConfig",
 		resolution: "Set exactly one of originDirect and originDNS."},
-	{codes: []int{11001}, status: 400, class: InvalidSpec, reason: "InvalidOriginDNS",
+	{codes: []int{rules.CodeOriginDNS}, status: 400, class: failure.InvalidSpec, reason: "InvalidOriginDNS",
 		resolution: "Fix originDNS: a valid hostname, a TTL in Cloudflare's range, and originPort unless the type is SRV."},
-	{codes: []int{11002}, status: 400, class: InvalidSpec, reason: "InvalidOriginAddress",
+	{codes: []int{rules.CodeOriginAddress}, status: 400, class: failure.InvalidSpec, reason: "InvalidOriginAddress",
 		resolution: "Fix originDirect: tcp://IP:PORT or udp://IP:PORT, IPv6 in brackets, and an IP Cloudflare allows as an origin."},
-	{codes: []int{11004}, status: 400, class: InvalidSpec, reason: "DNSTypeMismatch",
+	{codes: []int{rules.CodeDNSType}, status: 400, class: failure.InvalidSpec, reason: "DNSTypeMismatch",
 		resolution: "Match dns.type to the edge IPs (dynamic needs CNAME, static needs ADDRESS); dns.type cannot change, so recreate the application to change it."},
-	{codes: []int{11041}, status: 400, class: InvalidSpec, reason: "VirtualNetworkWithOriginDNS",
+	{codes: []int{rules.CodeVirtualNetworkOriginDNS}, status: 400, class: failure.InvalidSpec, reason: "VirtualNetworkWithOriginDNS",
 		resolution: "An application with virtualNetworkID must use originDirect, not originDNS."},
-	{codes: []int{11042}, status: 400, class: InvalidSpec, reason: "VirtualNetworkMultipleOrigins",
+	{codes: []int{rules.CodeVirtualNetworkOrigins}, status: 400, class: failure.InvalidSpec, reason: "VirtualNetworkMultipleOrigins",
 		resolution: "An application with virtualNetworkID takes exactly one originDirect address, tcp|udp://IP:PORT."},
-	{codes: []int{11043}, status: 400, class: InvalidSpec, reason: "VirtualNetworkPortRange",
+	{codes: []int{rules.CodeVirtualNetworkPortRange}, status: 400, class: failure.InvalidSpec, reason: "VirtualNetworkPortRange",
 		resolution: "An application with virtualNetworkID takes a single port, not a range: create one application per port."},
-	{codes: []int{11045}, status: 400, class: InvalidSpec, reason: "InvalidVirtualNetworkID",
+	{codes: []int{rules.CodeVirtualNetworkID}, status: 400, class: failure.InvalidSpec, reason: "InvalidVirtualNetworkID",
 		resolution: "virtualNetworkID must be the virtual network's UUID."},
 
 	// Answers without a known code.
-	{status: 401, class: NeedsHuman, reason: "AuthenticationFailed",
+	{status: 401, class: failure.NeedsHuman, reason: "AuthenticationFailed",
 		resolution: "Put a valid API token with Zone > Spectrum > Edit permission in the credentials Secret."},
-	{status: 403, class: NeedsHuman, reason: "PermissionDenied",
+	{status: 403, class: failure.NeedsHuman, reason: "PermissionDenied",
 		resolution: "Give the API token Zone > Spectrum > Edit permission on the zone."},
-	{status: 404, class: Retryable, reason: "AppNotFound",
+	{status: 404, class: failure.Retryable, reason: "AppNotFound",
 		resolution: "Nothing to do: the operator creates the application again."},
 	// 408 and 409 without a known code: a request that timed out at
 	// Cloudflare, or raced another change; Cloudflare's own SDKs retry both.
-	{status: 408, class: Retryable, reason: "CloudflareTimeout",
+	{status: 408, class: failure.Retryable, reason: "CloudflareTimeout",
 		resolution: "Nothing to do: the operator retries with backoff."},
-	{status: 409, class: Retryable, reason: "CloudflareConflict",
+	{status: 409, class: failure.Retryable, reason: "CloudflareConflict",
 		resolution: "Nothing to do: the operator reads the application again and retries with backoff."},
-	{status: 429, class: Retryable, reason: ReasonRateLimited,
+	{status: 429, class: failure.Retryable, reason: v1alpha1.ReasonRateLimited,
 		resolution: rateLimitResolution},
-	{status: 500, class: Retryable, reason: ReasonCloudflareUnavailable,
+	{status: 500, class: failure.Retryable, reason: v1alpha1.ReasonCloudflareUnavailable,
 		resolution: "Nothing to do: the operator retries with backoff. If it persists, give Cloudflare support the Ray ID."},
 }

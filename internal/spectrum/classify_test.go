@@ -11,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // TestClassifyTable walks the table entry by entry: each code, answered with
@@ -52,39 +56,39 @@ func TestClassifyTable(t *testing.T) {
 func TestClassifyDocumentedCodes(t *testing.T) {
 	cases := []struct {
 		code, status int
-		class        Class
+		class        failure.Class
 		reason       string
 	}{
-		{10002, 500, Retryable, "CloudflareInternalError"},
-		{10002, 503, Retryable, "CloudflareInternalError"},
-		{10012, 400, NeedsHuman, "PlanFieldNotAllowed"},
-		{11000, 400, InvalidSpec, "InvalidOriginConfig"},
-		{11001, 400, InvalidSpec, "InvalidOriginDNS"},
-		{11002, 400, InvalidSpec, "InvalidOriginAddress"},
-		{11004, 400, InvalidSpec, "DNSTypeMismatch"},
-		{11014, 403, NeedsHuman, "FTPNotEnabled"},
-		{11018, 403, NeedsHuman, "BYOIPNotEnabled"},
-		{11019, 400, NeedsHuman, "EdgeIPsNotAuthorized"},
-		{11026, 403, NeedsHuman, "ArgoNotEnabled"},
-		{11033, 400, NeedsHuman, "EdgeIPInUse"},
-		{11034, 400, NeedsHuman, "PlanAppLimitReached"},
-		{11041, 400, InvalidSpec, "VirtualNetworkWithOriginDNS"},
-		{11042, 400, InvalidSpec, "VirtualNetworkMultipleOrigins"},
-		{11043, 400, InvalidSpec, "VirtualNetworkPortRange"},
-		{11044, 400, NeedsHuman, "VirtualNetworkRouteMissing"},
-		{11045, 400, InvalidSpec, "InvalidVirtualNetworkID"},
-		{11050, 400, NeedsHuman, "OriginDNSInAnotherZone"},
-		{12005, 400, NeedsHuman, "IPv4QuotaExhausted"},
-		{13002, 400, NeedsHuman, "ProtocolNotAvailable"},
-		{16001, 400, NeedsHuman, "HostnameInAnotherZone"},
-		{10000, 401, NeedsHuman, "AuthenticationFailed"},
-		{10000, 403, NeedsHuman, "AuthenticationFailed"},
-		{9109, 401, NeedsHuman, "AuthenticationFailed"},
-		{9109, 403, NeedsHuman, "AuthenticationFailed"},
-		{971, 429, Retryable, "RateLimited"},
-		{10100, 429, Retryable, "RateLimited"},
-		{10300, 429, Retryable, "RateLimited"},
-		{10006, 404, Retryable, "AppNotFound"},
+		{10002, 500, failure.Retryable, "CloudflareInternalError"},
+		{10002, 503, failure.Retryable, "CloudflareInternalError"},
+		{10012, 400, failure.NeedsHuman, "PlanFieldNotAllowed"},
+		{11000, 400, failure.InvalidSpec, "InvalidOriginConfig"},
+		{11001, 400, failure.InvalidSpec, "InvalidOriginDNS"},
+		{11002, 400, failure.InvalidSpec, "InvalidOriginAddress"},
+		{11004, 400, failure.InvalidSpec, "DNSTypeMismatch"},
+		{11014, 403, failure.NeedsHuman, "FTPNotEnabled"},
+		{11018, 403, failure.NeedsHuman, "BYOIPNotEnabled"},
+		{11019, 400, failure.NeedsHuman, "EdgeIPsNotAuthorized"},
+		{11026, 403, failure.NeedsHuman, "ArgoNotEnabled"},
+		{11033, 400, failure.NeedsHuman, "EdgeIPInUse"},
+		{11034, 400, failure.NeedsHuman, "PlanAppLimitReached"},
+		{11041, 400, failure.InvalidSpec, "VirtualNetworkWithOriginDNS"},
+		{11042, 400, failure.InvalidSpec, "VirtualNetworkMultipleOrigins"},
+		{11043, 400, failure.InvalidSpec, "VirtualNetworkPortRange"},
+		{11044, 400, failure.NeedsHuman, "VirtualNetworkRouteMissing"},
+		{11045, 400, failure.InvalidSpec, "InvalidVirtualNetworkID"},
+		{11050, 400, failure.NeedsHuman, "OriginDNSInAnotherZone"},
+		{12005, 400, failure.NeedsHuman, "IPv4QuotaExhausted"},
+		{13002, 400, failure.NeedsHuman, "ProtocolNotAvailable"},
+		{16001, 400, failure.NeedsHuman, "HostnameInAnotherZone"},
+		{10000, 401, failure.NeedsHuman, "AuthenticationFailed"},
+		{10000, 403, failure.NeedsHuman, "AuthenticationFailed"},
+		{9109, 401, failure.NeedsHuman, "AuthenticationFailed"},
+		{9109, 403, failure.NeedsHuman, "AuthenticationFailed"},
+		{971, 429, failure.Retryable, "RateLimited"},
+		{10100, 429, failure.Retryable, "RateLimited"},
+		{10300, 429, failure.Retryable, "RateLimited"},
+		{10006, 404, failure.Retryable, "AppNotFound"},
 	}
 	for _, tc := range cases {
 		got := Classify(&APIError{HTTPStatus: tc.status, Errors: []ErrorDetail{{Code: tc.code}}})
@@ -98,29 +102,29 @@ func TestClassifyWithoutKnownCode(t *testing.T) {
 	cases := []struct {
 		name   string
 		err    *APIError
-		class  Class
+		class  failure.Class
 		reason string
 	}{
-		{"unknown code on 500", &APIError{HTTPStatus: 500, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareUnavailable"},
-		{"unknown code on 502", &APIError{HTTPStatus: 502, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareUnavailable"},
-		{"unknown code on 400", &APIError{HTTPStatus: 400, Errors: []ErrorDetail{{Code: 99999}}}, NeedsHuman, "UnknownCloudflareError"},
+		{"unknown code on 500", &APIError{HTTPStatus: 500, Errors: []ErrorDetail{{Code: 99999}}}, failure.Retryable, "CloudflareUnavailable"},
+		{"unknown code on 502", &APIError{HTTPStatus: 502, Errors: []ErrorDetail{{Code: 99999}}}, failure.Retryable, "CloudflareUnavailable"},
+		{"unknown code on 400", &APIError{HTTPStatus: 400, Errors: []ErrorDetail{{Code: 99999}}}, failure.NeedsHuman, "UnknownCloudflareError"},
 		// A timeout or a conflicting change at Cloudflare passes by itself;
 		// Cloudflare's own SDKs retry 408 and 409.
-		{"unknown code on 408", &APIError{HTTPStatus: 408, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareTimeout"},
-		{"408 without body", &APIError{HTTPStatus: 408, BodyProblem: "empty response body"}, Retryable, "CloudflareTimeout"},
-		{"unknown code on 409", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 99999}}}, Retryable, "CloudflareConflict"},
-		{"409 without code", &APIError{HTTPStatus: 409}, Retryable, "CloudflareConflict"},
-		{"known human code on 409 still needs a person", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 16001}}}, NeedsHuman, "HostnameInAnotherZone"},
-		{"429 whatever the code", &APIError{HTTPStatus: 429, Errors: []ErrorDetail{{Code: 11026}}}, Retryable, "RateLimited"},
-		{"429 without body", &APIError{HTTPStatus: 429, BodyProblem: "empty response body"}, Retryable, "RateLimited"},
-		{"401 without code", &APIError{HTTPStatus: 401}, NeedsHuman, "AuthenticationFailed"},
-		{"403 without code", &APIError{HTTPStatus: 403}, NeedsHuman, "PermissionDenied"},
-		{"404 without code", &APIError{HTTPStatus: 404}, Retryable, "AppNotFound"},
-		{"HTML 502", &APIError{HTTPStatus: 502, BodyProblem: "response is not JSON (text/html)"}, Retryable, "CloudflareUnavailable"},
-		{"undecodable 200", &APIError{HTTPStatus: 200, BodyProblem: "truncated JSON"}, Retryable, "UnexpectedResponse"},
-		{"undecodable 400", &APIError{HTTPStatus: 400, BodyProblem: "empty response body"}, NeedsHuman, "UnknownCloudflareError"},
-		{"human code beats retryable", &APIError{HTTPStatus: 500, Errors: []ErrorDetail{{Code: 10002}, {Code: 11026}}}, NeedsHuman, "ArgoNotEnabled"},
-		{"first human code wins", &APIError{HTTPStatus: 400, Errors: []ErrorDetail{{Code: 99999}, {Code: 11000}, {Code: 16001}}}, InvalidSpec, "InvalidOriginConfig"},
+		{"unknown code on 408", &APIError{HTTPStatus: 408, Errors: []ErrorDetail{{Code: 99999}}}, failure.Retryable, "CloudflareTimeout"},
+		{"408 without body", &APIError{HTTPStatus: 408, BodyProblem: "empty response body"}, failure.Retryable, "CloudflareTimeout"},
+		{"unknown code on 409", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 99999}}}, failure.Retryable, "CloudflareConflict"},
+		{"409 without code", &APIError{HTTPStatus: 409}, failure.Retryable, "CloudflareConflict"},
+		{"known human code on 409 still needs a person", &APIError{HTTPStatus: 409, Errors: []ErrorDetail{{Code: 16001}}}, failure.NeedsHuman, "HostnameInAnotherZone"},
+		{"429 whatever the code", &APIError{HTTPStatus: 429, Errors: []ErrorDetail{{Code: 11026}}}, failure.Retryable, "RateLimited"},
+		{"429 without body", &APIError{HTTPStatus: 429, BodyProblem: "empty response body"}, failure.Retryable, "RateLimited"},
+		{"401 without code", &APIError{HTTPStatus: 401}, failure.NeedsHuman, "AuthenticationFailed"},
+		{"403 without code", &APIError{HTTPStatus: 403}, failure.NeedsHuman, "PermissionDenied"},
+		{"404 without code", &APIError{HTTPStatus: 404}, failure.Retryable, "AppNotFound"},
+		{"HTML 502", &APIError{HTTPStatus: 502, BodyProblem: "response is not JSON (text/html)"}, failure.Retryable, "CloudflareUnavailable"},
+		{"undecodable 200", &APIError{HTTPStatus: 200, BodyProblem: "truncated JSON"}, failure.Retryable, "UnexpectedResponse"},
+		{"undecodable 400", &APIError{HTTPStatus: 400, BodyProblem: "empty response body"}, failure.NeedsHuman, "UnknownCloudflareError"},
+		{"human code beats retryable", &APIError{HTTPStatus: 500, Errors: []ErrorDetail{{Code: 10002}, {Code: 11026}}}, failure.NeedsHuman, "ArgoNotEnabled"},
+		{"first human code wins", &APIError{HTTPStatus: 400, Errors: []ErrorDetail{{Code: 99999}, {Code: 11000}, {Code: 16001}}}, failure.InvalidSpec, "InvalidOriginConfig"},
 	}
 	for _, tc := range cases {
 		got := Classify(tc.err)
@@ -182,8 +186,8 @@ func TestClassifyTransportErrors(t *testing.T) {
 	}
 	for name, err := range cases {
 		got := Classify(err)
-		if got.Class != Retryable || got.Reason != ReasonNetworkError {
-			t.Errorf("%s: got %v %s, want Retryable NetworkError", name, got.Class, got.Reason)
+		if got.Class != failure.Retryable || got.Reason != v1alpha1.ReasonNetworkError {
+			t.Errorf("%s: got %v %s, want failure.Retryable NetworkError", name, got.Class, got.Reason)
 		}
 		if got.HTTPStatus != 0 || !strings.Contains(got.Message, "could not be reached") {
 			t.Errorf("%s: message %q", name, got.Message)
@@ -194,7 +198,7 @@ func TestClassifyTransportErrors(t *testing.T) {
 func TestClassifyOwnRateLimit(t *testing.T) {
 	err := &RequestError{Method: "GET", Path: "/p", Err: fmt.Errorf("%w: pause", ErrRateLimited)}
 	got := Classify(err)
-	if got.Class != Retryable || got.Reason != ReasonRateLimited {
+	if got.Class != failure.Retryable || got.Reason != v1alpha1.ReasonRateLimited {
 		t.Fatalf("got %v %s", got.Class, got.Reason)
 	}
 }
@@ -203,7 +207,7 @@ func TestClassifyNilAndUnknown(t *testing.T) {
 	if got := Classify(nil); got.Class != 0 || got.Reason != "" {
 		t.Errorf("Classify(nil) = %+v", got)
 	}
-	if got := Classify(errors.New("something odd")); got.Class != Retryable || got.Reason != ReasonUnexpectedError {
+	if got := Classify(errors.New("something odd")); got.Class != failure.Retryable || got.Reason != v1alpha1.ReasonUnexpectedError {
 		t.Errorf("unknown error: %v %s", got.Class, got.Reason)
 	}
 }
@@ -246,6 +250,22 @@ func mustContain(t *testing.T, text string, parts ...string) {
 	for _, p := range parts {
 		if !strings.Contains(text, p) {
 			t.Errorf("%q does not contain %q", text, p)
+		}
+	}
+}
+
+// Every code the rule set mirrors has its row in the table: a rule that
+// names a code the table does not know would tell the user one thing at
+// admission and the controller another when Cloudflare answers with it.
+func TestTableKnowsEveryCodeOfTheRules(t *testing.T) {
+	for _, code := range rules.Codes {
+		e, ok := codeEntry(code)
+		if !ok {
+			t.Errorf("rule code %d has no row in the classification table", code)
+			continue
+		}
+		if e.class == failure.Retryable {
+			t.Errorf("rule code %d is classified Retryable: a spec Cloudflare refuses is refused again", code)
 		}
 	}
 }

@@ -49,8 +49,9 @@ type Options struct {
 	// zero. Waiting for the rate limiter is bounded by the caller's context
 	// only.
 	Timeout time.Duration
-	// Limiter is the token's request budget; no limit when nil.
-	Limiter *RateLimiter
+	// Budget is the token's request budget (package budget); no limit when
+	// nil.
+	Budget Budget
 	// UserAgent is sent with every request; DefaultUserAgent when empty.
 	UserAgent string
 	// Observer, when set, is told about every request.
@@ -69,15 +70,11 @@ type APIClient struct {
 	credential *credential
 	httpClient *http.Client
 	timeout    time.Duration
-	limiter    *RateLimiter
+	budget     Budget
 	userAgent  string
 	observer   Observer
 	metrics    *Metrics
 	decoded    decodedApps
-	// key is the token's key in the Connector that made the client;
-	// activity says when the client was last used (see idle.go).
-	key      tokenKey
-	activity activity
 }
 
 // credential keeps the token inside a closure: fmt prints a func as an
@@ -109,7 +106,7 @@ func NewClient(opts Options) *APIClient {
 		credential: newCredential(opts.Token),
 		httpClient: opts.HTTPClient,
 		timeout:    opts.Timeout,
-		limiter:    opts.Limiter,
+		budget:     opts.Budget,
 		userAgent:  opts.UserAgent,
 		observer:   opts.Observer,
 		metrics:    opts.Metrics,
@@ -127,15 +124,6 @@ func NewClient(opts Options) *APIClient {
 		client.userAgent = DefaultUserAgent
 	}
 	return client
-}
-
-// RequestTimeout is the timeout of each request of the Connector's
-// clients.
-func (c *Connector) RequestTimeout() time.Duration {
-	if c.opts.Timeout > 0 {
-		return c.opts.Timeout
-	}
-	return DefaultTimeout
 }
 
 func appsPath(zoneID string) string {
@@ -311,38 +299,21 @@ func requestBody(app App) App {
 	return app
 }
 
-// sendDeadlineKey carries the time by which a request must leave, or not
-// be sent at all.
-type sendDeadlineKey struct{}
-
-// WithSendDeadline returns a context whose requests are sent by sendBy or
-// not at all: the token's budget holding one back longer fails it fast
-// with ErrNotSent. The request itself is still bounded by ctx's deadline.
-// A create uses it so that the record it wrote before the request can
-// promise a short time by which the create has landed.
-func WithSendDeadline(ctx context.Context, sendBy time.Time) context.Context {
-	return context.WithValue(ctx, sendDeadlineKey{}, sendBy)
-}
-
-// waitForBudget waits until the token's budget lets a request through, by
-// the send deadline when ctx carries one. A request made for an object
-// (WithTurn) takes its turn in the token's line instead of waiting.
-func (c *APIClient) waitForBudget(ctx context.Context) error {
-	if c.limiter == nil {
+// TakeTurn takes the turn of the object ctx was made for in the token's
+// budget (see Budget); nil without a budget.
+func (c *APIClient) TakeTurn(ctx context.Context) error {
+	if c.budget == nil {
 		return nil
 	}
-	if sendBy, ok := ctx.Value(sendDeadlineKey{}).(time.Time); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, sendBy)
-		defer cancel()
+	return c.budget.TakeTurn(ctx)
+}
+
+// admit waits until the token's budget lets a request through.
+func (c *APIClient) admit(ctx context.Context) (answered func(status int, header http.Header), err error) {
+	if c.budget == nil {
+		return func(int, http.Header) {}, nil
 	}
-	if t := turnFrom(ctx); t != nil {
-		return c.limiter.line.take(ctx, t)
-	}
-	if spareFrom(ctx) {
-		return c.limiter.waitSpare(ctx)
-	}
-	return c.limiter.Wait(ctx)
+	return c.budget.Admit(ctx)
 }
 
 // do sends one request and decodes its answer into result.
@@ -358,11 +329,12 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 			return nil, requestFailed(fmt.Errorf("encoding the request: %w", err))
 		}
 	}
-	c.activity.begin()
-	defer c.activity.end()
-	if err := c.waitForBudget(ctx); err != nil {
+	answered, err := c.admit(ctx)
+	if err != nil {
 		return nil, requestFailed(fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
+	status, header := 0, http.Header(nil)
+	defer func() { answered(status, header) }()
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -381,9 +353,7 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 		c.observe(method, 0, 0, sent)
 		return nil, requestFailed(err)
 	}
-	if c.limiter != nil {
-		c.limiter.observe(resp.StatusCode, resp.Header)
-	}
+	status, header = resp.StatusCode, resp.Header
 
 	info, err := decodeResponse(response{
 		method: method, path: path, status: resp.StatusCode,

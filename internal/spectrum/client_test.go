@@ -14,6 +14,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
@@ -246,51 +248,51 @@ func TestClientDocumentedCodes(t *testing.T) {
 		app    spectrum.App
 		status int
 		code   int
-		class  spectrum.Class
+		class  failure.Class
 		reason string
 	}{
 		{name: "no token", token: "", zone: enterpriseZone, app: sshApp("ssh.example.com"),
-			status: 401, code: 10000, class: spectrum.NeedsHuman, reason: "AuthenticationFailed"},
+			status: 401, code: 10000, class: failure.NeedsHuman, reason: "AuthenticationFailed"},
 		{name: "unknown token", token: "no-such-token", zone: enterpriseZone, app: sshApp("ssh.example.com"),
-			status: 403, code: 9109, class: spectrum.NeedsHuman, reason: "AuthenticationFailed"},
+			status: 403, code: 9109, class: failure.NeedsHuman, reason: "AuthenticationFailed"},
 		{name: "revoked token", token: revokedToken, zone: enterpriseZone, app: sshApp("ssh.example.com"),
-			status: 403, code: 9109, class: spectrum.NeedsHuman, reason: "AuthenticationFailed"},
+			status: 403, code: 9109, class: failure.NeedsHuman, reason: "AuthenticationFailed"},
 		{name: "zone of another account", token: enterpriseToken, zone: paygZone, app: sshApp("ssh.example.net"),
-			status: 403, code: 10000, class: spectrum.NeedsHuman, reason: "AuthenticationFailed"},
+			status: 403, code: 10000, class: failure.NeedsHuman, reason: "AuthenticationFailed"},
 		{name: "pay-as-you-go extra field", token: paygToken, zone: paygZone,
 			app:    withApp(func(a *spectrum.App) { a.DNS.Name, a.TLS = "ssh.example.net", "full" }),
-			status: 400, code: 10012, class: spectrum.NeedsHuman, reason: "PlanFieldNotAllowed"},
+			status: 400, code: 10012, class: failure.NeedsHuman, reason: "PlanFieldNotAllowed"},
 		{name: "pay-as-you-go second app of a protocol", token: paygToken, zone: paygZone,
 			setup: func(t *testing.T, sim *spectrumtest.Server) string {
 				mustCreate(t, sim, paygToken, paygZone, sshApp("first.example.net"))
 				return ""
 			},
 			app:    sshApp("second.example.net"),
-			status: 400, code: 11034, class: spectrum.NeedsHuman, reason: "PlanAppLimitReached"},
+			status: 400, code: 11034, class: failure.NeedsHuman, reason: "PlanAppLimitReached"},
 		{name: "both origins", token: enterpriseToken, zone: enterpriseZone,
 			app: withApp(func(a *spectrum.App) {
 				a.OriginDNS = &spectrum.OriginDNS{Name: "o.example.com"}
 				a.OriginPort = &spectrum.OriginPort{Start: 22}
 			}),
-			status: 400, code: 11000, class: spectrum.InvalidSpec, reason: "InvalidOriginConfig"},
+			status: 400, code: 11000, class: failure.InvalidSpec, reason: "InvalidOriginConfig"},
 		{name: "origin dns without port", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { a.OriginDirect, a.OriginDNS = nil, &spectrum.OriginDNS{Name: "o.example.com"} }),
-			status: 400, code: 11001, class: spectrum.InvalidSpec, reason: "InvalidOriginDNS"},
+			status: 400, code: 11001, class: failure.InvalidSpec, reason: "InvalidOriginDNS"},
 		{name: "IPv6 origin without brackets", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { a.OriginDirect = []string{"tcp://2001:db8::1:22"} }),
-			status: 400, code: 11002, class: spectrum.InvalidSpec, reason: "InvalidOriginAddress"},
+			status: 400, code: 11002, class: failure.InvalidSpec, reason: "InvalidOriginAddress"},
 		{name: "ADDRESS with dynamic edge IPs", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { a.DNS.Type = "ADDRESS" }),
-			status: 400, code: 11004, class: spectrum.InvalidSpec, reason: "DNSTypeMismatch"},
+			status: 400, code: 11004, class: failure.InvalidSpec, reason: "DNSTypeMismatch"},
 		{name: "dns type changed on update", token: enterpriseToken, zone: enterpriseZone,
 			setup: func(t *testing.T, sim *spectrumtest.Server) string {
 				return mustCreate(t, sim, enterpriseToken, enterpriseZone, sshApp("ssh.example.com")).ID
 			},
 			app:    withApp(static),
-			status: 400, code: 11004, class: spectrum.InvalidSpec, reason: "DNSTypeMismatch"},
+			status: 400, code: 11004, class: failure.InvalidSpec, reason: "DNSTypeMismatch"},
 		{name: "FTP without entitlement", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { a.Protocol, a.OriginDirect = "tcp/21", []string{"tcp://192.0.2.1:21"} }),
-			status: 403, code: 11014, class: spectrum.NeedsHuman, reason: "FTPNotEnabled"},
+			status: 403, code: 11014, class: failure.NeedsHuman, reason: "FTPNotEnabled"},
 		{name: "BYOIP without entitlement", token: enterpriseToken, zone: enterpriseZone,
 			setup: func(t *testing.T, sim *spectrumtest.Server) string {
 				if err := sim.SetEntitlement(enterpriseAccount, spectrumtest.EntitlementBYOIP, false); err != nil {
@@ -299,16 +301,16 @@ func TestClientDocumentedCodes(t *testing.T) {
 				return ""
 			},
 			app:    withApp(static),
-			status: 403, code: 11018, class: spectrum.NeedsHuman, reason: "BYOIPNotEnabled"},
+			status: 403, code: 11018, class: failure.NeedsHuman, reason: "BYOIPNotEnabled"},
 		{name: "edge IPs without IP Prefixes permission", token: noPrefixesToken, zone: enterpriseZone,
 			app:    withApp(static),
-			status: 400, code: 11019, class: spectrum.NeedsHuman, reason: "EdgeIPsNotAuthorized"},
+			status: 400, code: 11019, class: failure.NeedsHuman, reason: "EdgeIPsNotAuthorized"},
 		{name: "edge IP outside the account's prefixes", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { static(a); a.EdgeIPs.IPs = []string{"198.51.100.7"} }),
-			status: 400, code: 11019, class: spectrum.NeedsHuman, reason: "EdgeIPsNotAuthorized"},
+			status: 400, code: 11019, class: failure.NeedsHuman, reason: "EdgeIPsNotAuthorized"},
 		{name: "Argo without entitlement", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { a.ArgoSmartRouting = ptr(true) }),
-			status: 403, code: 11026, class: spectrum.NeedsHuman, reason: "ArgoNotEnabled"},
+			status: 403, code: 11026, class: failure.NeedsHuman, reason: "ArgoNotEnabled"},
 		{name: "edge IP used in another zone", token: enterpriseToken, zone: enterpriseZone,
 			setup: func(t *testing.T, sim *spectrumtest.Server) string {
 				mustCreate(t, sim, enterpriseToken, otherZone, spectrum.App{Protocol: "tcp/22",
@@ -318,50 +320,50 @@ func TestClientDocumentedCodes(t *testing.T) {
 				return ""
 			},
 			app:    withApp(static),
-			status: 400, code: 11033, class: spectrum.NeedsHuman, reason: "EdgeIPInUse"},
+			status: 400, code: 11033, class: failure.NeedsHuman, reason: "EdgeIPInUse"},
 		{name: "virtual network with origin dns", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { originDNS("o.example.com")(a); a.VirtualNetworkID = virtualNetworkID }),
-			status: 400, code: 11041, class: spectrum.InvalidSpec, reason: "VirtualNetworkWithOriginDNS"},
+			status: 400, code: 11041, class: failure.InvalidSpec, reason: "VirtualNetworkWithOriginDNS"},
 		{name: "virtual network with two origins", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(viaVirtualNetwork("tcp://10.0.0.5:22", "tcp://10.0.0.6:22")),
-			status: 400, code: 11042, class: spectrum.InvalidSpec, reason: "VirtualNetworkMultipleOrigins"},
+			status: 400, code: 11042, class: failure.InvalidSpec, reason: "VirtualNetworkMultipleOrigins"},
 		{name: "virtual network with a port range", token: enterpriseToken, zone: enterpriseZone,
 			app: withApp(func(a *spectrum.App) {
 				viaVirtualNetwork("tcp://10.0.0.5:2000-2001")(a)
 				a.Protocol = "tcp/2000-2001"
 			}),
-			status: 400, code: 11043, class: spectrum.InvalidSpec, reason: "VirtualNetworkPortRange"},
+			status: 400, code: 11043, class: failure.InvalidSpec, reason: "VirtualNetworkPortRange"},
 		{name: "virtual network without a route", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(viaVirtualNetwork("tcp://10.9.9.9:22")),
-			status: 400, code: 11044, class: spectrum.NeedsHuman, reason: "VirtualNetworkRouteMissing"},
+			status: 400, code: 11044, class: failure.NeedsHuman, reason: "VirtualNetworkRouteMissing"},
 		{name: "virtual network that does not exist", token: enterpriseToken, zone: enterpriseZone,
 			app: withApp(func(a *spectrum.App) {
 				viaVirtualNetwork("tcp://10.0.0.5:22")(a)
 				a.VirtualNetworkID = "11111111-2222-4333-8444-555555555555"
 			}),
-			status: 400, code: 11044, class: spectrum.NeedsHuman, reason: "VirtualNetworkRouteMissing"},
+			status: 400, code: 11044, class: failure.NeedsHuman, reason: "VirtualNetworkRouteMissing"},
 		{name: "virtual network id not a UUID", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(func(a *spectrum.App) { viaVirtualNetwork("tcp://10.0.0.5:22")(a); a.VirtualNetworkID = "private-net" }),
-			status: 400, code: 11045, class: spectrum.InvalidSpec, reason: "InvalidVirtualNetworkID"},
+			status: 400, code: 11045, class: failure.InvalidSpec, reason: "InvalidVirtualNetworkID"},
 		{name: "origin dns in another zone", token: enterpriseToken, zone: enterpriseZone,
 			app:    withApp(originDNS(foreignOriginName)),
-			status: 400, code: 11050, class: spectrum.NeedsHuman, reason: "OriginDNSInAnotherZone"},
+			status: 400, code: 11050, class: failure.NeedsHuman, reason: "OriginDNSInAnotherZone"},
 		{name: "IPv4 quota used up", token: enterpriseToken, zone: quotaZone,
 			setup: func(t *testing.T, sim *spectrumtest.Server) string {
 				mustCreate(t, sim, enterpriseToken, quotaZone, sshApp("one.quota.example"))
 				return ""
 			},
 			app:    sshApp("two.quota.example"),
-			status: 400, code: 12005, class: spectrum.NeedsHuman, reason: "IPv4QuotaExhausted"},
+			status: 400, code: 12005, class: failure.NeedsHuman, reason: "IPv4QuotaExhausted"},
 		{name: "protocol not available", token: paygToken, zone: paygZone,
 			app:    withApp(func(a *spectrum.App) { a.DNS.Name, a.Protocol = "web.example.net", "tcp/8080" }),
-			status: 400, code: 13002, class: spectrum.NeedsHuman, reason: "ProtocolNotAvailable"},
+			status: 400, code: 13002, class: failure.NeedsHuman, reason: "ProtocolNotAvailable"},
 		{name: "hostname of another configured zone", token: enterpriseToken, zone: enterpriseZone,
 			app:    sshApp("ssh.other.example"),
-			status: 400, code: 16001, class: spectrum.NeedsHuman, reason: "HostnameInAnotherZone"},
+			status: 400, code: 16001, class: failure.NeedsHuman, reason: "HostnameInAnotherZone"},
 		{name: "hostname of a zone elsewhere", token: enterpriseToken, zone: enterpriseZone,
 			app:    sshApp(foreignHostname),
-			status: 400, code: 16001, class: spectrum.NeedsHuman, reason: "HostnameInAnotherZone"},
+			status: 400, code: 16001, class: failure.NeedsHuman, reason: "HostnameInAnotherZone"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -492,7 +494,7 @@ func TestRequestsCounter(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	counter := spectrum.NewRequestsCounter()
 	var observed []string
-	connector := spectrum.NewConnector(spectrum.ConnectorOptions{
+	connector := budget.NewConnector(budget.ConnectorOptions{
 		BaseURL: sim.URL, RequestsPerSecond: 1000, Requests: counter,
 		Observer: func(method string, status, code int) { observed = append(observed, fmt.Sprint(method, status, code)) },
 	})
@@ -525,7 +527,7 @@ func TestRequestsCounter(t *testing.T) {
 // Reconciles run in parallel and share one client per token.
 func TestConcurrentCallersShareOneClient(t *testing.T) {
 	sim := startSimulator(t, testConfig())
-	client := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 1000, Burst: 50}).ForToken(enterpriseToken)
+	client := budget.NewConnector(budget.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 1000, Burst: 50}).ForToken(enterpriseToken)
 	ctx := testContext(t)
 	const workers, each = 8, 5
 	errs := make(chan error, workers*each*2)
@@ -559,14 +561,14 @@ func TestConcurrentCallersShareOneClient(t *testing.T) {
 func TestSendDeadlineBoundsTheWaitForTheBudget(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	// One request per 2 s, no burst beyond the first.
-	client := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 0.5, Burst: 1}).ForToken(enterpriseToken)
+	client := budget.NewConnector(budget.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 0.5, Burst: 1}).ForToken(enterpriseToken)
 	ctx, cancel := context.WithTimeout(testContext(t), time.Minute)
 	defer cancel()
 	if _, err := client.CreateApp(ctx, enterpriseZone, sshApp("first.example.com")); err != nil {
 		t.Fatal(err)
 	}
 	started := time.Now()
-	_, err := client.CreateApp(spectrum.WithSendDeadline(ctx, time.Now().Add(200*time.Millisecond)), enterpriseZone, sshApp("held.example.com"))
+	_, err := client.CreateApp(budget.WithSendDeadline(ctx, time.Now().Add(200*time.Millisecond)), enterpriseZone, sshApp("held.example.com"))
 	if !errors.Is(err, spectrum.ErrNotSent) || spectrum.MayHaveBeenApplied(err) {
 		t.Fatalf("create held by the budget past its send deadline: %v, want ErrNotSent and not 'may have been applied'", err)
 	}
@@ -576,7 +578,15 @@ func TestSendDeadlineBoundsTheWaitForTheBudget(t *testing.T) {
 	if got := len(sim.Apps()); got != 1 {
 		t.Errorf("%d apps at the simulator, want 1: the held create must not be sent", got)
 	}
-	if _, err := client.CreateApp(spectrum.WithSendDeadline(ctx, time.Now().Add(5*time.Second)), enterpriseZone, sshApp("sent.example.com")); err != nil {
+	if _, err := client.CreateApp(budget.WithSendDeadline(ctx, time.Now().Add(5*time.Second)), enterpriseZone, sshApp("sent.example.com")); err != nil {
 		t.Fatalf("create whose budget slot is within the send deadline: %v", err)
+	}
+}
+func TestClientDoesNotPrintToken(t *testing.T) {
+	client := spectrum.NewClient(spectrum.Options{Token: "very-secret-token-value"})
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if strings.Contains(fmt.Sprintf(format, client), "very-secret-token-value") {
+			t.Errorf("%s of the client prints the token", format)
+		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 )
 
 // The API has changed shape over the years and apps created long ago still

@@ -8,16 +8,21 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 )
 
-// Cloudflare's defaults for optional fields: an app that leaves a field
-// unset reads back with these values.
+// Cloudflare's defaults for optional fields, the one place they are
+// written: an app that leaves a field unset reads back with these values
+// (Differences reads an unset field as its default, and export leaves a
+// default out of the manifest).
 const (
-	defaultProxyProtocol = "off"
-	defaultTLS           = "off"
-	defaultTrafficType   = "direct"
-	defaultConnectivity  = "all"
+	DefaultProxyProtocol = "off"
+	DefaultTLS           = "off"
+	DefaultTrafficType   = "direct"
+	// DefaultEdgeIPsType and DefaultConnectivity: dynamic addresses on
+	// both address families.
+	DefaultEdgeIPsType  = "dynamic"
+	DefaultConnectivity = "all"
 )
 
 // FromSpec returns the app a spec asks for: only the Cloudflare fields, and
@@ -139,9 +144,9 @@ func Differences(desired, observed App) []string {
 	fields = append(fields, originDNSDifferences(desired.OriginDNS, observed.OriginDNS)...)
 	differ("origin_port", originPortText(desired.OriginPort) != originPortText(observed.OriginPort))
 	differ("ip_firewall", boolOrFalse(desired.IPFirewall) != boolOrFalse(observed.IPFirewall))
-	differ("proxy_protocol", orDefault(desired.ProxyProtocol, defaultProxyProtocol) != orDefault(observed.ProxyProtocol, defaultProxyProtocol))
-	differ("tls", orDefault(desired.TLS, defaultTLS) != orDefault(observed.TLS, defaultTLS))
-	differ("traffic_type", orDefault(desired.TrafficType, defaultTrafficType) != orDefault(observed.TrafficType, defaultTrafficType))
+	differ("proxy_protocol", orDefault(desired.ProxyProtocol, DefaultProxyProtocol) != orDefault(observed.ProxyProtocol, DefaultProxyProtocol))
+	differ("tls", orDefault(desired.TLS, DefaultTLS) != orDefault(observed.TLS, DefaultTLS))
+	differ("traffic_type", orDefault(desired.TrafficType, DefaultTrafficType) != orDefault(observed.TrafficType, DefaultTrafficType))
 	fields = append(fields, edgeIPsDifferences(desired.EdgeIPs, observed.EdgeIPs)...)
 	differ("argo_smart_routing", boolOrFalse(desired.ArgoSmartRouting) != boolOrFalse(observed.ArgoSmartRouting))
 	differ("virtual_network_id", !strings.EqualFold(desired.VirtualNetworkID, observed.VirtualNetworkID))
@@ -182,7 +187,7 @@ func originDNSDifferences(desired, observed *OriginDNS) []string {
 // defaultEdgeIPs is what an application without edge_ips has: apps that
 // predate the field read back without it, and were given dynamic addresses
 // on all families, as an app that does not send it is given now.
-var defaultEdgeIPs = EdgeIPs{Type: "dynamic", Connectivity: defaultConnectivity}
+var defaultEdgeIPs = EdgeIPs{Type: DefaultEdgeIPsType, Connectivity: DefaultConnectivity}
 
 func edgeIPsDifferences(desired, observed *EdgeIPs) []string {
 	if desired == nil {
@@ -195,10 +200,10 @@ func edgeIPsDifferences(desired, observed *EdgeIPs) []string {
 	if !strings.EqualFold(desired.Type, observed.Type) {
 		return []string{"edge_ips.type"}
 	}
-	if strings.EqualFold(desired.Type, "dynamic") {
+	if strings.EqualFold(desired.Type, DefaultEdgeIPsType) {
 		// Cloudflare reports the addresses it assigned to a dynamic app;
 		// only the families are the user's to choose.
-		if orDefault(desired.Connectivity, defaultConnectivity) != orDefault(observed.Connectivity, defaultConnectivity) {
+		if orDefault(desired.Connectivity, DefaultConnectivity) != orDefault(observed.Connectivity, DefaultConnectivity) {
 			fields = append(fields, "edge_ips.connectivity")
 		}
 		return fields

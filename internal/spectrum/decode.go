@@ -56,7 +56,7 @@ func decodeResponse(r response, result any) (*ResultInfo, error) {
 			HTTPStatus:  r.status,
 			Errors:      details,
 			RayID:       r.header.Get("cf-ray"),
-			RetryAfter:  parseRetryAfter(r.header.Get("Retry-After"), time.Now()),
+			RetryAfter:  ParseRetryAfter(r.header.Get("Retry-After"), time.Now()),
 			Method:      r.method,
 			Path:        r.path,
 			BodyProblem: problem,
@@ -153,9 +153,9 @@ func describeJSONError(err error) string {
 // token, and on a shared token every tenant, for as long as it says.
 const maxRetryAfter = 300 * time.Second
 
-// parseRetryAfter reads Retry-After as seconds or as an HTTP date, capped at
+// ParseRetryAfter reads Retry-After as seconds or as an HTTP date, capped at
 // maxRetryAfter.
-func parseRetryAfter(value string, now time.Time) time.Duration {
+func ParseRetryAfter(value string, now time.Time) time.Duration {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return 0

@@ -122,8 +122,8 @@ func TestParseRetryAfter(t *testing.T) {
 		"Fri, 02 Jan 2026 03:00:00 GMT": 0,
 	}
 	for value, want := range cases {
-		if got := parseRetryAfter(value, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", value, got, want)
+		if got := ParseRetryAfter(value, now); got != want {
+			t.Errorf("ParseRetryAfter(%q) = %s, want %s", value, got, want)
 		}
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
@@ -48,7 +50,7 @@ func TestClientServerErrors(t *testing.T) {
 			if !strings.Contains(apiErr.BodyProblem, tc.problem) {
 				t.Errorf("BodyProblem %q, want %q", apiErr.BodyProblem, tc.problem)
 			}
-			if c := spectrum.Classify(err); c.Class != spectrum.Retryable || c.Reason != tc.reason {
+			if c := spectrum.Classify(err); c.Class != failure.Retryable || c.Reason != tc.reason {
 				t.Errorf("classified %v %s, want Retryable %s", c.Class, c.Reason, tc.reason)
 			}
 			if _, err := client.ListApps(testContext(t), enterpriseZone); err != nil {
@@ -63,12 +65,12 @@ func TestClientServerErrors(t *testing.T) {
 func TestClientHonoursRetryAfter(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	addFault(t, sim, spectrumtest.Fault{Kind: spectrumtest.FaultRateLimited, Count: 1, RetryAfterSeconds: 1})
-	connector := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 1000})
+	connector := budget.NewConnector(budget.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 1000})
 	client := connector.ForToken(enterpriseToken)
 
 	_, err := client.ListApps(testContext(t), enterpriseZone)
 	c := spectrum.Classify(err)
-	if c.Class != spectrum.Retryable || c.Reason != "RateLimited" || c.RetryAfter != time.Second || c.HTTPStatus != 429 {
+	if c.Class != failure.Retryable || c.Reason != "RateLimited" || c.RetryAfter != time.Second || c.HTTPStatus != 429 {
 		t.Fatalf("classified %+v", c)
 	}
 	hurried, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -118,7 +120,7 @@ func TestSimulatorEnforcesRateLimit(t *testing.T) {
 // spaces requests out after its burst.
 func TestClientBudgetSpacesRequests(t *testing.T) {
 	sim := startSimulator(t, testConfig())
-	client := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 20, Burst: 2}).ForToken(enterpriseToken)
+	client := budget.NewConnector(budget.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 20, Burst: 2}).ForToken(enterpriseToken)
 	start := time.Now()
 	for range 6 {
 		if _, err := client.ListApps(testContext(t), enterpriseZone); err != nil {
@@ -139,7 +141,7 @@ func TestClientConnectionReset(t *testing.T) {
 	if !errors.As(err, &requestErr) {
 		t.Fatalf("error %v (%T), want a *RequestError", err, err)
 	}
-	if c := spectrum.Classify(err); c.Class != spectrum.Retryable || c.Reason != "NetworkError" {
+	if c := spectrum.Classify(err); c.Class != failure.Retryable || c.Reason != "NetworkError" {
 		t.Errorf("classified %v %s, want Retryable NetworkError", c.Class, c.Reason)
 	}
 	// The fault matches its path prefix only.
@@ -167,9 +169,9 @@ func TestClientTimeout(t *testing.T) {
 func TestClientNeverRetriesCreate(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	addFault(t, sim, spectrumtest.Fault{Kind: spectrumtest.FaultResponseLost, Method: "POST", Count: 1})
-	client := spectrum.NewConnector(spectrum.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 1000}).ForToken(enterpriseToken)
+	client := budget.NewConnector(budget.ConnectorOptions{BaseURL: sim.URL, RequestsPerSecond: 1000}).ForToken(enterpriseToken)
 	_, err := client.CreateApp(testContext(t), enterpriseZone, sshApp("ssh.example.com"))
-	if c := spectrum.Classify(err); c.Class != spectrum.Retryable || c.Reason != "NetworkError" {
+	if c := spectrum.Classify(err); c.Class != failure.Retryable || c.Reason != "NetworkError" {
 		t.Fatalf("lost response: %v classified %v %s", err, c.Class, c.Reason)
 	}
 	apps := sim.Apps()
@@ -221,7 +223,7 @@ func TestConcurrentCallersStayInsideAFixedWindowBudget(t *testing.T) {
 	sim := startSimulator(t, cfg)
 	var mu sync.Mutex
 	statuses := map[int]int{}
-	client := spectrum.NewConnector(spectrum.ConnectorOptions{
+	client := budget.NewConnector(budget.ConnectorOptions{
 		BaseURL: sim.URL, RequestsPerSecond: 20, Burst: 5,
 		Observer: func(_ string, status, _ int) {
 			mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // Whatever comes back from a 2xx or 5xx answer that is not a usable v4
@@ -96,7 +97,7 @@ func TestMalformedResponsesAreRetryable(t *testing.T) {
 					continue
 				}
 				c := spectrum.Classify(err)
-				if c.Class != spectrum.Retryable {
+				if c.Class != failure.Retryable {
 					t.Errorf("%s: classified %v %s, want Retryable: %s", op, c.Class, c.Reason, c.Message)
 				}
 				if !strings.Contains(c.Message, tc.wantInMessage) {

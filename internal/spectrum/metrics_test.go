@@ -68,14 +68,14 @@ func TestMetricsLabelEachRequestByClassStatusAndCode(t *testing.T) {
 		scripted{status: 429, code: 10100, retryAfter: "1"}, // rate limited
 	)
 	m := NewMetrics()
-	client := NewConnector(ConnectorOptions{BaseURL: url, RequestsPerSecond: 1000, Burst: 10, Metrics: m}).ForToken("secret-token-7f3a")
+	client := NewClient(Options{BaseURL: url, Token: "secret-token-7f3a", Metrics: m})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for range 5 {
 		_, _ = client.GetApp(ctx, "zone-1", "app-1")
 	}
 	// No answer at all: nothing listens on port 1.
-	unreachable := NewConnector(ConnectorOptions{BaseURL: "http://127.0.0.1:1", RequestsPerSecond: 1000, Metrics: m}).ForToken("secret-token-7f3a")
+	unreachable := NewClient(Options{BaseURL: "http://127.0.0.1:1", Token: "secret-token-7f3a", Metrics: m})
 	if _, err := unreachable.GetApp(ctx, "zone-1", "app-1"); err == nil {
 		t.Fatal("a request to a closed port succeeded")
 	}
@@ -98,10 +98,6 @@ func TestMetricsLabelEachRequestByClassStatusAndCode(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.rateLimited); got != 1 {
 		t.Errorf("rate_limited_total = %v, want 1", got)
-	}
-	// The 429 asked for a second's pause.
-	if got := testutil.ToFloat64(m.pauseSeconds); got < 0.9 || got > 1.1 {
-		t.Errorf("rate_limit_pause_seconds_total = %v, want about 1", got)
 	}
 }
 
@@ -134,61 +130,4 @@ func registryOf(c prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	return reg
-}
-
-// The budget left is the lowest over tokens, per policy; it is gone when its
-// window ends without a new answer, and nothing about the tokens shows.
-func TestMetricsReportTheLowestBudgetLeftPerPolicy(t *testing.T) {
-	url := metricsServer(t,
-		scripted{status: 200, ratelimit: `"default";r=90;t=30`, policy: `"default";q=120;w=60`},
-		scripted{status: 200, ratelimit: `"default";r=30;t=20, "burst";r=5;t=5`, policy: `"default";q=120;w=60, "burst";q=10;w=10`},
-		scripted{status: 200, ratelimit: `"nopolicy";r=5;t=5`}, // no quota: no ratio
-	)
-	m := NewMetrics()
-	now := time.Now()
-	m.budget.now = func() time.Time { return now }
-	connector := NewConnector(ConnectorOptions{BaseURL: url, RequestsPerSecond: 1000, Burst: 10, Metrics: m})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, token := range []string{"token-of-alice-1", "token-of-bob-2", "token-of-carol-3"} {
-		if _, err := connector.ForToken(token).GetApp(ctx, "zone-1", "app-1"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := `
-# HELP spectrum_cloudflare_ratelimit_remaining_ratio Share of the Cloudflare API rate-limit budget left (r/q of the Ratelimit and Ratelimit-Policy headers), by policy name; the lowest over the API tokens in use. Absent once the budget's window has ended without a new answer.
-# TYPE spectrum_cloudflare_ratelimit_remaining_ratio gauge
-spectrum_cloudflare_ratelimit_remaining_ratio{policy="burst"} 0.5
-spectrum_cloudflare_ratelimit_remaining_ratio{policy="default"} 0.25
-`
-	if err := testutil.CollectAndCompare(m.budget, strings.NewReader(want)); err != nil {
-		t.Error(err)
-	}
-	// After the burst window (5 s, plus a second for t's rounding) and the
-	// lower default budget's (20 s + 1 s): alice's 90/120 is what is left.
-	now = now.Add(22 * time.Second)
-	want = strings.Replace(want, "spectrum_cloudflare_ratelimit_remaining_ratio{policy=\"burst\"} 0.5\n", "", 1)
-	want = strings.Replace(want, "} 0.25", "} 0.75", 1)
-	if err := testutil.CollectAndCompare(m.budget, strings.NewReader(want)); err != nil {
-		t.Error(err)
-	}
-	now = now.Add(10 * time.Second)
-	if n := testutil.CollectAndCount(m.budget); n != 0 {
-		t.Errorf("%d series after every window ended, want none", n)
-	}
-}
-
-// Every pause counts once, however many times it is extended.
-func TestMetricsCountTimePaused(t *testing.T) {
-	m := NewMetrics()
-	l := m.limiter(NewRateLimiter(1000, 10, 0))
-	now := time.Now()
-	l.now = func() time.Time { return now }
-	l.PauseFor(10 * time.Second)
-	l.PauseFor(4 * time.Second) // inside the first: nothing added
-	now = now.Add(5 * time.Second)
-	l.PauseFor(15 * time.Second) // to 20 s from the start: 10 s more
-	if got := testutil.ToFloat64(m.pauseSeconds); got != 20 {
-		t.Errorf("pause seconds = %v, want 20", got)
-	}
 }

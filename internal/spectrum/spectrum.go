@@ -5,6 +5,7 @@ package spectrum
 
 import (
 	"context"
+	"net/http"
 	"time"
 )
 
@@ -29,10 +30,35 @@ type Client interface {
 	UpdateApp(ctx context.Context, zoneID, appID string, app App) (App, error)
 	// DeleteApp deletes the application.
 	DeleteApp(ctx context.Context, zoneID, appID string) error
+	// TakeTurn takes, ahead of a request, the turn of the object ctx was
+	// made for in the token's budget (budget.WithTurn), so that the request
+	// then goes without waiting: nil when it has its turn, an error
+	// (budget.WaitingForTurn tells) when it waits in line. A create takes
+	// its turn before its record is written, as the record promises the
+	// create goes out within seconds.
+	TakeTurn(ctx context.Context) error
 	// ZoneID finds the ID of the zone named name among the zones the token
 	// can see (GET /zones?name=); found is false when there is none, which
 	// Cloudflare does not tell apart from a zone the token may not see.
 	ZoneID(ctx context.Context, name string) (id string, found bool, err error)
+}
+
+// Budget is the request budget of a client's API token, shared by every
+// request made with the token (package budget implements it).
+type Budget interface {
+	// Admit waits until a request may be sent, and fails, with nothing
+	// sent, when it cannot be by ctx's deadline (or when the request waits
+	// for its turn: see TakeTurn). answered is called once the request is
+	// done, with the answer's status and header (0 and nil when none came),
+	// from which the budget learns what Cloudflare says is left.
+	Admit(ctx context.Context) (answered func(status int, header http.Header), err error)
+	// TakeTurn takes the turn of the object ctx was made for (see
+	// Client.TakeTurn).
+	TakeTurn(ctx context.Context) error
+	// SparePace is how many requests per second marked WithSpareSlot
+	// (traffic analytics) the budget lets through now: its share of the
+	// current pace, nothing when it gives them none or is paused.
+	SparePace() float64
 }
 
 // Listing is a zone's applications.

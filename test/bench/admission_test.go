@@ -261,7 +261,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", d.Seconds()*1000
 // runRules runs the rule set's Go benchmarks (what the webhook spends per
 // request on validation) and reports each.
 func runRules(ctx context.Context, t *testing.T, _ config, rep *report) {
-	cmd := exec.CommandContext(ctx, "go", "test", "./internal/spectrum/rules", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1")
+	cmd := exec.CommandContext(ctx, "go", "test", "./api/v1alpha1/rules", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1")
 	cmd.Dir = testenv.RepoRoot()
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/test/harness"
 )
@@ -42,7 +42,7 @@ func runConvergence(ctx context.Context, t *testing.T, cfg config, rep *report) 
 		// resync period rather than every minute: convergence must not
 		// notice it, and the steady state shows the share it takes.
 		ExtraArgs: []string{
-			"--analytics-budget-share=" + strconv.FormatFloat(spectrum.DefaultAnalyticsShare, 'f', -1, 64),
+			"--analytics-budget-share=" + strconv.FormatFloat(budget.DefaultAnalyticsShare, 'f', -1, 64),
 			"--traffic-interval=" + cfg.Resync.String(),
 		},
 	})
@@ -84,8 +84,8 @@ func runConvergence(ctx context.Context, t *testing.T, cfg config, rep *report) 
 		fmt.Sprintf("%d (operator saw %.0f)", tooMany, m.rateLimited()), yesNo(tooMany == 0 && m.rateLimited() == 0), float64(tooMany), "")
 	rep.add(scenario, "API calls until all Ready", "N creates + lists", calls.String(), "info", float64(calls.total()), "calls")
 	analytics, all, share := m.analyticsShare(nil)
-	rep.add(scenario, "analytics requests until all Ready", fmt.Sprintf("≤ %.0f %% of requests", 100*spectrum.DefaultAnalyticsShare),
-		fmt.Sprintf("%.0f of %.0f (%.1f %%)", analytics, all, 100*share), yesNo(share <= spectrum.DefaultAnalyticsShare), 100*share, "%")
+	rep.add(scenario, "analytics requests until all Ready", fmt.Sprintf("≤ %.0f %% of requests", 100*budget.DefaultAnalyticsShare),
+		fmt.Sprintf("%.0f of %.0f (%.1f %%)", analytics, all, 100*share), yesNo(share <= budget.DefaultAnalyticsShare), 100*share, "%")
 	rep.detail(scenario, "createdIn", created.String())
 	rep.detail(scenario, "elapsed", elapsed.String())
 	rep.detail(scenario, "lowerBound", lowerBound.String())
@@ -139,8 +139,8 @@ func steadyState(ctx context.Context, t *testing.T, e *env, cfg config, rep *rep
 		fmt.Sprintf("%.1f", appWrites), yesNo(appWrites == 0), appWrites, "writes")
 	// Shown when traffic is on (the counter exists once a request was sent).
 	if analytics, all, share := m1.analyticsShare(m0); m1.sum("spectrum_cloudflare_analytics_requests_total") > 0 {
-		rep.add(scenario, "share of API requests spent on traffic analytics", fmt.Sprintf("≤ %.0f %%", 100*spectrum.DefaultAnalyticsShare),
-			fmt.Sprintf("%.1f %% (%.1f of %.1f per resync)", 100*share, analytics/periods, all/periods), yesNo(share <= spectrum.DefaultAnalyticsShare), 100*share, "%")
+		rep.add(scenario, "share of API requests spent on traffic analytics", fmt.Sprintf("≤ %.0f %%", 100*budget.DefaultAnalyticsShare),
+			fmt.Sprintf("%.1f %% (%.1f of %.1f per resync)", 100*share, analytics/periods, all/periods), yesNo(share <= budget.DefaultAnalyticsShare), 100*share, "%")
 		rep.add(scenario, "traffic status writes per resync", "info", fmt.Sprintf("%.1f", trafficWrites), "info", trafficWrites, "writes")
 	}
 	// Apps in sync are compared with the zone listings by the drift check;

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/test/harness"
 )
@@ -55,8 +55,8 @@ func runCloudflareWindow(w cloudflareWindow) func(context.Context, *testing.T, c
 		e := startEnv(ctx, t, simulatorConfig(cfg.Zones, limit, cfg.Latency), harness.ManagerOptions{
 			ResyncPeriod:            defaultResyncPeriod,
 			RequestTimeout:          defaultRequestTimeout,
-			RequestsPerSecond:       spectrum.DefaultRequestsPerSecond,
-			Burst:                   spectrum.DefaultBurst,
+			RequestsPerSecond:       budget.DefaultRequestsPerSecond,
+			Burst:                   budget.DefaultBurst,
 			MaxConcurrentReconciles: cfg.Workers,
 		})
 		rate := float64(w.limit) / w.window.Seconds()

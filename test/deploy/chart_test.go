@@ -25,6 +25,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 )
 
 const (
@@ -125,11 +126,11 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 				// The chart's defaults are the manager's own.
 				"default-account-plan":           string(v1alpha1.PlanEnterprise),
 				"cloudflare-api-url":             spectrum.DefaultBaseURL,
-				"cloudflare-requests-per-second": strconv.FormatFloat(spectrum.DefaultRequestsPerSecond, 'f', -1, 64),
-				"cloudflare-burst":               strconv.Itoa(spectrum.DefaultBurst),
+				"cloudflare-requests-per-second": strconv.FormatFloat(budget.DefaultRequestsPerSecond, 'f', -1, 64),
+				"cloudflare-burst":               strconv.Itoa(budget.DefaultBurst),
 				"resync-period":                  "5m",
 				"max-concurrent-reconciles":      "8",
-				"analytics-budget-share":         strconv.FormatFloat(spectrum.DefaultAnalyticsShare, 'f', -1, 64),
+				"analytics-budget-share":         strconv.FormatFloat(budget.DefaultAnalyticsShare, 'f', -1, 64),
 				"traffic-interval":               "1m",
 				"traffic-metrics-per-app":        "false",
 				"zap-log-level":                  "info",

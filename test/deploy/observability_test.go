@@ -17,13 +17,14 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 )
 
 // operatorCollectors are the collectors cmd/manager registers of its own,
 // beside controller-runtime's, with every opt-in one on: keep the two
 // lists alike.
 func operatorCollectors() []prometheus.Collector {
-	return append(spectrum.NewMetrics().Collectors(),
+	return append(append(spectrum.NewMetrics().Collectors(), budget.NewMetrics().Collectors()...),
 		controller.NewAppMetrics(),
 		controller.UnreadableApplications,
 		(&events.Recorder{}).DroppedCounter(),

@@ -1,5 +1,5 @@
 // Package v1alpha1 holds the admission webhook for SpectrumApp v1alpha1. It
-// is thin: the rules live in internal/spectrum/rules; the webhook only finds
+// is thin: the rules live in api/v1alpha1/rules; the webhook only finds
 // what they need from the cluster (the account's plan and its other apps) and
 // turns violations into an Invalid error that lists every one.
 package v1alpha1
@@ -20,8 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
-	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/rules"
 )
 
 var log = logf.Log.WithName("spectrumapp-webhook")
@@ -36,7 +36,7 @@ type Options struct {
 	// DefaultCredentials is the Secret apps without credentialsRef use; its
 	// grant annotations say which apps may (v1alpha1.CredentialsGrant).
 	// Empty when the operator has none.
-	DefaultCredentials types.NamespacedName
+	DefaultCredentials spectrumv1alpha1.SecretKey
 }
 
 // SetupSpectrumAppWebhookWithManager registers the validating webhook for
@@ -135,7 +135,7 @@ type SpectrumAppCustomValidator struct {
 	// DefaultPlan: see Options.DefaultPlan.
 	DefaultPlan spectrumv1alpha1.AccountPlan
 	// DefaultCredentials: see Options.DefaultCredentials.
-	DefaultCredentials types.NamespacedName
+	DefaultCredentials spectrumv1alpha1.SecretKey
 }
 
 var _ admission.Validator[*spectrumv1alpha1.SpectrumApp] = &SpectrumAppCustomValidator{}
@@ -212,20 +212,21 @@ func (v *SpectrumAppCustomValidator) ValidateUpdate(ctx context.Context, oldApp,
 // Secret's grant does not cover. A missing Secret is the controller's to
 // report, as for credentialsRef.
 func (v *SpectrumAppCustomValidator) grantRefusal(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) (rules.Violations, error) {
-	if app.Spec.CredentialsRef != nil || v.DefaultCredentials.Name == "" {
+	if !app.UsesDefaultCredentials() || v.DefaultCredentials.Name == "" {
 		return nil, nil
 	}
+	name := app.CredentialsSecret(v.DefaultCredentials).NamespacedName
 	secret := &metav1.PartialObjectMetadata{}
 	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	err := v.Client.Get(ctx, v.DefaultCredentials, secret)
+	err := v.Client.Get(ctx, name, secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil
 	case err != nil:
-		log.Error(err, "Reading the default credentials Secret", "secret", v.DefaultCredentials)
+		log.Error(err, "Reading the default credentials Secret", "secret", name)
 		return nil, apierrors.NewInternalError(fmt.Errorf("reading the default credentials Secret: %w", err))
 	}
-	if refusal := spectrumv1alpha1.GrantOf(secret).Refusal(v.DefaultCredentials.String(), app); refusal != "" {
+	if refusal := spectrumv1alpha1.GrantOf(secret).Refusal(name.String(), app); refusal != "" {
 		return rules.Violations{{Code: rules.CodeNone, Source: rules.SourceKubernetes,
 			Err: field.Forbidden(specPath.Child("credentialsRef"), refusal+"; set spec.credentialsRef to a credentials Secret of this namespace")}}, nil
 	}
@@ -241,13 +242,11 @@ func validatePolicy(app *spectrumv1alpha1.SpectrumApp) rules.Violations {
 	if !ok {
 		return nil
 	}
-	switch policy {
-	case spectrumv1alpha1.ReconcilePolicyManage, spectrumv1alpha1.ReconcilePolicyObserve, spectrumv1alpha1.ReconcilePolicySkip:
+	if spectrumv1alpha1.IsReconcilePolicy(policy) {
 		return nil
 	}
 	return rules.Violations{{Code: rules.CodeNone, Source: rules.SourceKubernetes,
-		Err: field.NotSupported(policyPath, policy, []string{spectrumv1alpha1.ReconcilePolicyManage,
-			spectrumv1alpha1.ReconcilePolicyObserve, spectrumv1alpha1.ReconcilePolicySkip})}}
+		Err: field.NotSupported(policyPath, policy, spectrumv1alpha1.ReconcilePolicies)}}
 }
 
 // claimedElsewhere refuses a SpectrumApp whose zone, hostname and protocol
@@ -283,16 +282,9 @@ func (v *SpectrumAppCustomValidator) claimedElsewhere(ctx context.Context, app *
 		return rules.Violations{{Code: rules.CodeNone, Source: rules.SourceKubernetes,
 			Err: field.Forbidden(specPath.Child("dns", "name"), fmt.Sprintf(
 				"%s with protocol %s in zone %s is already managed by %s: one Cloudflare application has one owner",
-				app.Spec.DNS.Name, app.Spec.Protocol, zoneOf(&app.Spec), holder))}}, nil
+				app.Spec.DNS.Name, app.Spec.Protocol, app.Spec.Zone(), holder))}}, nil
 	}
 	return nil, nil
-}
-
-func zoneOf(spec *spectrumv1alpha1.SpectrumAppSpec) string {
-	if spec.ZoneID != "" {
-		return spec.ZoneID
-	}
-	return spec.ZoneName
 }
 
 // ValidateDelete allows every delete: what happens at Cloudflare is the

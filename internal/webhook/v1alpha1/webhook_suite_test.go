@@ -79,7 +79,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "FAIL: manager: %v\n", err)
 		return 1
 	}
-	if err := SetupSpectrumAppWebhookWithManager(mgr, Options{DefaultPlan: spectrumv1alpha1.PlanEnterprise, DefaultCredentials: defaultCredentials}); err != nil {
+	if err := SetupSpectrumAppWebhookWithManager(mgr, Options{DefaultPlan: spectrumv1alpha1.PlanEnterprise, DefaultCredentials: spectrumv1alpha1.SecretKey{NamespacedName: defaultCredentials}}); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: webhook setup: %v\n", err)
 		return 1
 	}

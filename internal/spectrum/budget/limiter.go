@@ -1,15 +1,22 @@
-package spectrum
+// Package budget keeps each Cloudflare API token's request budget, and hands
+// out the client of each token (Connector). Cloudflare counts 1,200
+// requests per five minutes per user, shared with the dashboard and every
+// other tool, and blocks every call of the user for minutes after a 429: a
+// token's requests are paced below its ceiling, from what Cloudflare's
+// rate-limit headers say is left, paused for the wait a 429 asks, and the
+// apps sharing a token take turns, namespaces in turn. The transport
+// (package spectrum) asks it through the spectrum.Budget interface.
+package budget
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"golang.org/x/time/rate"
 )
 
@@ -71,10 +78,58 @@ type RateLimiter struct {
 	// line is where requests made for an object take their turn (see
 	// WithTurn).
 	line *turnLine
+	// activity says when the token was last used (see idle.go).
+	activity activity
 	// spare and spareShare are analytics' share of the budget (see
-	// ratelimit_spare.go); nil when it has none.
+	// spare.go); nil when it has none.
 	spare      *rate.Limiter
 	spareShare float64
+}
+
+var _ spectrum.Budget = (*RateLimiter)(nil)
+
+// Admit waits until a request may be sent (spectrum.Budget): by the send
+// deadline when ctx carries one (WithSendDeadline), and in the line of the
+// object ctx was made for (WithTurn) instead of waiting. The request counts
+// as activity from now until it is answered.
+func (l *RateLimiter) Admit(ctx context.Context) (answered func(status int, header http.Header), err error) {
+	l.activity.begin()
+	if sendBy, ok := ctx.Value(sendDeadlineKey{}).(time.Time); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, sendBy)
+		defer cancel()
+	}
+	switch {
+	case turnFrom(ctx) != nil:
+		err = l.line.take(ctx, turnFrom(ctx))
+	case spectrum.SpareSlot(ctx):
+		err = l.waitSpare(ctx)
+	default:
+		err = l.Wait(ctx)
+	}
+	if err != nil {
+		l.activity.end()
+		return nil, err
+	}
+	return func(status int, header http.Header) {
+		if status != 0 {
+			l.observe(status, header)
+		}
+		l.activity.end()
+	}, nil
+}
+
+// sendDeadlineKey carries the time by which a request must leave, or not
+// be sent at all.
+type sendDeadlineKey struct{}
+
+// WithSendDeadline returns a context whose requests are sent by sendBy or
+// not at all: the token's budget holding one back longer fails it fast
+// (spectrum.ErrNotSent). The request itself is still bounded by ctx's
+// deadline. A create uses it so that the record it wrote before the
+// request can promise a short time by which the create has landed.
+func WithSendDeadline(ctx context.Context, sendBy time.Time) context.Context {
+	return context.WithValue(ctx, sendDeadlineKey{}, sendBy)
 }
 
 // NewRateLimiter returns a budget of requestsPerSecond with bursts of burst.
@@ -122,7 +177,7 @@ func (l *RateLimiter) pausedFor() time.Duration {
 }
 
 // Wait blocks until a request may be sent. It fails at once, wrapping
-// ErrRateLimited, when the wait would outlast ctx's deadline.
+// spectrum.ErrRateLimited, when the wait would outlast ctx's deadline.
 //
 // Callers take their turn one at a time, and the one whose turn it is
 // reserves again whenever the pace changes or a pause begins: a reservation
@@ -148,12 +203,12 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 		now := l.now()
 		reservation := l.limiter.ReserveN(now, 1)
 		if !reservation.OK() {
-			return fmt.Errorf("%w: burst of 0", ErrRateLimited)
+			return fmt.Errorf("%w: burst of 0", spectrum.ErrRateLimited)
 		}
 		if delay := reservation.DelayFrom(now); delay > 0 {
 			if deadline, ok := ctx.Deadline(); ok && deadline.Before(now.Add(delay)) {
 				reservation.CancelAt(now)
-				return fmt.Errorf("%w: next request allowed in %s", ErrRateLimited, delay.Round(time.Millisecond))
+				return fmt.Errorf("%w: next request allowed in %s", spectrum.ErrRateLimited, delay.Round(time.Millisecond))
 			}
 			timer := time.NewTimer(delay)
 			select {
@@ -189,7 +244,7 @@ func (l *RateLimiter) grant() bool {
 
 // inFlightHorizon bounds how long a request counts as in flight: one that
 // never got an answer (a transport error) is not observed.
-const inFlightHorizon = 2 * DefaultTimeout
+const inFlightHorizon = 2 * spectrum.DefaultTimeout
 
 // answered forgets the oldest request in flight (answers of one token come
 // back in about the order sent), and returns how many remain in flight.
@@ -239,7 +294,7 @@ func (l *RateLimiter) waitForResume(ctx context.Context) error {
 			return nil
 		}
 		if deadline, ok := ctx.Deadline(); ok && deadline.Sub(now) < wait {
-			return fmt.Errorf("%w: Cloudflare asked to pause for %s", ErrRateLimited, wait.Round(time.Second))
+			return fmt.Errorf("%w: Cloudflare asked to pause for %s", spectrum.ErrRateLimited, wait.Round(time.Second))
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -282,7 +337,7 @@ func (l *RateLimiter) pauseUntil(now, until time.Time) {
 func (l *RateLimiter) observe(status int, header http.Header) {
 	now := l.now()
 	if status == http.StatusTooManyRequests {
-		wait := parseRetryAfter(header.Get("Retry-After"), now)
+		wait := spectrum.ParseRetryAfter(header.Get("Retry-After"), now)
 		if wait <= 0 {
 			wait = untilReset(header, now)
 		}
@@ -405,117 +460,4 @@ func untilReset(header http.Header, now time.Time) time.Duration {
 		return 0
 	}
 	return at.Sub(now)
-}
-
-// ConnectorOptions configure a Connector. Zero values mean Cloudflare's
-// documented defaults.
-type ConnectorOptions struct {
-	// BaseURL of the API; DefaultBaseURL when empty.
-	BaseURL string
-	// RequestsPerSecond and Burst are each token's ceiling, below which it
-	// paces from Cloudflare's rate-limit headers; DefaultRequestsPerSecond
-	// and DefaultBurst when zero. Cloudflare counts burst + rate × window
-	// against its budget.
-	RequestsPerSecond float64
-	Burst             int
-	// RateLimitWindow is the period the legacy X-RateLimit-Limit counts
-	// over; when zero, the one the budget implies (X-RateLimit-Limit /
-	// RequestsPerSecond: about DefaultRateLimitWindow with the defaults).
-	// Ratelimit-Policy says its own window.
-	RateLimitWindow time.Duration
-	// Timeout bounds each HTTP request; DefaultTimeout when zero.
-	Timeout time.Duration
-	// HTTPClient sends the requests; a client of its own when nil.
-	HTTPClient *http.Client
-	// UserAgent is sent with every request; DefaultUserAgent when empty.
-	UserAgent string
-	// Requests, when set, counts every request (see NewRequestsCounter).
-	// The caller registers it.
-	Requests *prometheus.CounterVec
-	// Observer, when set, is told about every request.
-	Observer Observer
-	// Metrics, when set, records every request, the budget Cloudflare
-	// reports left and the pauses (see NewMetrics). The caller registers
-	// it.
-	Metrics *Metrics
-	// IdleTimeout is how long a token's client and budget are kept after
-	// its last use, and longer while its budget still matters (see
-	// idle.go); DefaultIdleTimeout when zero.
-	IdleTimeout time.Duration
-	// AnalyticsShare is the share of each token's budget that traffic
-	// analytics may use, on slots nobody else waits for (see
-	// ratelimit_spare.go); none when zero.
-	AnalyticsShare float64
-}
-
-// Connector hands out clients per API token. All clients of one token share
-// one RateLimiter, so every reconcile that uses the token draws on the same
-// budget, as Cloudflare counts it. A token's client is forgotten once idle
-// and its budget no longer matters (see idle.go).
-type Connector struct {
-	opts     ConnectorOptions
-	observer Observer
-
-	mu      sync.Mutex
-	clients map[tokenKey]*APIClient
-	// sweptAt is when idle clients were last looked for.
-	sweptAt time.Time
-}
-
-// tokenKey identifies a token without holding it.
-type tokenKey [sha256.Size]byte
-
-// NewConnector returns a Connector with opts.
-func NewConnector(opts ConnectorOptions) *Connector {
-	observer := opts.Observer
-	requests := opts.Requests
-	if requests == nil && opts.Metrics != nil {
-		requests = opts.Metrics.Requests
-	}
-	if requests != nil {
-		observer = joinObservers(observer, CountRequests(requests))
-	}
-	return &Connector{opts: opts, observer: observer, clients: map[tokenKey]*APIClient{}}
-}
-
-// ForToken returns the client for token, creating it and its budget on
-// first use (and on the first use after it was forgotten).
-func (c *Connector) ForToken(token string) Client {
-	key := tokenKey(sha256.Sum256([]byte(token)))
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if client, ok := c.clients[key]; ok {
-		client.activity.touch(now)
-		c.evictIdle(now, false)
-		return client
-	}
-	c.evictIdle(now, true)
-	limiter := NewRateLimiter(c.opts.RequestsPerSecond, c.opts.Burst, c.opts.RateLimitWindow)
-	limiter.setSpareShare(c.opts.AnalyticsShare)
-	client := NewClient(Options{
-		BaseURL:    c.opts.BaseURL,
-		Token:      token,
-		HTTPClient: c.opts.HTTPClient,
-		Timeout:    c.opts.Timeout,
-		Limiter:    c.opts.Metrics.limiter(limiter),
-		UserAgent:  c.opts.UserAgent,
-		Observer:   c.observer,
-		Metrics:    c.opts.Metrics,
-	})
-	client.key = key
-	client.activity.touch(now)
-	c.clients[key] = client
-	c.opts.Metrics.heldToken()
-	return client
-}
-
-func joinObservers(first, second Observer) Observer {
-	if first == nil {
-		return second
-	}
-	return func(method string, statusCode, code int) {
-		first(method, statusCode, code)
-		second(method, statusCode, code)
-	}
 }

@@ -1,4 +1,4 @@
-package spectrum
+package budget
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"golang.org/x/time/rate"
 )
 
@@ -20,8 +21,8 @@ func TestRateLimiterPause(t *testing.T) {
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := l.Wait(short); !errors.Is(err, ErrRateLimited) {
-		t.Fatalf("Wait with a deadline before the pause ends = %v, want ErrRateLimited", err)
+	if err := l.Wait(short); !errors.Is(err, spectrum.ErrRateLimited) {
+		t.Fatalf("Wait with a deadline before the pause ends = %v, want spectrum.ErrRateLimited", err)
 	}
 	if time.Since(start) > 40*time.Millisecond {
 		t.Error("Wait did not fail fast")
@@ -96,41 +97,35 @@ func TestConnectorSharesOneBudgetPerToken(t *testing.T) {
 	c := NewConnector(ConnectorOptions{BaseURL: "http://127.0.0.1:1", RequestsPerSecond: 50})
 	a1 := c.ForToken("token-a-secret")
 	a2 := c.ForToken("token-a-secret")
-	b := c.ForToken("token-b-secret")
+	c.ForToken("token-b-secret")
 	if a1 != a2 {
 		t.Error("the same token got two clients")
 	}
-	if a1.(*APIClient).limiter == b.(*APIClient).limiter {
+	budgetA, budgetB := c.budgetOf("token-a-secret"), c.budgetOf("token-b-secret")
+	if budgetA == budgetB {
 		t.Error("two tokens share a budget")
 	}
-	if got := a1.(*APIClient).limiter.steadyRate; got != 50 {
+	if got := budgetA.steadyRate; got != 50 {
 		t.Errorf("rate = %v, want 50", got)
 	}
-	if got := NewConnector(ConnectorOptions{}).ForToken("x").(*APIClient).limiter.steadyRate; got != rate.Limit(DefaultRequestsPerSecond) {
+	defaults := NewConnector(ConnectorOptions{})
+	defaults.ForToken("x")
+	if got := defaults.budgetOf("x").steadyRate; got != rate.Limit(DefaultRequestsPerSecond) {
 		t.Errorf("default rate = %v, want Cloudflare's 4/s", got)
 	}
-	for key := range c.clients {
+	for key := range c.tokens {
 		if strings.Contains(string(key[:]), "token-a-secret") {
 			t.Error("a map key holds the token")
 		}
 	}
 	// A 429 on one token pauses that token only.
-	a1.(*APIClient).limiter.observe(http.StatusTooManyRequests, http.Header{"Retry-After": {"60"}})
+	budgetA.observe(http.StatusTooManyRequests, http.Header{"Retry-After": {"60"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if err := a2.(*APIClient).limiter.Wait(ctx); !errors.Is(err, ErrRateLimited) {
-		t.Errorf("same token after a 429: %v, want ErrRateLimited", err)
+	if err := c.budgetOf("token-a-secret").Wait(ctx); !errors.Is(err, spectrum.ErrRateLimited) {
+		t.Errorf("same token after a 429: %v, want spectrum.ErrRateLimited", err)
 	}
-	if err := b.(*APIClient).limiter.Wait(ctx); err != nil {
+	if err := budgetB.Wait(ctx); err != nil {
 		t.Errorf("other token after a 429: %v", err)
-	}
-}
-
-func TestClientDoesNotPrintToken(t *testing.T) {
-	client := NewClient(Options{Token: "very-secret-token-value"})
-	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
-		if strings.Contains(fmt.Sprintf(format, client), "very-secret-token-value") {
-			t.Errorf("%s of the client prints the token", format)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package spectrum
+package budget
 
 import (
 	"context"
@@ -7,6 +7,10 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // turnTaker makes requests for waiters through one token's line, as
@@ -191,15 +195,15 @@ func TestAFollowUpThatCannotGoSoonGoesBackInLine(t *testing.T) {
 }
 
 func TestAQueuedErrorIsNotSentAndNotAFailure(t *testing.T) {
-	err := error(&RequestError{Method: "POST", Path: "/zones/z/spectrum/apps",
-		Err: errors.Join(ErrNotSent, &QueuedError{RetryAfter: time.Second})})
-	if MayHaveBeenApplied(err) {
+	err := error(&spectrum.RequestError{Method: "POST", Path: "/zones/z/spectrum/apps",
+		Err: errors.Join(spectrum.ErrNotSent, &QueuedError{RetryAfter: time.Second})})
+	if spectrum.MayHaveBeenApplied(err) {
 		t.Error("a request waiting for its turn may have been applied, want not")
 	}
 	if wait, ok := WaitingForTurn(err); !ok || wait != time.Second {
 		t.Errorf("WaitingForTurn = %s, %v", wait, ok)
 	}
-	if c := Classify(err); c.Class != Retryable || c.Reason != ReasonWaitingForTurn || c.RetryAfter != time.Second {
+	if c := spectrum.Classify(err); c.Class != failure.Retryable || c.Reason != v1alpha1.ReasonWaitingForTurn || c.RetryAfter != time.Second {
 		t.Errorf("classified %+v", c)
 	}
 }

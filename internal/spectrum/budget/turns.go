@@ -1,4 +1,4 @@
-package spectrum
+package budget
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
 
 // One operator serves many teams, each with its own objects and often its
@@ -93,17 +96,14 @@ func (e *QueuedError) Error() string {
 	return fmt.Sprintf("waiting for its turn in the API token's request budget (expected in %s)", e.RetryAfter.Round(time.Millisecond))
 }
 
-// Classification implements Explained, for callers that do not tell a
+// failure.Classification implements failure.Explained, for callers that do not tell a
 // wait apart from a failure.
-func (e *QueuedError) Classification() Classification {
-	c := Explain(Retryable, ReasonWaitingForTurn,
+func (e *QueuedError) Classification() failure.Classification {
+	c := failure.Explain(failure.Retryable, v1alpha1.ReasonWaitingForTurn,
 		"Nothing to do: the request is sent when its turn comes; namespaces take turns on a shared API token.", e.Error())
 	c.RetryAfter = e.RetryAfter
 	return c
 }
-
-// ReasonWaitingForTurn is the reason of a QueuedError.
-const ReasonWaitingForTurn = "WaitingForTurn"
 
 // WaitingForTurn tells whether err is a request waiting in its token's
 // line, and when its turn is expected.
@@ -143,18 +143,16 @@ func newTurnLine(limiter *RateLimiter) *turnLine {
 }
 
 // TakeTurn takes, for the object ctx's turn is for (WithTurn), a slot of
-// cf's token ahead of its next request, which then goes on it without
+// the token ahead of its next request, which then goes on it without
 // waiting: nil when it has one, a *QueuedError when it waits in line. A
 // create takes its turn before its record is written, since the record
-// promises the create goes out within seconds. Without a turn, or for a
-// client without a budget, it is nil.
-func TakeTurn(ctx context.Context, cf Client) error {
-	c, ok := cf.(*APIClient)
+// promises the create goes out within seconds. Without a turn it is nil.
+func (l *RateLimiter) TakeTurn(ctx context.Context) error {
 	t := turnFrom(ctx)
-	if !ok || c.limiter == nil || t == nil || t.banked.Load() {
+	if t == nil || t.banked.Load() {
 		return nil
 	}
-	if err := c.limiter.line.take(ctx, t); err != nil {
+	if err := l.line.take(ctx, t); err != nil {
 		return err
 	}
 	t.banked.Store(true)

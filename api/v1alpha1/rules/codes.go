@@ -41,6 +41,15 @@ const (
 	CodeVirtualNetworkID = 11045
 )
 
+// Codes are the Cloudflare error codes the rules mirror, every one of the
+// constants above but CodeNone. The operator's classification table has a
+// row for each.
+var Codes = []int{
+	CodeUnknownField, CodeOriginChoice, CodeOriginDNS, CodeOriginAddress, CodeDNSType,
+	CodeOneAppPerProtocol, CodeVirtualNetworkOriginDNS, CodeVirtualNetworkOrigins,
+	CodeVirtualNetworkPortRange, CodeVirtualNetworkID,
+}
+
 // violation tags a field error with the Cloudflare code it mirrors, so the
 // user sees the same number Cloudflare's documentation and support use, and
 // with the source the rule rests on.

@@ -11,7 +11,7 @@ import (
 
 // FuzzValidateSpec builds specs from arbitrary strings and numbers: the rules
 // must never panic, and every violation must name a field and carry its code.
-// Run it with: go test ./internal/spectrum/rules -run '^$' -fuzz FuzzValidateSpec -fuzztime 20s
+// Run it with: go test ./api/v1alpha1/rules -run '^$' -fuzz FuzzValidateSpec -fuzztime 20s
 func FuzzValidateSpec(f *testing.F) {
 	f.Add("tcp/22", "CNAME", "ssh.example.com", "tcp://192.0.2.1:22", "", "", "", int32(0), "", int32(0), "", "", "", "", uint16(0))
 	f.Add("tcp/1000-1010", "ADDRESS", "*.example.com", "tcp://2001:db8::1:1000", "udp://[::1]:1-2", "_x._tcp.example.com", "SRV", int32(599), "3000-4000", int32(70000), "static", "198.51.100.1", "http", "not-a-uuid", uint16(0xffff))

@@ -1,4 +1,4 @@
-package spectrum
+package budget
 
 import (
 	"sync"
@@ -99,58 +99,4 @@ func (l *RateLimiter) busyUntil() time.Time {
 		until = laterOf(until, l.windowStart.Add(window))
 	}
 	return until
-}
-
-func (c *Connector) idleTimeout() time.Duration {
-	if c.opts.IdleTimeout > 0 {
-		return c.opts.IdleTimeout
-	}
-	return DefaultIdleTimeout
-}
-
-// forgettable tells whether client can be forgotten now (see the top of
-// this file).
-func (c *Connector) forgettable(client *APIClient, now time.Time) bool {
-	if client.activity.idleFor(now) < c.idleTimeout() {
-		return false
-	}
-	return client.limiter == nil || !now.Before(client.limiter.busyUntil())
-}
-
-// evictIdle forgets the clients that can be forgotten. It looks at every
-// client, so it runs when a new token is about to be added, and otherwise
-// at most twice per idle timeout. The caller holds c.mu.
-func (c *Connector) evictIdle(now time.Time, force bool) {
-	if !force && now.Sub(c.sweptAt) < c.idleTimeout()/2 {
-		return
-	}
-	c.sweptAt = now
-	for key, client := range c.clients {
-		if c.forgettable(client, now) {
-			delete(c.clients, key)
-			c.opts.Metrics.forgetToken(client.limiter)
-		}
-	}
-}
-
-// Holds tells whether client is the one the Connector hands out for its
-// token: false once it has been forgotten, so that state kept per client
-// elsewhere (zone listings) can be dropped with it.
-func (c *Connector) Holds(client Client) bool {
-	api, ok := client.(*APIClient)
-	if !ok {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.clients[api.key] == api
-}
-
-// Tokens is how many tokens the Connector holds a client for, after
-// forgetting those it can.
-func (c *Connector) Tokens() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.evictIdle(time.Now(), true)
-	return len(c.clients)
 }

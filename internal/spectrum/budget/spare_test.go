@@ -1,4 +1,4 @@
-package spectrum
+package budget
 
 import (
 	"context"
@@ -139,21 +139,21 @@ func TestAnalyticsYieldsToABurstOfCreates(t *testing.T) {
 // token down, analytics slows down with it, and a pause stops it.
 func TestAnalyticsPaceFollowsTheBudget(t *testing.T) {
 	l := NewRateLimiter(4, 1, 0)
-	if l.sparePace() != 0 {
-		t.Fatalf("pace %v without a share", l.sparePace())
+	if l.SparePace() != 0 {
+		t.Fatalf("pace %v without a share", l.SparePace())
 	}
 	l.setSpareShare(0.1)
-	if got := l.sparePace(); got < 0.399 || got > 0.401 {
+	if got := l.SparePace(); got < 0.399 || got > 0.401 {
 		t.Errorf("pace %v at 4/s, want 0.4", got)
 	}
 	l.mu.Lock()
 	l.setPace(l.now(), 1, 1)
 	l.mu.Unlock()
-	if got := l.sparePace(); got < 0.099 || got > 0.101 {
+	if got := l.SparePace(); got < 0.099 || got > 0.101 {
 		t.Errorf("pace %v with the budget paced at 1/s, want 0.1", got)
 	}
 	l.PauseFor(time.Minute)
-	if got := l.sparePace(); got != 0 {
+	if got := l.SparePace(); got != 0 {
 		t.Errorf("pace %v while paused", got)
 	}
 	if l.trySpare() {

@@ -1,6 +1,7 @@
-package spectrum
+package budget
 
 import (
+	"crypto/sha256"
 	"net/http"
 	"testing"
 	"testing/synctest"
@@ -39,10 +40,10 @@ func TestConnectorForgetsIdleTokens(t *testing.T) {
 
 		// A request waiting for the budget or in flight keeps its client,
 		// however long it takes.
-		busy := kept.(*APIClient)
+		busy := c.budgetOf("token-kept-secret")
 		busy.activity.begin()
 		time.Sleep(5 * time.Minute)
-		if c.Tokens() != 1 || !c.Holds(busy) {
+		if c.Tokens() != 1 || !c.Holds(kept) {
 			t.Errorf("a client with a request in flight was forgotten (%d tokens held)", c.Tokens())
 		}
 		busy.activity.end()
@@ -79,8 +80,8 @@ func TestConnectorKeepsABudgetThatStillMatters(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				m := NewMetrics()
 				c := NewConnector(ConnectorOptions{BaseURL: "http://127.0.0.1:1", IdleTimeout: time.Minute, Metrics: m})
-				client := c.ForToken("token-spent-secret").(*APIClient)
-				client.limiter.observe(tc.status, tc.header)
+				client := c.ForToken("token-spent-secret")
+				c.budgetOf("token-spent-secret").observe(tc.status, tc.header)
 				time.Sleep(tc.keptFor - time.Second)
 				if c.Tokens() != 1 || !c.Holds(client) {
 					t.Fatalf("forgotten %s after the answer, while its budget still mattered", tc.keptFor-time.Second)
@@ -102,7 +103,8 @@ func TestConnectorForgetsATokensBudgetMetrics(t *testing.T) {
 		m := NewMetrics()
 		c := NewConnector(ConnectorOptions{BaseURL: "http://127.0.0.1:1", IdleTimeout: time.Minute, Metrics: m})
 		for _, token := range []string{"token-a-secret", "token-b-secret"} {
-			c.ForToken(token).(*APIClient).limiter.observe(http.StatusOK,
+			c.ForToken(token)
+			c.budgetOf(token).observe(http.StatusOK,
 				http.Header{"Ratelimit": {`"default";r=900;t=10`}, "Ratelimit-Policy": {`"default";q=1200;w=300`}})
 		}
 		if got := len(m.budget.tokens); got != 2 {
@@ -116,4 +118,14 @@ func TestConnectorForgetsATokensBudgetMetrics(t *testing.T) {
 			t.Errorf("%d forgotten tokens' budgets still followed, want 0", got)
 		}
 	})
+}
+
+// budgetOf is the budget the Connector holds for apiToken; nil when none.
+func (c *Connector) budgetOf(apiToken string) *RateLimiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if held, ok := c.tokens[tokenKey(sha256.Sum256([]byte(apiToken)))]; ok {
+		return held.budget
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package spectrum
+package budget
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // Analytics shares the token's budget with configuration, which must never
 // wait for it: a burst of creates is what the budget is for, and traffic
-// numbers a minute late harm nobody. So an analytics request (withSpare)
-// goes only on a spare slot:
+// numbers a minute late harm nobody. So an analytics request
+// (spectrum.WithSpareSlot) goes only on a spare slot:
 //   - nobody waits for the budget: the token's line of turns is empty and
 //     no caller (the drift check's listing, the line's granting goroutine)
 //     is inside Wait;
@@ -38,18 +40,6 @@ const (
 	spareLookAgain = 250 * time.Millisecond
 )
 
-type spareKey struct{}
-
-// withSpare marks ctx's requests as analytics: they go only on spare slots.
-func withSpare(ctx context.Context) context.Context {
-	return context.WithValue(ctx, spareKey{}, true)
-}
-
-func spareFrom(ctx context.Context) bool {
-	spare, _ := ctx.Value(spareKey{}).(bool)
-	return spare
-}
-
 // setSpareShare lets analytics use share of the budget; zero or less gives
 // it none.
 func (l *RateLimiter) setSpareShare(share float64) {
@@ -69,9 +59,9 @@ func (l *RateLimiter) sparePaceAt() rate.Limit {
 	return rate.Limit(l.spareShare * float64(pace))
 }
 
-// sparePace is how many analytics requests per second the budget allows
-// now: none while paused.
-func (l *RateLimiter) sparePace() float64 {
+// SparePace is how many analytics requests per second the budget allows
+// now: none while paused (spectrum.Budget).
+func (l *RateLimiter) SparePace() float64 {
 	if l.spare == nil || l.pausedFor() > 0 {
 		return 0
 	}
@@ -85,7 +75,7 @@ func (l *RateLimiter) sparePace() float64 {
 // waitSpare waits for a spare slot until ctx ends.
 func (l *RateLimiter) waitSpare(ctx context.Context) error {
 	if l.spare == nil {
-		return fmt.Errorf("%w: analytics has no share of this token's budget", ErrRateLimited)
+		return fmt.Errorf("%w: analytics has no share of this token's budget", spectrum.ErrRateLimited)
 	}
 	for {
 		if l.trySpare() {
@@ -95,7 +85,7 @@ func (l *RateLimiter) waitSpare(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("%w: no spare slot of the budget before the deadline: %w", ErrRateLimited, ctx.Err())
+			return fmt.Errorf("%w: no spare slot of the budget before the deadline: %w", spectrum.ErrRateLimited, ctx.Err())
 		case <-timer.C:
 		}
 	}

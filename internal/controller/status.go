@@ -1,0 +1,66 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
+)
+
+// handled records what every reconcile records: the generation, policy and
+// retry request it acted on.
+func handled(app *v1alpha1.SpectrumApp, policy string) {
+	app.Status.ObservedGeneration = app.Generation
+	app.Status.ReconcilePolicy = policy
+	app.Status.LastHandledReconcileAt = app.Annotations[v1alpha1.ReconcileRequestedAtAnnotation]
+}
+
+// recordObserved copies what Cloudflare reports into status.
+func recordObserved(app *v1alpha1.SpectrumApp, observed spectrum.App) {
+	app.Status.ApplicationID = observed.ID
+	app.Status.CreatedOn = metaTime(observed.CreatedOn)
+	app.Status.ModifiedOn = metaTime(observed.ModifiedOn)
+	app.Status.EdgeIPs = nil
+	if observed.EdgeIPs != nil && len(observed.EdgeIPs.IPs) > 0 {
+		app.Status.EdgeIPs = append([]string(nil), observed.EdgeIPs.IPs...)
+	}
+}
+
+// recordAdopted records an application found by hostname and protocol: the
+// create record, if any, is settled by it.
+func recordAdopted(app *v1alpha1.SpectrumApp, adopted spectrum.App) {
+	recordObserved(app, adopted)
+	app.Status.Adopted = true
+	app.Status.PendingCreate = nil
+}
+
+func metaTime(t *time.Time) *metav1.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	m := metav1.NewTime(t.UTC().Truncate(time.Second))
+	return &m
+}
+
+// writeStatus patches status when, and only when, it changed. A merge patch
+// of the whole status cannot conflict, and status is the operator's alone.
+func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) error {
+	if o.pendingCreateWritten != nil {
+		// Already on the apiserver: the patch must clear it, if cleared.
+		before = before.DeepCopy()
+		before.Status.PendingCreate = o.pendingCreateWritten
+	}
+	if equality.Semantic.DeepEqual(before.Status, app.Status) {
+		return nil
+	}
+	patch, err := client.MergeFrom(before).Data(app)
+	if err != nil {
+		return err
+	}
+	return client.IgnoreNotFound(r.patchStatus(ctx, app, patch))
+}
