@@ -8,15 +8,36 @@ cd "$root"
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[36m$ %s\033[0m\n' "$*"; "$@"; }
 
-bold "1/7 Starting the local control plane, the Spectrum API simulator and the operator"
+bold "1/8 Starting the local control plane, the Spectrum API simulator and the operator"
 eval "$(bash hack/dev.sh up)"
 
-bold "2/7 Applying the samples (config/samples) and waiting until Cloudflare has them"
+bold "2/8 Applying the samples (config/samples) and waiting until Cloudflare has them"
 run kubectl apply -k config/samples
 run kubectl wait --for=condition=Ready spectrumapps -l app.kubernetes.io/name=spectrum-operator --timeout=90s
 run kubectl get spectrumapps
 
-bold "3/7 An app only a person can fix: Argo Smart Routing on an account without it"
+bold "3/8 Traffic: each app's connections, and an app whose origins fail"
+# The simulator gives every app a connection a second from its creation.
+# ssh's origin now refuses nine connections in ten, as it has for the last
+# ten minutes (a past the demo does not have to wait for). The operator
+# reads each zone's Spectrum analytics on spare slots of the token's budget
+# (every 5 s here; every minute by default).
+ssh_id="$(kubectl get spectrumapp ssh -o jsonpath='{.status.applicationID}')"
+ten_minutes_ago="$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:%SZ)"
+printf '\033[36m$ curl -X PUT http://127.0.0.1:18787/_simulator/apps/<zone>/%s/origin-errors -d {"share":0.9,...}\033[0m\n' "$ssh_id"
+curl -sf -X PUT "http://127.0.0.1:18787/_simulator/apps/023e105f4ecef8ad9ca31a8372d0c353/$ssh_id/origin-errors" \
+  -d "{\"share\":0.9,\"from\":\"$ten_minutes_ago\"}" >/dev/null
+run kubectl wait --for=condition=OriginsHealthy=False spectrumapp/ssh --timeout=60s
+run kubectl wait --for=jsonpath='{.status.traffic.connections}' spectrumapps --all --timeout=60s
+run kubectl get spectrumapps -o wide
+run kubectl get events --field-selector reason=OriginErrors
+printf '\033[36m$ kubectl get spectrumapp ssh -o jsonpath=...OriginsHealthy...\033[0m\n'
+kubectl get spectrumapp ssh -o jsonpath='{range .status.conditions[?(@.type=="OriginsHealthy")]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+# Heal it for the rest of the demo.
+curl -sf -X PUT "http://127.0.0.1:18787/_simulator/apps/023e105f4ecef8ad9ca31a8372d0c353/$ssh_id/origin-errors" \
+  -d "{\"share\":0,\"from\":\"$ten_minutes_ago\"}" >/dev/null
+
+bold "4/8 An app only a person can fix: Argo Smart Routing on an account without it"
 # A second demo run starts this step afresh.
 kubectl delete spectrumapp ssh-argo --ignore-not-found --wait=true >/dev/null
 curl -sf -X POST http://127.0.0.1:18787/_simulator/entitlements \
@@ -38,7 +59,7 @@ printf '%s\n' "$argo" | kubectl apply -f -
 run kubectl wait --for=condition=Stalled spectrumapp/ssh-argo --timeout=60s
 run kubectl describe spectrumapp ssh-argo
 
-bold "4/7 A mistake the webhook rejects before anything reaches Cloudflare"
+bold "5/8 A mistake the webhook rejects before anything reaches Cloudflare"
 bad='apiVersion: spectrum.cloudflare-operator.io/v1alpha1
 kind: SpectrumApp
 metadata:
@@ -57,7 +78,7 @@ if printf '%s\n' "$bad" | kubectl apply -f - ; then
   exit 1
 fi
 
-bold "5/7 Exporting the apps a zone already has, ready for kubectl apply"
+bold "6/8 Exporting the apps a zone already has, ready for kubectl apply"
 # legacy-ssh.example.com was made outside Kubernetes, years ago (the
 # simulator serves it in the old response shapes). Export only reads.
 printf '\033[36m$ CLOUDFLARE_API_TOKEN=... kubectl spectrum export --zone 023e105f4ecef8ad9ca31a8372d0c353 --reconcile-policy observe\033[0m\n'
@@ -70,7 +91,7 @@ printf '%s\n' "$exported" | awk '
   /^  name: legacy-ssh/ { keep = 1 }
   END { if (keep) printf "%s", doc; printf "# ... %d documents in all, one per application of the zone; pipe them to kubectl apply -f -\n", n + 1 }'
 
-bold "6/7 What Prometheus sees: the metrics, scraped with a ServiceAccount token over HTTPS"
+bold "7/8 What Prometheus sees: the metrics, scraped with a ServiceAccount token over HTTPS"
 # As the chart's metrics-reader ClusterRole lets Prometheus: get on /metrics.
 # The manager checks the token with a TokenReview and a SubjectAccessReview.
 {
@@ -90,10 +111,10 @@ printf '\033[36m$ curl -sk -H "Authorization: Bearer $TOKEN" %s | grep ...\033[0
 # -k: the manager's serving certificate is self-signed, as in a pod without
 # cert-manager (Prometheus skips verification the same way).
 scraped="$(curl -sfk -H "Authorization: Bearer $TOKEN" "$metrics_url")"
-printf '%s\n' "$scraped" | grep -E '^(spectrum_apps(_by_policy|_stalled)?|spectrum_cloudflare_(responses_total|rate_limited_total|rate_limit_pause_seconds_total|ratelimit_remaining_ratio)|spectrum_drift_corrections_total|spectrum_app_ready_duration_seconds_(count|sum)|spectrum_cloudflare_request_duration_seconds_count)[{ ]'
+printf '%s\n' "$scraped" | grep -E '^(spectrum_apps(_by_policy|_stalled|_origins)?|spectrum_app_traffic_connections|spectrum_cloudflare_(responses_total|rate_limited_total|rate_limit_pause_seconds_total|ratelimit_remaining_ratio)|spectrum_drift_corrections_total|spectrum_app_ready_duration_seconds_(count|sum)|spectrum_cloudflare_request_duration_seconds_count)[{ ]'
 echo "# every metric, its labels and example queries: docs/metrics.md"
 
-bold "7/7 Keep playing"
+bold "8/8 Keep playing"
 cat <<EOF
 The operator, the simulator and the control plane keep running:
 

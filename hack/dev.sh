@@ -21,6 +21,8 @@ METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:18080}"
 # a SubjectAccessReview. false serves plain HTTP without authentication.
 METRICS_SECURE="${METRICS_SECURE:-true}"
 RESYNC_PERIOD="${RESYNC_PERIOD:-30s}"
+# How often each zone's traffic is read (the manager's default is a minute).
+TRAFFIC_INTERVAL="${TRAFFIC_INTERVAL:-5s}"
 DEMO_TOKEN="${DEMO_TOKEN:-demo-enterprise-token}"
 
 # Started in this order, stopped in the reverse one.
@@ -104,6 +106,7 @@ up() {
     --cloudflare-api-url "http://$SIM_ADDR/client/v4" \
     --cloudflare-requests-per-second 20 \
     --resync-period "$RESYNC_PERIOD" \
+    --traffic-interval "$TRAFFIC_INTERVAL" --traffic-metrics-per-app \
     --webhook-host 127.0.0.1 --webhook-port "$WEBHOOK_PORT" --webhook-cert-dir "$DEV_DIR/webhook-certs" \
     --health-probe-bind-address "$PROBE_ADDR" \
     --metrics-bind-address "$METRICS_ADDR" --metrics-secure="$METRICS_SECURE"

@@ -190,8 +190,12 @@ func TestPrinterColumns(t *testing.T) {
 	app.Status.Conditions = []metav1.Condition{{
 		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ArgoNotEnabled",
 		Message: "m", LastTransitionTime: metav1.Now(),
+	}, {
+		Type: v1alpha1.ConditionOriginsHealthy, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonOriginErrors,
+		Message: "m", LastTransitionTime: metav1.Now(),
 	}}
 	app.Status.ZoneID, app.Status.ReconcilePolicy, app.Status.Differences = app.Spec.ZoneID, "observe", []string{"tls"}
+	app.Status.Traffic = &v1alpha1.Traffic{Connections: 42, WindowSeconds: 300, ReadAt: metav1.Now()}
 	if err := k8sClient.Status().Update(ctx, app); err != nil {
 		t.Fatalf("updating status: %v", err)
 	}
@@ -214,15 +218,22 @@ func TestPrinterColumns(t *testing.T) {
 	if err := json.Unmarshal(raw, &table); err != nil {
 		t.Fatalf("decoding table: %v", err)
 	}
-	var names []string
+	var names, wide []string
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
+		if c.Priority > 0 {
+			wide = append(wide, c.Name)
+		}
 	}
-	if got, want := strings.Join(names, ","), "Name,Hostname,Zone,Zone ID,Protocol,Ready,Reason,Policy,Differences,Age"; got != want {
+	if got, want := strings.Join(names, ","), "Name,Hostname,Zone,Zone ID,Protocol,Ready,Reason,Policy,Differences,Connections,Origins,Age"; got != want {
 		t.Fatalf("columns %s, want %s", got, want)
 	}
-	row := fmt.Sprint(table.Rows[0].Cells[:9])
-	if want := `[ssh ssh.example.com <nil> 023e105f4ecef8ad9ca31a8372d0c353 tcp/22 False ArgoNotEnabled observe ["tls"]]`; row != want {
+	// Only kubectl get -o wide shows these.
+	if got, want := strings.Join(wide, ","), "Zone ID,Differences,Connections,Origins"; got != want {
+		t.Errorf("wide-only columns %s, want %s", got, want)
+	}
+	row := fmt.Sprint(table.Rows[0].Cells[:11])
+	if want := `[ssh ssh.example.com <nil> 023e105f4ecef8ad9ca31a8372d0c353 tcp/22 False ArgoNotEnabled observe ["tls"] 42 OriginErrors]`; row != want {
 		t.Fatalf("row %s, want %s", row, want)
 	}
 }

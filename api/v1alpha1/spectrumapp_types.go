@@ -254,7 +254,8 @@ type SpectrumAppStatus struct {
 	// Conditions follow the kstatus conventions: Ready is True when the
 	// Cloudflare application matches the spec; Reconciling is True while work
 	// or a retry is in progress; Stalled is True when only a person can
-	// unblock it (the message says what to do).
+	// unblock it (the message says what to do). OriginsHealthy, apart from
+	// them, says whether Cloudflare reaches the origins, from its analytics.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -298,6 +299,14 @@ type SpectrumAppStatus struct {
 	// the operator last acted on.
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+
+	// Traffic is the application's traffic as Cloudflare's Spectrum
+	// analytics last reported it: the last minute's connections and bytes,
+	// and the connects and origin errors behind the OriginsHealthy
+	// condition. Absent until first read, and when the API token may not
+	// read analytics.
+	// +optional
+	Traffic *Traffic `json:"traffic,omitempty"`
 }
 
 // SpectrumApp is a Cloudflare Spectrum application: a TCP or UDP proxy at
@@ -315,6 +324,8 @@ type SpectrumAppStatus struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.reconcilePolicy`
 // +kubebuilder:printcolumn:name="Differences",type=string,priority=1,JSONPath=`.status.differences`
+// +kubebuilder:printcolumn:name="Connections",type=integer,priority=1,JSONPath=`.status.traffic.connections`
+// +kubebuilder:printcolumn:name="Origins",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="OriginsHealthy")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SpectrumApp struct {
 	metav1.TypeMeta   `json:",inline"`

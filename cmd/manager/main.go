@@ -86,6 +86,10 @@ type config struct {
 	resyncPeriod          time.Duration
 	workers               int
 	watchNamespaces       string
+
+	analyticsShare       float64
+	trafficInterval      time.Duration
+	trafficMetricsPerApp bool
 }
 
 func parseFlags() (config, zap.Options) {
@@ -122,6 +126,9 @@ func parseFlags() (config, zap.Options) {
 	flag.DurationVar(&c.resyncPeriod, "resync-period", 5*time.Minute, "How often Ready apps are compared with Cloudflare to undo changes made outside Kubernetes.")
 	flag.IntVar(&c.workers, "max-concurrent-reconciles", defaultWorkers, "SpectrumApps reconciled in parallel.")
 	flag.StringVar(&c.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (default: all).")
+	flag.Float64Var(&c.analyticsShare, "analytics-budget-share", budget.DefaultAnalyticsShare, "Share of each API token's request budget that reading traffic from Cloudflare's Spectrum analytics may use (status.traffic, the OriginsHealthy condition), on slots no configuration request waits for; 0 turns traffic off. The token needs Zone > Analytics > Read.")
+	flag.DurationVar(&c.trafficInterval, "traffic-interval", controller.DefaultTrafficInterval, "Shortest time between two reads of a zone's traffic; it stretches as a token's zones multiply or its budget runs low.")
+	flag.BoolVar(&c.trafficMetricsPerApp, "traffic-metrics-per-app", false, "Export each SpectrumApp's connections, bytes, connects and origin errors to Prometheus: one series per app and metric.")
 
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
@@ -163,6 +170,12 @@ func run(cfg config) error {
 	metrics.Registry.MustRegister(requestMetrics.Collectors()...)
 	metrics.Registry.MustRegister(budgetMetrics.Collectors()...)
 	metrics.Registry.MustRegister(appMetrics, controller.UnreadableApplications)
+	var traffic *controller.TrafficOptions
+	if cfg.analyticsShare > 0 {
+		trafficMetrics := controller.NewTrafficMetrics(cfg.trafficMetricsPerApp)
+		metrics.Registry.MustRegister(trafficMetrics)
+		traffic = &controller.TrafficOptions{MinInterval: cfg.trafficInterval, Metrics: trafficMetrics}
+	}
 	connector := budget.NewConnector(budget.ConnectorOptions{
 		BaseURL:           cfg.apiURL,
 		RequestsPerSecond: cfg.requestsPerSecond,
@@ -173,7 +186,8 @@ func run(cfg config) error {
 		// The drift check uses each token in use once per resync period:
 		// its client (and the zone listings made through it) must outlive
 		// that, or every pass would start afresh.
-		IdleTimeout: max(budget.DefaultIdleTimeout, 3*cfg.resyncPeriod),
+		IdleTimeout:    max(budget.DefaultIdleTimeout, 3*cfg.resyncPeriod),
+		AnalyticsShare: cfg.analyticsShare,
 	})
 	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator", ctrl.Log.WithName("events"))
 	if err := mgr.Add(recorder); err != nil {
@@ -189,6 +203,7 @@ func run(cfg config) error {
 		ResyncPeriod:            cfg.resyncPeriod,
 		MaxConcurrentReconciles: cfg.workers,
 		Metrics:                 appMetrics,
+		Traffic:                 traffic,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)

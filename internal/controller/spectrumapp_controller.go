@@ -54,6 +54,9 @@ type SpectrumAppReconciler struct {
 	MaxConcurrentReconciles int
 	// Metrics, when set, counts apps by condition.
 	Metrics *AppMetrics
+	// Traffic, when set, reads each app's traffic from Cloudflare's
+	// analytics into its status (see traffic.go).
+	Traffic *TrafficOptions
 
 	zones   *zoneCache
 	secrets *tokenCache
@@ -63,6 +66,7 @@ type SpectrumAppReconciler struct {
 	stubConnect func(ctx context.Context, app *v1alpha1.SpectrumApp) (external, error)
 	// turnCame wakes an app whose turn in its token's line has come.
 	turnCame chan event.GenericEvent
+	traffic  *trafficWatch
 }
 
 // +kubebuilder:rbac:groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=get;list;watch;update;patch
@@ -97,6 +101,7 @@ func (r *SpectrumAppReconciler) reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, app); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.NamespacedName)
+			r.traffic.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -331,8 +336,10 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 	if o.kind == kindReleased {
 		controllerutil.RemoveFinalizer(app, v1alpha1.Finalizer)
 		r.Metrics.forget(client.ObjectKeyFromObject(app))
+		r.traffic.forget(client.ObjectKeyFromObject(app))
 		return ctrl.Result{}, client.IgnoreNotFound(r.writeFinalizers(ctx, app))
 	}
+	r.traffic.carry(before, app)
 	if err := r.writeStatus(ctx, app, before, o); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -453,6 +460,12 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	drift := newDriftCheck(r, r.zones.maxAge)
 	if err := mgr.Add(drift); err != nil {
 		return err
+	}
+	if r.Traffic != nil {
+		r.traffic = newTrafficWatch(r, *r.Traffic)
+		if err := mgr.Add(r.traffic); err != nil {
+			return err
+		}
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.SpectrumApp{}, builder.WithPredicates(specOrRequestChanged())).

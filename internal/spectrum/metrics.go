@@ -58,6 +58,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	responses   *prometheus.CounterVec
 	rateLimited prometheus.Counter
+	analytics   prometheus.Counter
 }
 
 // Request classes, the class label of the request duration.
@@ -89,12 +90,13 @@ func NewMetrics() *Metrics {
 			Name: "spectrum_cloudflare_rate_limited_total",
 			Help: "HTTP 429 answers received from the Cloudflare API. Cloudflare then blocks every call of the user, dashboard included, for up to five minutes: it should stay at zero.",
 		}),
+		analytics: newAnalyticsCounter(),
 	}
 }
 
 // Collectors are the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Requests, m.duration, m.responses, m.rateLimited}
+	return []prometheus.Collector{m.Requests, m.duration, m.responses, m.rateLimited, m.analytics}
 }
 
 // request records one request: sent and answered after took.

@@ -55,6 +55,10 @@ type Budget interface {
 	// TakeTurn takes the turn of the object ctx was made for (see
 	// Client.TakeTurn).
 	TakeTurn(ctx context.Context) error
+	// SparePace is how many requests per second marked WithSpareSlot
+	// (traffic analytics) the budget lets through now: its share of the
+	// current pace, nothing when it gives them none or is paused.
+	SparePace() float64
 }
 
 // Listing is a zone's applications.

@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/test/harness"
 )
@@ -36,6 +38,13 @@ func runConvergence(ctx context.Context, t *testing.T, cfg config, rep *report) 
 		RequestsPerSecond:       cfg.Rate,
 		Burst:                   cfg.Burst,
 		MaxConcurrentReconciles: cfg.Workers,
+		// Traffic analytics on, at the default share, and asked for every
+		// resync period rather than every minute: convergence must not
+		// notice it, and the steady state shows the share it takes.
+		ExtraArgs: []string{
+			"--analytics-budget-share=" + strconv.FormatFloat(budget.DefaultAnalyticsShare, 'f', -1, 64),
+			"--traffic-interval=" + cfg.Resync.String(),
+		},
 	})
 	n := cfg.Apps
 	lowerBound := time.Duration(float64(n) / cfg.Rate * float64(time.Second))
@@ -74,6 +83,9 @@ func runConvergence(ctx context.Context, t *testing.T, cfg config, rep *report) 
 	rep.add(scenario, "429s received", "0",
 		fmt.Sprintf("%d (operator saw %.0f)", tooMany, m.rateLimited()), yesNo(tooMany == 0 && m.rateLimited() == 0), float64(tooMany), "")
 	rep.add(scenario, "API calls until all Ready", "N creates + lists", calls.String(), "info", float64(calls.total()), "calls")
+	analytics, all, share := m.analyticsShare(nil)
+	rep.add(scenario, "analytics requests until all Ready", fmt.Sprintf("≤ %.0f %% of requests", 100*budget.DefaultAnalyticsShare),
+		fmt.Sprintf("%.0f of %.0f (%.1f %%)", analytics, all, 100*share), yesNo(share <= budget.DefaultAnalyticsShare), 100*share, "%")
 	rep.detail(scenario, "createdIn", created.String())
 	rep.detail(scenario, "elapsed", elapsed.String())
 	rep.detail(scenario, "lowerBound", lowerBound.String())
@@ -107,7 +119,9 @@ func steadyState(ctx context.Context, t *testing.T, e *env, cfg config, rep *rep
 	pages := max((perZone+perPage-1)/perPage, 1)
 	maxLists := cfg.Zones * pages
 	lists := float64(calls.Kinds[kindList]) / periods
-	appWrites := (m1.appWrites() - m0.appWrites()) / periods
+	// The traffic watch's status writes are its own, told apart.
+	trafficWrites := (m1.trafficWrites() - m0.trafficWrites()) / periods
+	appWrites := (m1.appWrites()-m0.appWrites())/periods - trafficWrites
 	reconciles := (m1.reconciles() - m0.reconciles()) / periods
 
 	label := fmt.Sprintf("%d apps, resync %s", n, cfg.Resync)
@@ -123,6 +137,12 @@ func steadyState(ctx context.Context, t *testing.T, e *env, cfg config, rep *rep
 		calls.MinRefreshGap.Round(time.Millisecond).String(), yesNo(gapOK), calls.MinRefreshGap.Seconds(), "s")
 	rep.add(scenario, "SpectrumApp writes to the apiserver per resync", "0",
 		fmt.Sprintf("%.1f", appWrites), yesNo(appWrites == 0), appWrites, "writes")
+	// Shown when traffic is on (the counter exists once a request was sent).
+	if analytics, all, share := m1.analyticsShare(m0); m1.sum("spectrum_cloudflare_analytics_requests_total") > 0 {
+		rep.add(scenario, "share of API requests spent on traffic analytics", fmt.Sprintf("≤ %.0f %%", 100*budget.DefaultAnalyticsShare),
+			fmt.Sprintf("%.1f %% (%.1f of %.1f per resync)", 100*share, analytics/periods, all/periods), yesNo(share <= budget.DefaultAnalyticsShare), 100*share, "%")
+		rep.add(scenario, "traffic status writes per resync", "info", fmt.Sprintf("%.1f", trafficWrites), "info", trafficWrites, "writes")
+	}
 	// Apps in sync are compared with the zone listings by the drift check;
 	// only those that differ are reconciled, and nothing differs here.
 	rep.add(scenario, fmt.Sprintf("reconciles per resync, %d apps in sync", n), "0 (only drifted apps)",

@@ -167,6 +167,23 @@ func (m metrics) appWrites() float64 {
 	return m.sum("rest_client_requests_total", "method", "PATCH") + m.sum("rest_client_requests_total", "method", "PUT")
 }
 
+// trafficWrites are the traffic watch's status writes, which appWrites
+// counts too.
+func (m metrics) trafficWrites() float64 {
+	return m.sum("spectrum_traffic_status_writes_total")
+}
+
+// analyticsShare is the analytics requests over all requests sent to
+// Cloudflare, between m0 and m.
+func (m metrics) analyticsShare(m0 metrics) (analytics, all, share float64) {
+	analytics = m.sum("spectrum_cloudflare_analytics_requests_total") - m0.sum("spectrum_cloudflare_analytics_requests_total")
+	all = m.sum("spectrum_cloudflare_api_requests_total") - m0.sum("spectrum_cloudflare_api_requests_total")
+	if all > 0 {
+		share = analytics / all
+	}
+	return analytics, all, share
+}
+
 func (m metrics) readyApps() float64 {
 	return m.sum("spectrum_apps", "ready", "True")
 }

@@ -103,6 +103,10 @@ func startEnv(ctx context.Context, t *testing.T, sim spectrumtest.Config, mgr ha
 	mgr.DeferStart = true
 	mgr.LogLevel = os.Getenv("BENCH_LOG_LEVEL")
 	mgr.Binary = os.Getenv("BENCH_MANAGER_BINARY")
+	// Traffic analytics is measured where a scenario turns it on (the
+	// convergence scenario); elsewhere the figures stay comparable with
+	// earlier sessions'. A later flag wins.
+	mgr.ExtraArgs = append([]string{"--analytics-budget-share=0"}, mgr.ExtraArgs...)
 	mgr.ExtraArgs = append(mgr.ExtraArgs, strings.Fields(os.Getenv("BENCH_MANAGER_ARGS"))...)
 	h, err := harness.Start(ctx, harness.Options{Simulator: sim, Manager: mgr, Logf: t.Logf})
 	if err != nil {

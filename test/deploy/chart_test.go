@@ -130,6 +130,9 @@ func TestChartRendersWorkingOperator(t *testing.T) {
 				"cloudflare-burst":               strconv.Itoa(budget.DefaultBurst),
 				"resync-period":                  "5m",
 				"max-concurrent-reconciles":      "8",
+				"analytics-budget-share":         strconv.FormatFloat(budget.DefaultAnalyticsShare, 'f', -1, 64),
+				"traffic-interval":               "1m",
+				"traffic-metrics-per-app":        "false",
 				"zap-log-level":                  "info",
 				"zap-encoder":                    "json",
 			})

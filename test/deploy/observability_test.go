@@ -21,7 +21,7 @@ import (
 )
 
 // operatorCollectors are the collectors cmd/manager registers of its own,
-// beside controller-runtime's, for the checks of their labels and docs
+// beside controller-runtime's, with every opt-in one on, for the checks of their labels and docs
 // that need every metric before it has a series.
 // TestOperatorCollectorsAreWhatTheManagerRegisters holds the list to what
 // the manager binary serves; alerts and dashboards are checked against
@@ -30,7 +30,23 @@ func operatorCollectors() []prometheus.Collector {
 	return append(append(spectrum.NewMetrics().Collectors(), budget.NewMetrics().Collectors()...),
 		controller.NewAppMetrics(),
 		controller.UnreadableApplications,
-		(&events.Recorder{}).DroppedCounter())
+		(&events.Recorder{}).DroppedCounter(),
+		controller.NewTrafficMetrics(true))
+}
+
+// perAppMetrics are the opt-in metrics with a series per app
+// (--traffic-metrics-per-app), the one exception to bounded labels.
+func perAppMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	for _, d := range controller.NewTrafficMetrics(true).PerAppDescs() {
+		name := fqName.FindStringSubmatch(d.String())
+		if name == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		names[name[1]] = true
+	}
+	return names
 }
 
 // foreignMetrics are the metrics alerts may name that the operator does not
@@ -166,11 +182,16 @@ func TestQueryCheckCatchesUnknownMetricsAndSyntax(t *testing.T) {
 	}
 }
 
-// No label carries a secret or a value per app: only these names.
+// No label carries a secret or a value per app: only these names, and the
+// app's namespace and name on the opt-in per-app metrics alone.
 func TestMetricLabelsAreBoundedAndDocumented(t *testing.T) {
 	allowed := map[string]bool{
 		"method": true, "class": true, "result": true, "status": true, "code": true,
-		"policy": true, "field": true, "ready": true, "reason": true,
+		"policy": true, "field": true, "ready": true, "reason": true, "direction": true,
+	}
+	perApp := perAppMetrics(t)
+	if len(perApp) == 0 {
+		t.Fatal("no per-app metrics found")
 	}
 	doc, err := os.ReadFile(filepath.Join(root, "docs", "metrics.md"))
 	if err != nil {
@@ -178,7 +199,7 @@ func TestMetricLabelsAreBoundedAndDocumented(t *testing.T) {
 	}
 	for name, labels := range exportedMetrics(t) {
 		for _, l := range labels {
-			if !allowed[l] {
+			if !allowed[l] && !(perApp[name] && (l == "namespace" || l == "name")) {
 				t.Errorf("%s has label %q, which is not one of the bounded labels", name, l)
 			}
 		}
@@ -247,7 +268,7 @@ func TestPrometheusRuleAlertsParseAndNameExportedMetrics(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	want := []string{"SpectrumAppStalled", "SpectrumCloudflareBudgetLow", "SpectrumCloudflareRateLimited",
+	want := []string{"SpectrumAppOriginErrors", "SpectrumAppStalled", "SpectrumCloudflareBudgetLow", "SpectrumCloudflareRateLimited",
 		"SpectrumDriftCorrectionsHigh", "SpectrumOperatorDown", "SpectrumWebhookUnreachable"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("alerts %v, want %v", names, want)
@@ -356,10 +377,11 @@ func TestGrafanaDashboardQueriesParseAndNameExportedMetrics(t *testing.T) {
 		}
 	}
 	// Apps by condition, API rate and latency, budget left, 429s, drift
-	// corrections, time to Ready.
+	// corrections, time to Ready, traffic.
 	for _, name := range []string{
 		"spectrum_apps", "spectrum_cloudflare_request_duration_seconds", "spectrum_cloudflare_ratelimit_remaining_ratio",
 		"spectrum_cloudflare_rate_limited_total", "spectrum_drift_corrections_total", "spectrum_app_ready_duration_seconds",
+		"spectrum_apps_origins", "spectrum_app_traffic_connections", "spectrum_app_traffic_origin_errors",
 	} {
 		if !shown[name] {
 			t.Errorf("no panel shows %s", name)

@@ -49,6 +49,10 @@ type ConnectorOptions struct {
 	// its last use, and longer while its budget still matters (see
 	// idle.go); DefaultIdleTimeout when zero.
 	IdleTimeout time.Duration
+	// AnalyticsShare is the share of each token's budget that traffic
+	// analytics may use, on slots nobody else waits for (see spare.go);
+	// none when zero.
+	AnalyticsShare float64
 }
 
 // Connector hands out clients per API token. All clients of one token share
@@ -102,6 +106,7 @@ func (c *Connector) ForToken(apiToken string) spectrum.Client {
 	}
 	c.evictIdle(now, true)
 	budget := c.opts.Metrics.limiter(NewRateLimiter(c.opts.RequestsPerSecond, c.opts.Burst, c.opts.RateLimitWindow))
+	budget.setSpareShare(c.opts.AnalyticsShare)
 	held := &token{
 		client: spectrum.NewClient(spectrum.Options{
 			BaseURL:    c.opts.BaseURL,

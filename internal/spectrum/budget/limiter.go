@@ -80,6 +80,10 @@ type RateLimiter struct {
 	line *turnLine
 	// activity says when the token was last used (see idle.go).
 	activity activity
+	// spare and spareShare are analytics' share of the budget (see
+	// spare.go); nil when it has none.
+	spare      *rate.Limiter
+	spareShare float64
 }
 
 var _ spectrum.Budget = (*RateLimiter)(nil)
@@ -95,9 +99,12 @@ func (l *RateLimiter) Admit(ctx context.Context) (answered func(status int, head
 		ctx, cancel = context.WithDeadline(ctx, sendBy)
 		defer cancel()
 	}
-	if t := turnFrom(ctx); t != nil {
-		err = l.line.take(ctx, t)
-	} else {
+	switch {
+	case turnFrom(ctx) != nil:
+		err = l.line.take(ctx, turnFrom(ctx))
+	case spectrum.SpareSlot(ctx):
+		err = l.waitSpare(ctx)
+	default:
 		err = l.Wait(ctx)
 	}
 	if err != nil {
