@@ -57,6 +57,7 @@ type SpectrumAppReconciler struct {
 
 	zones   *zoneCache
 	secrets *tokenCache
+	writer  metadataWriter
 	// turnCame wakes an app whose turn in its token's line has come.
 	turnCame chan event.GenericEvent
 }
@@ -429,7 +430,12 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexZones(context.Background(), mgr); err != nil {
 		return err
 	}
-	if err := setupCredentialsRelease(mgr); err != nil {
+	writer, err := newMetadataWriter(mgr)
+	if err != nil {
+		return err
+	}
+	r.writer = writer
+	if err := setupCredentialsRelease(mgr, writer); err != nil {
 		return err
 	}
 	workers := r.MaxConcurrentReconciles
