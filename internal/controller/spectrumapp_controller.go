@@ -57,7 +57,9 @@ type SpectrumAppReconciler struct {
 
 	zones   *zoneCache
 	secrets *tokenCache
-	writer  metadataWriter
+	// zoneApps are the cached SpectrumApps by zone.
+	zoneApps *zoneApps
+	writer   metadataWriter
 	// turnCame wakes an app whose turn in its token's line has come.
 	turnCame chan event.GenericEvent
 }
@@ -427,7 +429,12 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexCredentials(context.Background(), mgr); err != nil {
 		return err
 	}
-	if err := indexZones(context.Background(), mgr); err != nil {
+	r.zoneApps = newZoneApps()
+	apps, err := mgr.GetCache().GetInformer(context.Background(), &v1alpha1.SpectrumApp{})
+	if err != nil {
+		return err
+	}
+	if _, err := apps.AddEventHandler(r.zoneApps); err != nil {
 		return err
 	}
 	writer, err := newMetadataWriter(mgr)
@@ -459,13 +466,4 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}).
 		Named("spectrumapp").
 		Complete(r)
-}
-
-// zoneIndex indexes SpectrumApps by their Cloudflare zone.
-const zoneIndex = "spec.zoneID"
-
-func indexZones(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, zoneIndex, func(obj client.Object) []string {
-		return []string{obj.(*v1alpha1.SpectrumApp).CloudflareZoneID()}
-	})
 }
