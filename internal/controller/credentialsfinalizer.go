@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
@@ -59,7 +60,7 @@ func (r *SpectrumAppReconciler) protectCredentials(ctx context.Context, app *v1a
 		if !v1alpha1.IsCredentialsSecret(secret) || slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) || !secret.DeletionTimestamp.IsZero() {
 			return nil
 		}
-		return patchFinalizers(ctx, r.Client, secret, append(slices.Clone(secret.Finalizers), CredentialsInUseFinalizer))
+		return r.writer.patchFinalizers(ctx, secretsResource, secret, append(slices.Clone(secret.Finalizers), CredentialsInUseFinalizer))
 	})
 }
 
@@ -72,7 +73,7 @@ func secretMetadata() *metav1.PartialObjectMetadata {
 // patchFinalizers sets an object's finalizers (a Secret's, a SpectrumApp's)
 // on the resourceVersion it was read at: an object changed meanwhile is a
 // conflict. Only the object's metadata is read back into obj.
-func patchFinalizers(ctx context.Context, c client.Client, obj *metav1.PartialObjectMetadata, finalizers []string) error {
+func (w metadataWriter) patchFinalizers(ctx context.Context, resource schema.GroupVersionResource, obj *metav1.PartialObjectMetadata, finalizers []string) error {
 	if finalizers == nil {
 		finalizers = []string{}
 	}
@@ -81,13 +82,14 @@ func patchFinalizers(ctx context.Context, c client.Client, obj *metav1.PartialOb
 	if err != nil {
 		return err
 	}
-	return c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))
+	return w.patch(ctx, resource, obj, patch)
 }
 
 // credentialsRelease takes CredentialsInUseFinalizer off a Secret once no
 // SpectrumApp that will delete its application uses it any more.
 type credentialsRelease struct {
 	client.Client
+	writer metadataWriter
 }
 
 // Reconcile releases the Secret when it is no longer needed.
@@ -111,7 +113,7 @@ func (c *credentialsRelease) Reconcile(ctx context.Context, req reconcile.Reques
 		}
 	}
 	kept := slices.DeleteFunc(slices.Clone(secret.Finalizers), func(f string) bool { return f == CredentialsInUseFinalizer })
-	return reconcile.Result{}, client.IgnoreNotFound(patchFinalizers(ctx, c.Client, secret, kept))
+	return reconcile.Result{}, client.IgnoreNotFound(c.writer.patchFinalizers(ctx, secretsResource, secret, kept))
 }
 
 // holdsCredentials is true for an app that still needs its credentials
@@ -151,7 +153,7 @@ func credentialsSecretOf(app *v1alpha1.SpectrumApp) reconcile.Request {
 
 // setupCredentialsRelease watches the Secrets that carry the finalizer,
 // and the SpectrumApps that let go of them.
-func setupCredentialsRelease(mgr manager.Manager) error {
+func setupCredentialsRelease(mgr manager.Manager, writer metadataWriter) error {
 	carriesFinalizer := predicate.NewPredicateFuncs(func(obj client.Object) bool {
 		return slices.Contains(obj.GetFinalizers(), CredentialsInUseFinalizer)
 	})
@@ -159,5 +161,5 @@ func setupCredentialsRelease(mgr manager.Manager) error {
 		Named("credentials-release").
 		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(carriesFinalizer)).
 		Watches(&v1alpha1.SpectrumApp{}, appsLettingGoOfCredentials).
-		Complete(&credentialsRelease{Client: mgr.GetClient()})
+		Complete(&credentialsRelease{Client: mgr.GetClient(), writer: writer})
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
@@ -76,12 +75,7 @@ func (d *driftCheck) checkAll(ctx context.Context, notBefore time.Time) (postpon
 		if ctx.Err() != nil {
 			return false
 		}
-		groups, err := d.inSyncApps(ctx, zoneID)
-		if err != nil {
-			d.log.Error(err, "Listing SpectrumApps for the drift check", "zone", zoneID)
-			continue
-		}
-		for creds, apps := range groups {
+		for creds, apps := range d.inSyncApps(zoneID) {
 			drifted, err := d.check(ctx, zoneID, creds, apps, notBefore)
 			if err != nil {
 				classified := spectrum.Classify(err)
@@ -114,22 +108,16 @@ func (d *driftCheck) checkAll(ctx context.Context, notBefore time.Time) (postpon
 // inSyncApps groups by credentials the zone's apps whose last reconcile
 // found them in sync with their spec. The others are reconciling already:
 // a spec change, a retry, or a stall waiting for a person.
-func (d *driftCheck) inSyncApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp, error) {
-	var apps v1alpha1.SpectrumAppList
-	// Read-only, so the cache's objects are not deep-copied.
-	if err := d.r.List(ctx, &apps, client.MatchingFields{zoneIndex: zoneID}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
-	}
+func (d *driftCheck) inSyncApps(zoneID string) map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp {
 	groups := map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp{}
-	for i := range apps.Items {
-		app := &apps.Items[i]
+	for _, app := range d.r.zoneApps.of(zoneID) {
 		if !inSync(app) {
 			continue
 		}
 		creds := app.CredentialsSecret(d.r.DefaultCredentials)
 		groups[creds] = append(groups[creds], app)
 	}
-	return groups, nil
+	return groups
 }
 
 func inSync(app *v1alpha1.SpectrumApp) bool {

@@ -363,14 +363,9 @@ func (e *cloudflareApp) deleteID(ctx context.Context, id string) error {
 // fight over it, and deleting either would delete it for both.
 func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID string, app *v1alpha1.SpectrumApp) (types.NamespacedName, error) {
 	// Only adoption asks, which is rare (a lost create, an app made outside
-	// Kubernetes), so the zone's apps are scanned in the cache rather than
-	// every app paying for an index entry of its own ID (docs/benchmarks.md).
-	var zoneApps v1alpha1.SpectrumAppList
-	if err := r.List(ctx, &zoneApps, client.MatchingFields{zoneIndex: app.CloudflareZoneID()}, client.UnsafeDisableDeepCopy); err != nil {
-		return types.NamespacedName{}, err
-	}
-	for i := range zoneApps.Items {
-		owner := &zoneApps.Items[i]
+	// Kubernetes), so the zone's apps are scanned rather than every app
+	// paying for an index entry of its own ID (docs/benchmarks.md).
+	for _, owner := range r.zoneApps.of(app.CloudflareZoneID()) {
 		if owner.Status.ApplicationID == applicationID && owner.UID != app.UID {
 			return client.ObjectKeyFromObject(owner), nil
 		}

@@ -22,6 +22,11 @@ import (
 type AppMetrics struct {
 	mu     sync.Mutex
 	states map[types.NamespacedName]appState
+	// The gauges' values, kept as states change: counting them over every
+	// app at each scrape was O(apps) per scrape.
+	byReady   map[appState]int
+	byPolicy  map[string]int
+	byStalled map[string]int
 	// pending holds, for each app not Ready at its generation, when that
 	// generation began (see readyTransition).
 	pending map[types.NamespacedName]generationStart
@@ -46,8 +51,11 @@ type generationStart struct {
 // NewAppMetrics returns the collector; register it with the metrics registry.
 func NewAppMetrics() *AppMetrics {
 	return &AppMetrics{
-		states:  map[types.NamespacedName]appState{},
-		pending: map[types.NamespacedName]generationStart{},
+		states:    map[types.NamespacedName]appState{},
+		byReady:   map[appState]int{},
+		byPolicy:  map[string]int{},
+		byStalled: map[string]int{},
+		pending:   map[types.NamespacedName]generationStart{},
 		desc: prometheus.NewDesc("spectrum_apps",
 			"SpectrumApps by the status and reason of their Ready condition.",
 			[]string{"ready", "reason"}, nil),
@@ -84,26 +92,20 @@ func (m *AppMetrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *AppMetrics) Collect(ch chan<- prometheus.Metric) {
+	var metrics []prometheus.Metric
 	m.mu.Lock()
-	counts := map[appState]int{}
-	policies := map[string]int{}
-	stalled := map[string]int{}
-	for _, s := range m.states {
-		counts[appState{ready: s.ready, reason: s.reason}]++
-		policies[s.policy]++
-		if s.stalled != "" {
-			stalled[s.stalled]++
-		}
+	for s, n := range m.byReady {
+		metrics = append(metrics, prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), s.ready, s.reason))
+	}
+	for policy, n := range m.byPolicy {
+		metrics = append(metrics, prometheus.MustNewConstMetric(m.policyDesc, prometheus.GaugeValue, float64(n), policy))
+	}
+	for reason, n := range m.byStalled {
+		metrics = append(metrics, prometheus.MustNewConstMetric(m.stalledDesc, prometheus.GaugeValue, float64(n), reason))
 	}
 	m.mu.Unlock()
-	for s, n := range counts {
-		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), s.ready, s.reason)
-	}
-	for policy, n := range policies {
-		ch <- prometheus.MustNewConstMetric(m.policyDesc, prometheus.GaugeValue, float64(n), policy)
-	}
-	for reason, n := range stalled {
-		ch <- prometheus.MustNewConstMetric(m.stalledDesc, prometheus.GaugeValue, float64(n), reason)
+	for _, metric := range metrics {
+		ch <- metric
 	}
 	m.readyDuration.Collect(ch)
 	m.corrections.Collect(ch)
@@ -124,8 +126,31 @@ func (m *AppMetrics) observe(name types.NamespacedName, before, app *v1alpha1.Sp
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if previous, ok := m.states[name]; ok {
+		m.count(previous, -1)
+	}
 	m.states[name] = state
+	m.count(state, 1)
 	m.readyTransition(name, before, app, started)
+}
+
+// count adds delta apps in state s to the gauges; a value that reaches
+// zero goes, as a state no app is in was never exported. The caller holds
+// m.mu.
+func (m *AppMetrics) count(s appState, delta int) {
+	add := func(counts map[string]int, key string) {
+		if counts[key] += delta; counts[key] == 0 {
+			delete(counts, key)
+		}
+	}
+	ready := appState{ready: s.ready, reason: s.reason}
+	if m.byReady[ready] += delta; m.byReady[ready] == 0 {
+		delete(m.byReady, ready)
+	}
+	add(m.byPolicy, s.policy)
+	if s.stalled != "" {
+		add(m.byStalled, s.stalled)
+	}
 }
 
 // readyTransition observes the time to Ready when the app became Ready at
@@ -183,6 +208,9 @@ func (m *AppMetrics) forget(name types.NamespacedName) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if previous, ok := m.states[name]; ok {
+		m.count(previous, -1)
+	}
 	delete(m.states, name)
 	delete(m.pending, name)
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,66 @@ func TestPolicyLabelIsBounded(t *testing.T) {
 		if got := policyLabel(policy); got != want {
 			t.Errorf("policyLabel(%q) = %q, want %q", policy, got, want)
 		}
+	}
+}
+
+// The gauges are kept as apps change state, not counted at each scrape:
+// after any sequence of reconciles and deletions they must equal a count
+// of the apps' last states, with no series left for a state no app is in.
+func TestAppGaugesFollowEveryChange(t *testing.T) {
+	m := NewAppMetrics()
+	type step struct {
+		app     string
+		forget  bool
+		ready   metav1.ConditionStatus
+		reason  string
+		stalled string
+		policy  string
+	}
+	steps := []step{
+		{app: "a", ready: metav1.ConditionFalse, reason: "Waiting"},
+		{app: "b", ready: metav1.ConditionFalse, reason: "ArgoNotEnabled", stalled: "ArgoNotEnabled"},
+		{app: "c", ready: metav1.ConditionTrue, reason: "Observed", policy: "observe"},
+		{app: "a", ready: metav1.ConditionTrue, reason: "Synced"},
+		{app: "b", ready: metav1.ConditionTrue, reason: "Synced"},
+		{app: "c", forget: true},
+		{app: "c", forget: true},
+		{app: "d", ready: metav1.ConditionFalse, reason: "ArgoNotEnabled", stalled: "ArgoNotEnabled", policy: "manage"},
+		{app: "a", forget: true},
+	}
+	for i, s := range steps {
+		name := types.NamespacedName{Namespace: "ns", Name: s.app}
+		if s.forget {
+			m.forget(name)
+		} else {
+			app := appAt(1, time.Now(), s.ready)
+			app.Status.Conditions[0].Reason = s.reason
+			app.Status.ReconcilePolicy = s.policy
+			if s.stalled != "" {
+				app.Status.Conditions = append(app.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: s.stalled})
+			}
+			m.observe(name, app, app, time.Now())
+		}
+		ready, policies, stalled := map[appState]int{}, map[string]int{}, map[string]int{}
+		for _, st := range m.states {
+			ready[appState{ready: st.ready, reason: st.reason}]++
+			policies[st.policy]++
+			if st.stalled != "" {
+				stalled[st.stalled]++
+			}
+		}
+		if !maps.Equal(ready, m.byReady) || !maps.Equal(policies, m.byPolicy) || !maps.Equal(stalled, m.byStalled) {
+			t.Fatalf("after step %d (%+v): gauges %v %v %v, a count of the states gives %v %v %v",
+				i, s, m.byReady, m.byPolicy, m.byStalled, ready, policies, stalled)
+		}
+	}
+	want := `
+# HELP spectrum_apps SpectrumApps by the status and reason of their Ready condition.
+# TYPE spectrum_apps gauge
+spectrum_apps{ready="False",reason="ArgoNotEnabled"} 1
+spectrum_apps{ready="True",reason="Synced"} 1
+`
+	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "spectrum_apps"); err != nil {
+		t.Error(err)
 	}
 }

@@ -64,6 +64,9 @@ type SpectrumAppReconciler struct {
 	// reconcile branches hand the reconciler a stub seam through it. Nil in
 	// production.
 	stubConnect func(ctx context.Context, app *v1alpha1.SpectrumApp) (external, error)
+	// zoneApps are the cached SpectrumApps by zone.
+	zoneApps *zoneApps
+	writer   metadataWriter
 	// turnCame wakes an app whose turn in its token's line has come.
 	turnCame chan event.GenericEvent
 	traffic  *trafficWatch
@@ -446,10 +449,20 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexCredentials(context.Background(), mgr); err != nil {
 		return err
 	}
-	if err := indexZones(context.Background(), mgr); err != nil {
+	r.zoneApps = newZoneApps()
+	apps, err := mgr.GetCache().GetInformer(context.Background(), &v1alpha1.SpectrumApp{})
+	if err != nil {
 		return err
 	}
-	if err := setupCredentialsRelease(mgr); err != nil {
+	if _, err := apps.AddEventHandler(r.zoneApps); err != nil {
+		return err
+	}
+	writer, err := newMetadataWriter(mgr)
+	if err != nil {
+		return err
+	}
+	r.writer = writer
+	if err := setupCredentialsRelease(mgr, writer); err != nil {
 		return err
 	}
 	workers := r.MaxConcurrentReconciles
@@ -479,13 +492,4 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}).
 		Named("spectrumapp").
 		Complete(r)
-}
-
-// zoneIndex indexes SpectrumApps by their Cloudflare zone.
-const zoneIndex = "spec.zoneID"
-
-func indexZones(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, zoneIndex, func(obj client.Object) []string {
-		return []string{obj.(*v1alpha1.SpectrumApp).CloudflareZoneID()}
-	})
 }

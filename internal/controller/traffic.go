@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"golang.org/x/time/rate"
 
@@ -321,13 +320,8 @@ func (w *trafficWatch) secretVersion(ctx context.Context, secret types.Namespace
 // those with a Cloudflare application, not being deleted, and not under
 // the skip policy, which makes no Cloudflare call.
 func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp, error) {
-	var apps v1alpha1.SpectrumAppList
-	if err := w.r.List(ctx, &apps, client.MatchingFields{zoneIndex: zoneID}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
-	}
 	groups := map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp{}
-	for i := range apps.Items {
-		app := &apps.Items[i]
+	for _, app := range w.r.zoneApps.of(zoneID) {
 		if app.Status.ApplicationID == "" || !app.DeletionTimestamp.IsZero() || app.Policy() == v1alpha1.ReconcilePolicySkip {
 			continue
 		}

@@ -3,9 +3,12 @@ package controller
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/client-go/metadata"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 )
@@ -16,6 +19,40 @@ import (
 // watch brings the rest to the cache. Sending whole objects and decoding
 // whole answers was about a sixth of the CPU it took to converge 10,000
 // apps (issue 23's profile).
+
+// Resources the operator writes by merge patch.
+var (
+	spectrumAppsResource = v1alpha1.GroupVersion.WithResource("spectrumapps")
+	secretsResource      = corev1.SchemeGroupVersion.WithResource("secrets")
+)
+
+// metadataWriter sends those patches through client-go's metadata client,
+// with the resource named outright. controller-runtime's metadata client
+// looks the REST mapping up again on every call, which allocated about
+// 7 KiB a write: 8 % of the manager's allocations, and 2 % of its CPU, to
+// converge 10,000 apps.
+type metadataWriter struct {
+	client metadata.Interface
+}
+
+func newMetadataWriter(mgr manager.Manager) (metadataWriter, error) {
+	client, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	return metadataWriter{client: client}, err
+}
+
+// patch applies a merge patch to obj's resource (or its subresource) and
+// reads the answer's metadata back into obj.
+func (w metadataWriter) patch(ctx context.Context, resource schema.GroupVersionResource, obj *metav1.PartialObjectMetadata, patch []byte, subresources ...string) error {
+	answer, err := w.client.Resource(resource).Namespace(obj.Namespace).
+		Patch(ctx, obj.Name, types.MergePatchType, patch, metav1.PatchOptions{}, subresources...)
+	if err != nil {
+		return err
+	}
+	kind := obj.GroupVersionKind()
+	*obj = *answer
+	obj.SetGroupVersionKind(kind)
+	return nil
+}
 
 // appMetadata is the metadata-only stand-in for app in a write.
 func appMetadata(app *v1alpha1.SpectrumApp) *metav1.PartialObjectMetadata {
@@ -28,7 +65,7 @@ func appMetadata(app *v1alpha1.SpectrumApp) *metav1.PartialObjectMetadata {
 // resourceVersion it answers with.
 func (r *SpectrumAppReconciler) patchStatus(ctx context.Context, app *v1alpha1.SpectrumApp, patch []byte) error {
 	meta := appMetadata(app)
-	if err := r.Status().Patch(ctx, meta, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	if err := r.writer.patch(ctx, spectrumAppsResource, meta, patch, "status"); err != nil {
 		return err
 	}
 	app.ResourceVersion = meta.ResourceVersion
@@ -41,7 +78,7 @@ func (r *SpectrumAppReconciler) patchStatus(ctx context.Context, app *v1alpha1.S
 func (r *SpectrumAppReconciler) writeFinalizers(ctx context.Context, app *v1alpha1.SpectrumApp) error {
 	meta := appMetadata(app)
 	meta.ResourceVersion = app.ResourceVersion
-	if err := patchFinalizers(ctx, r.Client, meta, app.Finalizers); err != nil {
+	if err := r.writer.patchFinalizers(ctx, spectrumAppsResource, meta, app.Finalizers); err != nil {
 		return err
 	}
 	app.ResourceVersion = meta.ResourceVersion

@@ -69,3 +69,64 @@ func TestZoneCacheDropsForgottenTokens(t *testing.T) {
 		t.Errorf("%d entries once no token is held, want 0", n)
 	}
 }
+
+// zoneClient lists a zone holding apps, and counts its listings.
+type zoneClient struct {
+	spectrum.Client
+	apps  []spectrum.App
+	lists int
+}
+
+func (z *zoneClient) ListApps(context.Context, string) (spectrum.Listing, error) {
+	z.lists++
+	return spectrum.Listing{Apps: append([]spectrum.App(nil), z.apps...)}, nil
+}
+
+// A listing is updated in place: it must read exactly as the last listing
+// says, after apps are added, changed, renamed and deleted, and when two
+// applications share a name and one of them goes.
+func TestZoneListingUpdatedInPlaceReadsAsTheLastListing(t *testing.T) {
+	ctx := context.Background()
+	app := func(id, host string) spectrum.App {
+		return spectrum.App{ID: id, Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: host}}
+	}
+	cf := &zoneClient{}
+	c := newZoneCache(time.Minute, logr.Discard(), nil)
+	check := func(step string, wantIDs map[string]string) {
+		t.Helper()
+		// A listing fetched no earlier than now: a new one.
+		if _, err := c.refresh(ctx, cf, "z", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		byID := func(id string) (spectrum.App, bool, error) { return c.byID(ctx, cf, "z", id, time.Time{}) }
+		l := c.listing(cf, "z")
+		if len(l.apps) != len(wantIDs) {
+			t.Fatalf("%s: listing holds %d apps, want %d", step, len(l.apps), len(wantIDs))
+		}
+		for id, host := range wantIDs {
+			got, found, err := byID(id)
+			if err != nil || !found || got.DNS.Name != host {
+				t.Fatalf("%s: %s reads %+v (found %v, %v), want %s", step, id, got, found, err, host)
+			}
+		}
+		for id, host := range wantIDs {
+			got, found, err := c.byName(ctx, cf, "z", host, "tcp/22", time.Time{})
+			if err != nil || !found || wantIDs[got.ID] != host {
+				t.Fatalf("%s: by name %s finds %+v (found %v, %v), want %s", step, host, got, found, err, id)
+			}
+		}
+	}
+	cf.apps = []spectrum.App{app("a1", "one.example"), app("a2", "two.example")}
+	check("first listing", map[string]string{"a1": "one.example", "a2": "two.example"})
+	cf.apps = []spectrum.App{app("a1", "uno.example"), app("a2", "two.example"), app("a3", "three.example")}
+	check("renamed and added", map[string]string{"a1": "uno.example", "a2": "two.example", "a3": "three.example"})
+	cf.apps = []spectrum.App{app("a2", "two.example"), app("a3", "three.example")}
+	check("deleted", map[string]string{"a2": "two.example", "a3": "three.example"})
+	if _, found, _ := c.byName(ctx, cf, "z", "uno.example", "tcp/22", time.Time{}); found {
+		t.Error("the deleted app is still found by name")
+	}
+	cf.apps = []spectrum.App{app("a2", "two.example"), app("a3", "three.example"), app("a4", "dup.example"), app("a5", "dup.example")}
+	check("two new apps with the same name", map[string]string{"a2": "two.example", "a3": "three.example", "a4": "dup.example", "a5": "dup.example"})
+	cf.apps = []spectrum.App{app("a2", "two.example"), app("a3", "three.example"), app("a4", "dup.example")}
+	check("the one its name found gone", map[string]string{"a2": "two.example", "a3": "three.example", "a4": "dup.example"})
+}

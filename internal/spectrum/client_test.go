@@ -163,6 +163,56 @@ func TestListingsFollowChangesBetweenThem(t *testing.T) {
 	}
 }
 
+// A listing reuses the pages the last listing of the zone decoded; pages
+// changed, shifted by a deletion or added must read as a client that never
+// listed the zone reads them.
+func TestPagedListingsFollowChangesBetweenThem(t *testing.T) {
+	sim := startSimulator(t, testConfig())
+	var ids []string
+	for i := range 250 {
+		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, stored.App.ID)
+	}
+	reusing := newClient(sim, enterpriseToken)
+	ctx := testContext(t)
+	check := func(step string) {
+		t.Helper()
+		got, err := reusing.ListApps(ctx, enterpriseZone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := newClient(sim, enterpriseToken).ListApps(ctx, enterpriseZone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Apps) != len(want.Apps) {
+			t.Fatalf("%s: %d apps listed, a fresh client lists %d", step, len(got.Apps), len(want.Apps))
+		}
+		for i := range want.Apps {
+			if got.Apps[i].ID != want.Apps[i].ID || spectrum.Differs(want.Apps[i], got.Apps[i]) {
+				t.Fatalf("%s: apps[%d] = %+v, a fresh client reads %+v", step, i, got.Apps[i], want.Apps[i])
+			}
+		}
+	}
+	check("first listing")
+	check("nothing changed")
+	if err := sim.ModifyApp(enterpriseZone, ids[150], func(app *spectrumtest.App) { app.ProxyProtocol = "v2" }); err != nil {
+		t.Fatal(err)
+	}
+	check("an app of page 2 changed")
+	if err := sim.DeleteApp(enterpriseZone, ids[10]); err != nil {
+		t.Fatal(err)
+	}
+	check("an app of page 1 deleted, every later page shifted")
+	if _, err := sim.PutApp(enterpriseZone, simSSHApp("late.example.com"), false); err != nil {
+		t.Fatal(err)
+	}
+	check("an app added on the last page")
+}
+
 func TestClientListEmptyZone(t *testing.T) {
 	sim := startSimulator(t, testConfig())
 	listing, err := newClient(sim, enterpriseToken).ListApps(testContext(t), otherZone)

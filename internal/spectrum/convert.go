@@ -137,9 +137,13 @@ func Differences(desired, observed App) []string {
 			fields = append(fields, field)
 		}
 	}
-	differ("protocol", rules.CanonicalProtocol(desired.Protocol) != rules.CanonicalProtocol(observed.Protocol))
+	// Equal text is the common case (the drift check compares every app in
+	// sync each period) and needs no parsing.
+	differ("protocol", desired.Protocol != observed.Protocol &&
+		rules.CanonicalProtocol(desired.Protocol) != rules.CanonicalProtocol(observed.Protocol))
 	differ("dns.type", !strings.EqualFold(desired.DNS.Type, observed.DNS.Type))
-	differ("dns.name", NormalizeHostname(desired.DNS.Name) != NormalizeHostname(observed.DNS.Name))
+	differ("dns.name", desired.DNS.Name != observed.DNS.Name &&
+		NormalizeHostname(desired.DNS.Name) != NormalizeHostname(observed.DNS.Name))
 	differ("origin_direct", !slices.Equal(desired.OriginDirect, observed.OriginDirect))
 	fields = append(fields, originDNSDifferences(desired.OriginDNS, observed.OriginDNS)...)
 	differ("origin_port", originPortText(desired.OriginPort) != originPortText(observed.OriginPort))

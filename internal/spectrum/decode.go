@@ -80,6 +80,14 @@ func decodeResponse(r response, result any) (*ResultInfo, error) {
 	if len(env.Result) == 0 || string(env.Result) == "null" {
 		return nil, fail(nil, "response has no result")
 	}
+	if page, ok := result.(*listPage); ok {
+		// Already checked as JSON with the envelope; only new pages are
+		// split into applications.
+		if err := page.read(env.Result); err != nil {
+			return nil, fail(nil, "response result is not an application: "+describeJSONError(err))
+		}
+		return env.ResultInfo, nil
+	}
 	if err := json.Unmarshal(env.Result, result); err != nil {
 		return nil, fail(nil, "response result is not an application: "+describeJSONError(err))
 	}

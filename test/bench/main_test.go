@@ -235,14 +235,43 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	return d
 }
 
+// configJSON is config as the results file holds it: durations as "1s"
+// rather than nanoseconds.
+type configJSON struct {
+	plainConfig
+	Window       string `json:"window"`
+	SharedWindow string `json:"sharedWindow"`
+	Latency      string `json:"latency"`
+	Resync       string `json:"resync"`
+}
+
+type plainConfig config
+
 // MarshalJSON writes durations as "1s" rather than nanoseconds.
 func (c config) MarshalJSON() ([]byte, error) {
-	type plain config
-	return json.Marshal(struct {
-		plain
-		Window       string `json:"window"`
-		SharedWindow string `json:"sharedWindow"`
-		Latency      string `json:"latency"`
-		Resync       string `json:"resync"`
-	}{plain(c), c.Window.String(), c.SharedWindow.String(), c.Latency.String(), c.Resync.String()})
+	return json.Marshal(configJSON{plainConfig(c), c.Window.String(), c.SharedWindow.String(), c.Latency.String(), c.Resync.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, so that a run can be
+// compared with the results file of an earlier one.
+func (c *config) UnmarshalJSON(data []byte) error {
+	var in configJSON
+	if err := json.Unmarshal(data, &in); err != nil {
+		return err
+	}
+	*c = config(in.plainConfig)
+	for _, d := range []struct {
+		to   *time.Duration
+		text string
+	}{{&c.Window, in.Window}, {&c.SharedWindow, in.SharedWindow}, {&c.Latency, in.Latency}, {&c.Resync, in.Resync}} {
+		if d.text == "" {
+			continue
+		}
+		parsed, err := time.ParseDuration(d.text)
+		if err != nil {
+			return err
+		}
+		*d.to = parsed
+	}
+	return nil
 }

@@ -311,6 +311,8 @@ type apiCounter struct {
 	refreshes map[string][]time.Time
 	// perSecond counts requests in each second since the last reset.
 	perSecond []int
+	// inFlight counts requests the simulator is still answering.
+	inFlight int
 }
 
 // The kinds of request.
@@ -352,10 +354,14 @@ func (c *apiCounter) wrap(next http.Handler) http.Handler {
 			}
 		}
 		started := time.Now()
+		c.mu.Lock()
+		c.inFlight++
+		c.mu.Unlock()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.inFlight--
 		c.kinds[kind]++
 		c.statuses[rec.status]++
 		if second := int(started.Sub(c.since) / time.Second); second >= 0 {
@@ -368,6 +374,25 @@ func (c *apiCounter) wrap(next http.Handler) http.Handler {
 			c.refreshes[zone] = append(c.refreshes[zone], started)
 		}
 	})
+}
+
+// settle waits until the simulator has answered every request it
+// received: a request of a killed manager is still answered, and counted,
+// after the kill.
+func (c *apiCounter) settle(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		n := c.inFlight
+		c.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // counts is a snapshot of an apiCounter.

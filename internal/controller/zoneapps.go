@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+)
+
+// zoneApps indexes the cached SpectrumApps by zone (CloudflareZoneID), holding the
+// cache's own objects, which its readers only read. The drift check reads
+// every zone's apps each period, and adoption's claim check a zone's apps:
+// through the cache's List, even without deep copies, each read copied
+// every app of the zone into a new list (about 1 KiB each), 8 % of what
+// the manager allocated to converge 10,000 apps, for objects only looked
+// at. It is fed by the SpectrumApp informer's events, so it follows the
+// cache a moment behind, as every reader of the cache does.
+type zoneApps struct {
+	mu    sync.RWMutex
+	zones map[string]map[types.NamespacedName]*v1alpha1.SpectrumApp
+}
+
+var _ toolscache.ResourceEventHandler = (*zoneApps)(nil)
+
+func newZoneApps() *zoneApps {
+	return &zoneApps{zones: map[string]map[types.NamespacedName]*v1alpha1.SpectrumApp{}}
+}
+
+// of returns the zone's apps; the objects are the cache's, not to be
+// modified.
+func (z *zoneApps) of(zoneID string) []*v1alpha1.SpectrumApp {
+	z.mu.RLock()
+	defer z.mu.RUnlock()
+	apps := make([]*v1alpha1.SpectrumApp, 0, len(z.zones[zoneID]))
+	for _, app := range z.zones[zoneID] {
+		apps = append(apps, app)
+	}
+	return apps
+}
+
+// OnAdd implements toolscache.ResourceEventHandler.
+func (z *zoneApps) OnAdd(obj any, _ bool) {
+	if app, ok := obj.(*v1alpha1.SpectrumApp); ok {
+		z.put(app)
+	}
+}
+
+// OnUpdate implements toolscache.ResourceEventHandler: an app whose zone
+// changed (its zoneName resolved) moves.
+func (z *zoneApps) OnUpdate(oldObj, newObj any) {
+	old, okOld := oldObj.(*v1alpha1.SpectrumApp)
+	app, ok := newObj.(*v1alpha1.SpectrumApp)
+	if !ok {
+		return
+	}
+	if okOld && old.CloudflareZoneID() != app.CloudflareZoneID() {
+		z.remove(old)
+	}
+	z.put(app)
+}
+
+// OnDelete implements toolscache.ResourceEventHandler, for a deletion
+// seen or missed while the watch was down.
+func (z *zoneApps) OnDelete(obj any) {
+	if missed, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = missed.Obj
+	}
+	if app, ok := obj.(*v1alpha1.SpectrumApp); ok {
+		z.remove(app)
+	}
+}
+
+func (z *zoneApps) put(app *v1alpha1.SpectrumApp) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	zone := app.CloudflareZoneID()
+	apps, ok := z.zones[zone]
+	if !ok {
+		apps = map[types.NamespacedName]*v1alpha1.SpectrumApp{}
+		z.zones[zone] = apps
+	}
+	apps[types.NamespacedName{Namespace: app.Namespace, Name: app.Name}] = app
+}
+
+func (z *zoneApps) remove(app *v1alpha1.SpectrumApp) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	zone := app.CloudflareZoneID()
+	delete(z.zones[zone], types.NamespacedName{Namespace: app.Namespace, Name: app.Name})
+	if len(z.zones[zone]) == 0 {
+		delete(z.zones, zone)
+	}
+}
