@@ -68,22 +68,47 @@ func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1
 }
 
 // statusPatch is the merge patch that takes status from before to after:
-// each top-level field that changed is sent whole (a merge patch replaces
-// lists whole anyway), each one gone as null. Only the status is encoded:
-// diffing whole objects (client.MergeFrom) was 3 % of the CPU to converge
-// 10,000 apps.
+// a field that changed is sent (an object as the merge patch of its own
+// fields, anything else whole: a merge patch replaces lists whole anyway),
+// a field gone as null. Only the status is encoded: diffing whole objects
+// (client.MergeFrom) was 3 % of the CPU to converge 10,000 apps.
 func statusPatch(before, after *v1alpha1.SpectrumAppStatus) ([]byte, error) {
-	old, err := topLevelFields(before)
+	old, err := json.Marshal(before)
 	if err != nil {
 		return nil, err
 	}
-	current, err := topLevelFields(after)
+	current, err := json.Marshal(after)
 	if err != nil {
+		return nil, err
+	}
+	changes, err := objectPatch(old, current)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]json.RawMessage{"status": changes})
+}
+
+// objectPatch is the RFC 7386 merge patch from one JSON object to another.
+func objectPatch(before, after json.RawMessage) (json.RawMessage, error) {
+	var old, current map[string]json.RawMessage
+	if err := json.Unmarshal(before, &old); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(after, &current); err != nil {
 		return nil, err
 	}
 	changes := make(map[string]json.RawMessage, len(current))
 	for name, value := range current {
-		if !bytes.Equal(old[name], value) {
+		was, ok := old[name]
+		switch {
+		case ok && bytes.Equal(was, value):
+		case ok && isObject(was) && isObject(value):
+			nested, err := objectPatch(was, value)
+			if err != nil {
+				return nil, err
+			}
+			changes[name] = nested
+		default:
 			changes[name] = value
 		}
 	}
@@ -92,15 +117,9 @@ func statusPatch(before, after *v1alpha1.SpectrumAppStatus) ([]byte, error) {
 			changes[name] = json.RawMessage("null")
 		}
 	}
-	return json.Marshal(map[string]any{"status": changes})
+	return json.Marshal(changes)
 }
 
-func topLevelFields(status *v1alpha1.SpectrumAppStatus) (map[string]json.RawMessage, error) {
-	encoded, err := json.Marshal(status)
-	if err != nil {
-		return nil, err
-	}
-	var fields map[string]json.RawMessage
-	err = json.Unmarshal(encoded, &fields)
-	return fields, err
+func isObject(value json.RawMessage) bool {
+	return len(value) > 0 && value[0] == '{'
 }

@@ -33,6 +33,10 @@ func TestStatusPatchTakesStatusFromBeforeToAfter(t *testing.T) {
 		{"a condition changed in place", v1alpha1.SpectrumAppStatus{Conditions: []metav1.Condition{ready, reconciling}},
 			v1alpha1.SpectrumAppStatus{Conditions: []metav1.Condition{ready}}},
 		{"no change", v1alpha1.SpectrumAppStatus{ApplicationID: "a1"}, v1alpha1.SpectrumAppStatus{ApplicationID: "a1"}},
+		{"a nested field gone", v1alpha1.SpectrumAppStatus{ApplicationID: "a1", Traffic: &v1alpha1.Traffic{Connections: 3, ReadAt: recorded}},
+			v1alpha1.SpectrumAppStatus{ApplicationID: "a1", Traffic: &v1alpha1.Traffic{Connections: 4}}},
+		{"a nested object gone", v1alpha1.SpectrumAppStatus{ApplicationID: "a1", Traffic: &v1alpha1.Traffic{Connections: 3}},
+			v1alpha1.SpectrumAppStatus{ApplicationID: "a1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,25 +60,42 @@ func TestStatusPatchTakesStatusFromBeforeToAfter(t *testing.T) {
 	}
 }
 
-// applyMergePatch applies a merge patch's top-level fields to status, as
-// RFC 7386 does: null removes, anything else replaces.
+// applyMergePatch applies a merge patch to status as RFC 7386 does: null
+// removes, an object merges into an object field by field, anything else
+// replaces.
 func applyMergePatch(t *testing.T, status v1alpha1.SpectrumAppStatus, patch map[string]json.RawMessage) map[string]any {
 	t.Helper()
-	doc := asJSONObject(t, status)
+	var changes map[string]any
+	encoded, err := json.Marshal(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(encoded, &changes); err != nil {
+		t.Fatal(err)
+	}
+	return mergeInto(asJSONObject(t, status), changes)
+}
+
+func mergeInto(doc, patch map[string]any) map[string]any {
 	for name, value := range patch {
-		if string(value) == "null" {
+		nested, isObject := value.(map[string]any)
+		target, targetIsObject := doc[name].(map[string]any)
+		switch {
+		case value == nil:
 			delete(doc, name)
-			continue
+		case isObject && targetIsObject:
+			doc[name] = mergeInto(target, nested)
+		case isObject:
+			doc[name] = mergeInto(map[string]any{}, nested)
+		default:
+			doc[name] = value
 		}
-		var v any
-		if err := json.Unmarshal(value, &v); err != nil {
-			t.Fatal(err)
-		}
-		doc[name] = v
 	}
 	return doc
 }
 
+// asJSONObject is v as the apiserver keeps it after a merge patch: a null
+// (a zero time) is no field at all.
 func asJSONObject(t *testing.T, v any) map[string]any {
 	t.Helper()
 	encoded, err := json.Marshal(v)
@@ -85,5 +106,29 @@ func asJSONObject(t *testing.T, v any) map[string]any {
 	if err := json.Unmarshal(encoded, &out); err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return withoutNulls(out)
+}
+
+func withoutNulls(doc map[string]any) map[string]any {
+	for name, value := range doc {
+		switch value := value.(type) {
+		case nil:
+			delete(doc, name)
+		case map[string]any:
+			withoutNulls(value)
+		}
+	}
+	return doc
+}
+
+// A field gone from a nested object is sent as null: sent whole, the
+// nested object would merge into the stored one and keep the field.
+func TestObjectPatchRemovesNestedFields(t *testing.T) {
+	patch, err := objectPatch(json.RawMessage(`{"a":{"x":1,"y":2},"b":[1]}`), json.RawMessage(`{"a":{"x":1},"b":[1]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(patch), `{"a":{"y":null}}`; got != want {
+		t.Errorf("patch %s, want %s", got, want)
+	}
 }
