@@ -32,6 +32,7 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/webhook/certs"
+	"github.com/cloudflare-operator/spectrum-operator/internal/webhook/drain"
 	webhookv1alpha1 "github.com/cloudflare-operator/spectrum-operator/internal/webhook/v1alpha1"
 )
 
@@ -66,6 +67,7 @@ type config struct {
 	webhookHost       string
 	webhookPort       int
 	webhookCertDir    string
+	webhookDrain      time.Duration
 	webhookSelfSigned bool
 	webhookConfigName string
 	webhookService    string
@@ -106,6 +108,7 @@ func parseFlags() (config, zap.Options) {
 	flag.BoolVar(&c.enableWebhooks, "enable-webhooks", true, "Serve the validating admission webhook.")
 	flag.StringVar(&c.webhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
 	flag.IntVar(&c.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	flag.DurationVar(&c.webhookDrain, "webhook-drain-period", 5*time.Second, "On SIGTERM, how long the webhook server keeps serving, closing each connection it answers and reporting not ready, before it stops: the pod's removal from the Service's endpoints takes a moment to reach every node, and the apiserver's kept-alive connections outlast it. Keep it below the pod's terminationGracePeriodSeconds.")
 	flag.StringVar(&c.webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: controller-runtime's).")
 	flag.BoolVar(&c.webhookSelfSigned, "webhook-self-signed", false, "Keep the webhook's own CA and serving certificate in --webhook-cert-secret (shared by every replica, renewed before they expire), serve it, and keep the CA in --webhook-config-name's caBundle. --webhook-cert-dir is then not read.")
 	flag.StringVar(&c.webhookCertSecret, "webhook-cert-secret", "spectrum-operator-webhook-cert", "Secret (NAME in POD_NAMESPACE, or NAMESPACE/NAME) holding the self-signed CA and serving certificate; created when missing.")
@@ -261,12 +264,12 @@ func managerOptions(cfg config, rotator *certs.Rotator) ctrl.Options {
 		// Reconciles end quickly; releasing the lease on exit lets a new
 		// leader start at once instead of waiting for it to expire.
 		LeaderElectionReleaseOnCancel: true,
-		WebhookServer: webhook.NewServer(webhook.Options{
+		WebhookServer: drain.New(webhook.NewServer(webhook.Options{
 			Host:    cfg.webhookHost,
 			Port:    cfg.webhookPort,
 			CertDir: cfg.webhookCertDir,
 			TLSOpts: webhookTLSOpts,
-		}),
+		}), cfg.webhookDrain),
 	}
 	if namespaces := splitList(cfg.watchNamespaces); len(namespaces) > 0 {
 		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
