@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -521,7 +523,8 @@ func runBranches(t *testing.T, branches []branch) {
 			}
 			recorder := events.NewFakeRecorder(10)
 			metrics := NewAppMetrics()
-			r := &SpectrumAppReconciler{Client: store, APIReader: store, Recorder: recorder, Metrics: metrics, stubConnect: stub.connect}
+			r := &SpectrumAppReconciler{Client: store, APIReader: store, Recorder: recorder, Metrics: metrics, stubConnect: stub.connect,
+				writer: writerThrough(store)}
 
 			result, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: branchKey})
 
@@ -602,4 +605,28 @@ func correctedFields(m *AppMetrics, want []string) string {
 		}
 	}
 	return ""
+}
+
+// writerThrough writes SpectrumApps' metadata and status patches through c,
+// as the manager's metadata client writes them to the apiserver.
+func writerThrough(c client.Client) metadataWriter {
+	return metadataWriter{send: func(ctx context.Context, resource schema.GroupVersionResource, namespace, name string, patch []byte, subresources ...string) (*metav1.PartialObjectMetadata, error) {
+		if resource != spectrumAppsResource {
+			return nil, fmt.Errorf("the branch tests write only SpectrumApps, not %s", resource)
+		}
+		app := &v1alpha1.SpectrumApp{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+		var err error
+		switch {
+		case len(subresources) == 0:
+			err = c.Patch(ctx, app, client.RawPatch(types.MergePatchType, patch))
+		case slices.Equal(subresources, []string{"status"}):
+			err = c.Status().Patch(ctx, app, client.RawPatch(types.MergePatchType, patch))
+		default:
+			err = fmt.Errorf("no subresource %v", subresources)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &metav1.PartialObjectMetadata{ObjectMeta: app.ObjectMeta}, nil
+	}}
 }

@@ -32,19 +32,25 @@ var (
 // 7 KiB a write: 8 % of the manager's allocations, and 2 % of its CPU, to
 // converge 10,000 apps.
 type metadataWriter struct {
-	client metadata.Interface
+	// send applies a merge patch to an object (or its subresource) and
+	// answers with the object's metadata.
+	send func(ctx context.Context, resource schema.GroupVersionResource, namespace, name string, patch []byte, subresources ...string) (*metav1.PartialObjectMetadata, error)
 }
 
 func newMetadataWriter(mgr manager.Manager) (metadataWriter, error) {
 	client, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
-	return metadataWriter{client: client}, err
+	if err != nil {
+		return metadataWriter{}, err
+	}
+	return metadataWriter{send: func(ctx context.Context, resource schema.GroupVersionResource, namespace, name string, patch []byte, subresources ...string) (*metav1.PartialObjectMetadata, error) {
+		return client.Resource(resource).Namespace(namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, subresources...)
+	}}, nil
 }
 
 // patch applies a merge patch to obj's resource (or its subresource) and
 // reads the answer's metadata back into obj.
 func (w metadataWriter) patch(ctx context.Context, resource schema.GroupVersionResource, obj *metav1.PartialObjectMetadata, patch []byte, subresources ...string) error {
-	answer, err := w.client.Resource(resource).Namespace(obj.Namespace).
-		Patch(ctx, obj.Name, types.MergePatchType, patch, metav1.PatchOptions{}, subresources...)
+	answer, err := w.send(ctx, resource, obj.Namespace, obj.Name, patch, subresources...)
 	if err != nil {
 		return err
 	}
