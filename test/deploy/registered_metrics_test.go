@@ -64,7 +64,9 @@ func scrapeDrivenManager(ctx context.Context) (map[string][]string, error) {
 			Tokens:   []spectrumtest.TokenConfig{{Token: metricsToken, Account: metricsAccount}},
 			Zones:    []spectrumtest.ZoneConfig{{ID: metricsZone, Name: "metrics.example", Account: metricsAccount}},
 		},
-		Manager: harness.ManagerOptions{ResyncPeriod: 2 * time.Second, MetricsBindAddress: address},
+		Manager: harness.ManagerOptions{ResyncPeriod: 2 * time.Second, MetricsBindAddress: address,
+			// Every opt-in metric on, as operatorCollectors lists them.
+			ExtraArgs: []string{"--traffic-metrics-per-app", "--traffic-interval=2s"}},
 	})
 	if err != nil {
 		return nil, err
@@ -113,7 +115,25 @@ func scrapeDrivenManager(ctx context.Context) (map[string][]string, error) {
 	if err := waitForEvent(ctx, h.Client, synced, "Updated"); err != nil {
 		return nil, fmt.Errorf("the drift check did not undo a change made at Cloudflare: %w", err)
 	}
+	if err := waitForTraffic(ctx, h.Client, synced); err != nil {
+		return nil, err
+	}
 	return scrape(ctx, "http://"+address+"/metrics")
+}
+
+// waitForTraffic waits for the traffic watch to have read app's traffic,
+// so its per-app series exist.
+func waitForTraffic(ctx context.Context, c client.Client, app *v1alpha1.SpectrumApp) error {
+	got := &v1alpha1.SpectrumApp{}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(app), got); err != nil {
+			return err
+		}
+		if got.Status.Traffic != nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("no status.traffic on %s after a minute", app.Name)
 }
 
 func waitForCondition(ctx context.Context, c client.Client, app *v1alpha1.SpectrumApp, conditionType, reason string) (*v1alpha1.SpectrumApp, error) {
