@@ -42,7 +42,7 @@ func runConvergence(ctx context.Context, t *testing.T, cfg config, rep *report) 
 		// resync period rather than every minute: convergence must not
 		// notice it, and the steady state shows the share it takes.
 		ExtraArgs: []string{
-			"--analytics-budget-share=" + strconv.FormatFloat(budget.DefaultAnalyticsShare, 'f', -1, 64),
+			"--analytics-budget-share=" + strconv.FormatFloat(cfg.AnalyticsShare, 'f', -1, 64),
 			"--traffic-interval=" + cfg.Resync.String(),
 		},
 	})

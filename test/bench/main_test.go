@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 	"github.com/cloudflare-operator/spectrum-operator/test/harness"
 )
@@ -53,6 +54,10 @@ type config struct {
 	// (BENCH_SCALE_RATE) is its budget, not enforced.
 	ScaleApps []int   `json:"scaleApps"`
 	ScaleRate float64 `json:"scaleRate"`
+	// AnalyticsShare (BENCH_ANALYTICS_SHARE) is --analytics-budget-share in
+	// the convergence scenario: the default, so convergence is measured
+	// with traffic analytics on; 0 turns it off, to compare.
+	AnalyticsShare float64 `json:"analyticsShare"`
 	// TenantApps (BENCH_TENANT_APPS) is tenant A's burst in the two
 	// tenants scenario (issue 22: 300).
 	TenantApps int `json:"tenantApps"`
@@ -86,6 +91,7 @@ func loadConfig(t *testing.T) config {
 		Resync:            envDuration(t, "BENCH_RESYNC", 5*time.Second),
 		SteadyPeriods:     envInt(t, "BENCH_STEADY_PERIODS", 3),
 		ScaleRate:         envFloat(t, "BENCH_SCALE_RATE", 2000),
+		AnalyticsShare:    envFloat(t, "BENCH_ANALYTICS_SHARE", budget.DefaultAnalyticsShare),
 		Workers:           envInt(t, "BENCH_WORKERS", 8),
 		TenantApps:        envInt(t, "BENCH_TENANT_APPS", 300),
 		AdmissionRequests: envInt(t, "BENCH_ADMISSION_REQUESTS", 1000),
