@@ -29,6 +29,12 @@ curl -sf -X PUT "http://127.0.0.1:18787/_simulator/apps/023e105f4ecef8ad9ca31a83
   -d "{\"share\":0.9,\"from\":\"$ten_minutes_ago\"}" >/dev/null
 run kubectl wait --for=condition=OriginsHealthy=False spectrumapp/ssh --timeout=60s
 run kubectl wait --for=jsonpath='{.status.traffic.connections}' spectrumapps --all --timeout=60s
+# The first read may come a moment after the apps were made, before their
+# first connection: wait for a read that has one for each (60 s at most).
+for _ in $(seq 60); do
+  kubectl get spectrumapps -o jsonpath='{range .items[*]}{.status.traffic.connections}{"\n"}{end}' | grep -qx 0 || break
+  sleep 1
+done
 run kubectl get spectrumapps -o wide
 run kubectl get events --field-selector reason=OriginErrors
 printf '\033[36m$ kubectl get spectrumapp ssh -o jsonpath=...OriginsHealthy...\033[0m\n'
