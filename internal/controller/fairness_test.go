@@ -13,18 +13,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
-	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
@@ -90,29 +83,7 @@ func startFairWorld(t *testing.T) *fairWorld {
 	server := httptest.NewServer(sim)
 	t.Cleanup(server.Close)
 
-	ownApps, err := labels.Parse(ownManagerLabel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:     testenv.Scheme(),
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&v1alpha1.SpectrumApp{}: {Label: ownApps},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator-fair", ctrl.Log.WithName("fair-events"))
-	if err := mgr.Add(recorder); err != nil {
-		t.Fatal(err)
-	}
-	reconciler := &controller.SpectrumAppReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  recorder,
+	startOwnManager(t, restConfig, "fairness", &controller.SpectrumAppReconciler{
 		Connector: budget.NewConnector(budget.ConnectorOptions{
 			BaseURL:           server.URL + spectrumtest.APIPrefix,
 			RequestsPerSecond: fairRate,
@@ -120,22 +91,7 @@ func startFairWorld(t *testing.T) *fairWorld {
 		}),
 		ResyncPeriod:            10 * time.Second,
 		MaxConcurrentReconciles: 8,
-	}
-	if err := reconciler.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fairness manager: %v", err)
-		}
 	})
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		t.Fatal("the fairness manager's cache did not sync")
-	}
 
 	cfg := rest.CopyConfig(restConfig)
 	cfg.QPS, cfg.Burst = -1, -1

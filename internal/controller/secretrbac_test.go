@@ -17,20 +17,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
-	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
@@ -174,29 +167,7 @@ func startManagerAs(t *testing.T, subject rbacv1.Subject) *atomic.Int32 {
 
 	cfg := rest.CopyConfig(restConfig)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + subject.Namespace + ":" + subject.Name}
-	ownApps, err := labels.Parse(ownManagerLabel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:     testenv.Scheme(),
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&v1alpha1.SpectrumApp{}: {Label: ownApps},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	recorder := events.New(mgr.GetClient(), mgr.GetScheme(), "spectrum-operator-rbac", ctrl.Log.WithName("rbac-events"))
-	if err := mgr.Add(recorder); err != nil {
-		t.Fatal(err)
-	}
-	reconciler := &controller.SpectrumAppReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  recorder,
+	startOwnManager(t, cfg, "rbac", &controller.SpectrumAppReconciler{
 		Connector: budget.NewConnector(budget.ConnectorOptions{
 			BaseURL:           server.URL + spectrumtest.APIPrefix,
 			RequestsPerSecond: 500,
@@ -205,21 +176,6 @@ func startManagerAs(t *testing.T, subject rbacv1.Subject) *atomic.Int32 {
 		}),
 		ResyncPeriod:            resyncPeriod,
 		MaxConcurrentReconciles: 2,
-	}
-	if err := reconciler.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the ServiceAccount's manager: %v", err)
-		}
 	})
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		t.Fatal("the ServiceAccount's manager's cache did not sync")
-	}
 	return &requests
 }
