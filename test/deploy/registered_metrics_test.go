@@ -115,25 +115,12 @@ func scrapeDrivenManager(ctx context.Context) (map[string][]string, error) {
 	if err := waitForEvent(ctx, h.Client, synced, "Updated"); err != nil {
 		return nil, fmt.Errorf("the drift check did not undo a change made at Cloudflare: %w", err)
 	}
-	if err := waitForTraffic(ctx, h.Client, synced); err != nil {
+	// The traffic watch has read the app's traffic (its per-app series
+	// exist) once it says whether its origins answer.
+	if _, err := waitForCondition(ctx, h.Client, synced, v1alpha1.ConditionOriginsHealthy, v1alpha1.ReasonOriginsAnswering); err != nil {
 		return nil, err
 	}
 	return scrape(ctx, "http://"+address+"/metrics")
-}
-
-// waitForTraffic waits for the traffic watch to have read app's traffic,
-// so its per-app series exist.
-func waitForTraffic(ctx context.Context, c client.Client, app *v1alpha1.SpectrumApp) error {
-	got := &v1alpha1.SpectrumApp{}
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(app), got); err != nil {
-			return err
-		}
-		if got.Status.Traffic != nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("no status.traffic on %s after a minute", app.Name)
 }
 
 func waitForCondition(ctx context.Context, c client.Client, app *v1alpha1.SpectrumApp, conditionType, reason string) (*v1alpha1.SpectrumApp, error) {

@@ -19,6 +19,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 	"github.com/cloudflare-operator/spectrum-operator/internal/webhook/drain"
 )
 
@@ -38,7 +39,7 @@ func TestServerDrainsBeforeItStops(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- server.Start(ctx) }()
 	ready := server.StartedChecker()
-	waitFor(t, func() bool { return ready(nil) == nil })
+	testenv.Eventually(t, 10*time.Second, func() string { return errorText(ready(nil)) })
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/validate"
@@ -48,7 +49,12 @@ func TestServerDrainsBeforeItStops(t *testing.T) {
 
 	stop()
 	stoppedAt := time.Now()
-	waitFor(t, func() bool { return errors.Is(ready(nil), drain.ErrDraining) })
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if err := ready(nil); !errors.Is(err, drain.ErrDraining) {
+			return "readiness while draining: " + errorText(err)
+		}
+		return ""
+	})
 	for _, fresh := range []bool{false, true} {
 		if fresh {
 			client.CloseIdleConnections()
@@ -92,15 +98,11 @@ func post(t *testing.T, client *http.Client, url string) *http.Response {
 	return resp
 }
 
-func waitFor(t *testing.T, condition func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !condition() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(10 * time.Millisecond)
+func errorText(err error) string {
+	if err == nil {
+		return ""
 	}
+	return err.Error()
 }
 
 func freePort(t *testing.T) int {
