@@ -4,35 +4,36 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // Traffic is the application's traffic as Cloudflare's Spectrum analytics
 // last reported it. The operator reads it for every application of a zone
-// at once, at most once a minute and less often when the API token's
-// budget is busy (--analytics-budget-share), and writes it here when it
-// changes (and at least every ten minutes while it does not).
+// at once, in one request of Cloudflare's per-minute series
+// (GET /zones/{zone_id}/spectrum/analytics/events/bytime, time_delta=minute,
+// by appID and event), at most once a minute and less often when the API
+// token's budget is busy (--analytics-budget-share). It writes the numbers
+// here when they change, and at least every ten minutes while they do not.
+// The series are in whole minutes (UTC): the window ends at the last whole
+// minute before readAt.
 type Traffic struct {
-	// Connections is how many connections the application had in the last
-	// minute before readAt. Cloudflare field: connections of
-	// GET /zones/{zone_id}/spectrum/analytics/aggregate/current.
+	// Connections is how many clients connected to the application in the
+	// window's last minute: the count of its connect events.
 	Connections int64 `json:"connections"`
 
 	// BytesIngress is how many bytes clients sent to the application in
-	// that minute. Cloudflare field: bytesIngress of aggregate/current.
+	// that minute: the sum of bytesIngress over its events.
 	BytesIngress int64 `json:"bytesIngress"`
 
 	// BytesEgress is how many bytes the application sent to clients in
-	// that minute. Cloudflare field: bytesEgress of aggregate/current.
+	// that minute: the sum of bytesEgress over its events.
 	BytesEgress int64 `json:"bytesEgress"`
 
 	// Connects is how many clients connected to the application at
-	// Cloudflare's edge in the windowSeconds before readAt: the count of
-	// connect events of GET /zones/{zone_id}/spectrum/analytics/events/summary.
+	// Cloudflare's edge over the whole window: the count of connect events.
 	Connects int64 `json:"connects"`
 
 	// OriginErrors is how many connections Cloudflare could not open to an
-	// origin in the same window: the count of originError events. The
+	// origin over the same window: the count of originError events. The
 	// OriginsHealthy condition compares it with connects.
 	OriginErrors int64 `json:"originErrors"`
 
-	// WindowSeconds is the length of the window connects and originErrors
-	// count over (300: five minutes).
+	// WindowSeconds is the length of the window (300: five minutes).
 	WindowSeconds int32 `json:"windowSeconds"`
 
 	// ReadAt is when the operator read these numbers from Cloudflare.

@@ -22,9 +22,9 @@ import (
 // Event when its origins start and stop failing.
 //
 // It runs beside the reconciler, not inside it. Analytics answer per zone
-// (two requests for all of a zone's applications), while reconciles are per
+// (one request for all of a zone's applications), while reconciles are per
 // app and happen only when something changed: polling from each reconcile
-// would cost two requests per app, and would need a reconcile of every app
+// would cost a request per app, and would need a reconcile of every app
 // every minute. So one runnable (on the leader) keeps a schedule per zone
 // and API token, reads the zone when it is due, and writes each app's
 // status itself. The Cloudflare side goes through spectrum.TrafficReader
@@ -46,7 +46,7 @@ type TrafficOptions struct {
 	// as the token's zones multiply or its budget runs low.
 	MinInterval time.Duration
 	// Window is how far back connects and origin errors are counted for
-	// OriginsHealthy; DefaultTrafficWindow when zero.
+	// OriginsHealthy, in whole minutes; DefaultTrafficWindow when zero.
 	Window time.Duration
 	// DeniedBackoff is how long a zone is not read again with a token
 	// Cloudflare refused its analytics; DefaultAnalyticsDeniedBackoff when
@@ -63,8 +63,8 @@ type TrafficOptions struct {
 
 // Defaults of TrafficOptions.
 const (
-	// DefaultTrafficInterval matches aggregate/current, which covers the
-	// last minute.
+	// DefaultTrafficInterval is the step of Cloudflare's series: a read
+	// more often would find the same last minute.
 	DefaultTrafficInterval = time.Minute
 	// DefaultTrafficWindow is a few minutes, so one failed connection
 	// does not decide.
@@ -80,7 +80,7 @@ const (
 	// trafficFieldOwner is the field manager of the watch's status writes.
 	trafficFieldOwner = "spectrum-operator-traffic"
 	// requestsPerZone is what one read of a zone costs (ZoneTraffic).
-	requestsPerZone = 2
+	requestsPerZone = 1
 	// trafficRefresh is how old status.traffic may grow while its numbers
 	// do not change.
 	trafficRefresh = 10 * time.Minute
@@ -379,7 +379,9 @@ func (w *trafficWatch) read(ctx context.Context, key trafficKey, apps []*v1alpha
 		return time.Now().Add(interval), false
 	}
 	for _, app := range apps {
-		w.tell(ctx, app, observedTraffic(traffic, app.Status.ApplicationID, w.opts.Window))
+		if observed, ok := observedTraffic(traffic, app.Status.ApplicationID); ok {
+			w.tell(ctx, app, observed)
+		}
 	}
 	return time.Now().Add(interval), false
 }

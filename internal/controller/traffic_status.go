@@ -21,18 +21,19 @@ import (
 // status.traffic, the OriginsHealthy condition judged from it, and the
 // Events of crossing into and out of trouble.
 
-// observedTraffic is an app's part of its zone's traffic.
-func observedTraffic(zone spectrum.ZoneTraffic, appID string, window time.Duration) v1alpha1.Traffic {
-	minute, events := zone.LastMinute[appID], zone.Events[appID]
+// observedTraffic is an app's part of its zone's traffic; false when the
+// answer did not tell it.
+func observedTraffic(zone spectrum.ZoneTraffic, appID string) (v1alpha1.Traffic, bool) {
+	app, ok := zone.Apps[appID]
 	return v1alpha1.Traffic{
-		Connections:   minute.Connections,
-		BytesIngress:  minute.BytesIngress,
-		BytesEgress:   minute.BytesEgress,
-		Connects:      events.Connects,
-		OriginErrors:  events.OriginErrors,
-		WindowSeconds: int32(window / time.Second),
+		Connections:   app.Connections,
+		BytesIngress:  app.BytesIngress,
+		BytesEgress:   app.BytesEgress,
+		Connects:      app.Connects,
+		OriginErrors:  app.OriginErrors,
+		WindowSeconds: int32(zone.Until.Sub(zone.Since) / time.Second),
 		ReadAt:        metav1.NewTime(zone.ReadAt.UTC().Truncate(time.Second)),
-	}
+	}, ok
 }
 
 // originsHealthy judges the origins from the window's events.

@@ -358,6 +358,13 @@ func TestAnalyticsYieldsToABurstOfCreatesOnTheRealManager(t *testing.T) {
 	for i := range 3 {
 		f.create(trafficApp(f, fmt.Sprintf("busy-%d", i)))
 	}
+	// Traffic from ten minutes back: the series are in whole minutes,
+	// and an app created now has none yet.
+	for i := range 3 {
+		name := fmt.Sprintf("busy-%d", i)
+		f.waitForCondition(name, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+		w.setTraffic(t, f, name, spectrumtest.DefaultTraffic())
+	}
 	// Read on spare slots of a 4/s budget: a few seconds, longer on a busy
 	// machine.
 	eventually(t, time.Minute, func() string {

@@ -18,33 +18,35 @@ import (
 
 // Spectrum analytics (Cloudflare's API reference, "Spectrum > Analytics",
 // and the official SDKs' generated types, cloudflare-go spectrum/
-// analyticsaggregatecurrent.go and analyticseventsummary.go):
-//   - GET /zones/{zone_id}/spectrum/analytics/aggregate/current covers the
-//     last minute, one row per application: appID, bytesIngress,
-//     bytesEgress, connections, durationAvg. Its appID parameter is a
-//     comma-separated list of application IDs that limits the rows.
-//   - GET /zones/{zone_id}/spectrum/analytics/events/summary sums events
-//     between since and until (RFC 3339), broken down by dimensions
-//     (event, appID, coloName, ipVersion) and limited by filters ("," is
-//     OR, ";" is AND, "==" compares); each row of result.data is
-//     {"dimensions": [values in the query's order], "metrics": [values in
-//     the query's order]}. Events are connect, progress, disconnect,
-//     originError and clientFiltered.
+// analyticseventbytime.go; docs/analytics-api.md):
+// GET /zones/{zone_id}/spectrum/analytics/events/bytime sums events between
+// since and until (RFC 3339) per time_delta (minute at the finest), broken
+// down by dimensions (event, appID, coloName, ipVersion) and limited by
+// filters ("," is OR, ";" is AND, "==" compares). Each row of result.data is
+// {"dimensions": [values in the query's order], "metrics": [one series per
+// metric, one value per time interval]}, and result.time_intervals are the
+// intervals' [start, end]. Events are connect, progress, disconnect,
+// originError and clientFiltered.
 //
-// Both count against the user's budget of 1,200 requests per five minutes,
-// like every other call: a zone's traffic costs two requests however many
-// applications it holds, and only slots of the token's budget that no
+// A zone's traffic is one such request, whatever the number of its
+// applications: a series per minute of each application's events over the
+// window tells both its last minute (connections and bytes) and its
+// connects and origin errors over the whole window (OriginsHealthy). It
+// counts against the user's budget of 1,200 requests per five minutes like
+// every other call, and goes only on slots of the token's budget that no
 // configuration request waits for (WithSpareSlot; package budget, spare.go).
+// aggregate/current would tell the last minute too, but only that, so it
+// would cost a second request.
 
 // TrafficReader reads what Cloudflare's analytics say about the
 // applications of a zone. *APIClient implements it.
 type TrafficReader interface {
-	// ZoneTraffic reads the zone's last minute per application, and its
-	// connect and originError events over the window that ends now. Only
-	// apps are asked about where the API allows it; rows of other
-	// applications of the zone are dropped. Its requests go only on slots
-	// of the token's budget nobody waits for: when none comes before ctx
-	// ends, it fails with ErrNotSent.
+	// ZoneTraffic reads, in one request, the zone's applications' events
+	// per minute over the window that ends at the last whole minute. Only
+	// apps are asked about where a URL allows it; rows of other
+	// applications of the zone are dropped. Its request goes only on a
+	// slot of the token's budget nobody waits for: when none comes before
+	// ctx ends, it fails with ErrNotSent.
 	ZoneTraffic(ctx context.Context, zoneID string, apps []string, window time.Duration) (ZoneTraffic, error)
 	// TrafficPace is how many analytics requests per second the token's
 	// budget allows at its current pace; zero when analytics has no share.
@@ -53,184 +55,228 @@ type TrafficReader interface {
 
 // ZoneTraffic is one zone's traffic, per application ID.
 type ZoneTraffic struct {
-	// LastMinute is each application's last minute (aggregate/current).
-	// An application without traffic may have no entry.
-	LastMinute map[string]AppTraffic
-	// Events are each application's connects and origin errors between
-	// Since and Until (events/summary).
-	Events       map[string]AppEvents
+	// Apps holds every application asked about whose traffic the answer
+	// tells, zeros included. An application is missing only when the
+	// answer was cut at its row limit before it.
+	Apps map[string]AppTraffic
+	// Since and Until bound the window, whole minutes; the last minute is
+	// the one that ends at Until.
 	Since, Until time.Time
-	// ReadAt is when the answers came.
+	// ReadAt is when the answer came.
 	ReadAt time.Time
 }
 
-// AppTraffic is one application's traffic over the last minute.
+// AppTraffic is one application's traffic.
 type AppTraffic struct {
+	// Connections are the connect events of the last minute, and
+	// BytesIngress and BytesEgress the bytes of its events: what clients
+	// sent and what the application sent back.
 	Connections  int64
 	BytesIngress int64
 	BytesEgress  int64
-}
-
-// AppEvents counts one application's events over a window.
-type AppEvents struct {
-	// Connects are clients connecting to the edge; OriginErrors are
-	// connections Cloudflare could not open to the origin.
+	// Connects are clients connecting to the edge, and OriginErrors
+	// connections Cloudflare could not open to the origin, over the whole
+	// window.
 	Connects     int64
 	OriginErrors int64
 }
 
 // Event values of Cloudflare's event dimension.
 const (
-	EventConnect     = "connect"
-	EventOriginError = "originError"
+	EventConnect        = "connect"
+	EventOriginError    = "originError"
+	EventClientFiltered = "clientFiltered"
 )
 
 func analyticsPath(zoneID, what string) string {
 	return "/zones/" + url.PathEscape(zoneID) + "/spectrum/analytics/" + what
 }
 
-// maxAppFilterLength bounds the appID list sent in one URL. Proxies and
-// servers commonly refuse request lines over 8 KiB; an application ID is 32
-// characters, so about 200 IDs fit. A zone with more is read whole, in one
-// request, and the rows of other applications are dropped: one request per
-// zone whatever the number of apps, where splitting the list would cost one
-// request per 200 apps.
+// maxAppFilterLength bounds the appID filter sent in one URL. Proxies and
+// servers commonly refuse request lines over 8 KiB; a comparison
+// appID==ID takes 40 characters, so about 150 applications fit. A zone
+// with more is read whole, in one request, and the rows of other
+// applications are dropped: one request per zone whatever the number of
+// apps, where splitting the list would cost one request per 150 apps.
 const maxAppFilterLength = 6000
 
-// minEventsLimit is the fewest rows asked of events/summary; a zone's
-// rows are at most two per application (connect and originError).
-const minEventsLimit = 1000
+// Rows of an answer: at most one per application and event, of the five
+// events; a zone read whole has room for as many applications again that
+// the operator does not manage (other credentials, skip policy).
+const (
+	eventsPerApp    = 5
+	minEventsLimit  = 1000
+	maxEventsLimit  = 200000
+	wholeZoneMargin = 2
+)
 
 // ZoneTraffic implements TrafficReader.
 func (c *APIClient) ZoneTraffic(ctx context.Context, zoneID string, apps []string, window time.Duration) (ZoneTraffic, error) {
 	ctx = WithSpareSlot(ctx)
+	// Whole minutes only: the last interval is then a whole minute, the
+	// same for every reader, and the answer's series line up with it.
+	until := time.Now().UTC().Truncate(time.Minute)
+	since := until.Add(-max(time.Minute, window.Round(time.Minute)))
+	query := url.Values{
+		"dimensions": {"appID,event"},
+		"metrics":    {"count,bytesIngress,bytesEgress"},
+		"time_delta": {"minute"},
+		"since":      {since.Format(time.RFC3339)},
+		"until":      {until.Format(time.RFC3339)},
+	}
+	limit := eventsPerApp * len(apps)
+	if filter := appFilter(apps); len(filter) <= maxAppFilterLength {
+		query.Set("filters", filter)
+	} else {
+		limit *= wholeZoneMargin
+	}
+	limit = min(max(limit, minEventsLimit), maxEventsLimit)
+	query.Set("limit", strconv.Itoa(limit))
+	var answer byTime
+	_, err := c.do(ctx, http.MethodGet, analyticsPath(zoneID, "events/bytime"), query, nil, &answer)
+	c.sentAnalytics(err)
+	if err != nil {
+		return ZoneTraffic{}, explainAnalytics(err)
+	}
+	return ZoneTraffic{Apps: answer.perApp(apps, until, limit), Since: since, Until: until, ReadAt: time.Now()}, nil
+}
+
+// appFilter is the filters value that keeps the rows of apps.
+func appFilter(apps []string) string {
+	var b strings.Builder
+	for i, id := range apps {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("appID==")
+		b.WriteString(id)
+	}
+	return b.String()
+}
+
+// byTime is the result of events/bytime, for the query ZoneTraffic sends.
+type byTime struct {
+	Data []struct {
+		Dimensions []string    `json:"dimensions"`
+		Metrics    [][]float64 `json:"metrics"`
+	} `json:"data"`
+	// TimeIntervals are the intervals' ends, in the series' order; the
+	// zero time where one could not be read.
+	TimeIntervals []time.Time
+	Query         struct {
+		Dimensions []string `json:"dimensions"`
+		Metrics    []string `json:"metrics"`
+	} `json:"query"`
+	// rows is how many rows the answer had, read or not.
+	rows int
+}
+
+// perApp sums the answer per application asked about: the last minute's
+// connects and bytes, and the window's connects and origin errors. Rows are
+// read by the dimension and metric order the answer echoes (the query's
+// when it echoes none), and the last minute is the interval that ends at
+// until (the last one when the answer lists no intervals).
+func (a *byTime) perApp(apps []string, until time.Time, limit int) map[string]AppTraffic {
+	appAt, eventAt := 0, 1
+	if dims := a.Query.Dimensions; len(dims) == 2 && dims[0] == "event" && dims[1] == "appID" {
+		appAt, eventAt = 1, 0
+	}
+	metricAt := map[string]int{"count": 0, "bytesIngress": 1, "bytesEgress": 2}
+	if len(a.Query.Metrics) == 3 {
+		for i, m := range a.Query.Metrics {
+			metricAt[m] = i
+		}
+	}
+	last := -1
+	for i, end := range a.TimeIntervals {
+		if end.Equal(until) {
+			last = i
+		}
+	}
+	out := make(map[string]AppTraffic, len(apps))
+	if a.rows < limit {
+		// The answer is whole: an application without a row had no traffic.
+		for _, id := range apps {
+			out[id] = AppTraffic{}
+		}
+	}
 	wanted := make(map[string]bool, len(apps))
 	for _, id := range apps {
 		wanted[id] = true
 	}
-	lastMinute, err := c.lastMinute(ctx, zoneID, apps, wanted)
-	if err != nil {
-		return ZoneTraffic{}, explainAnalytics(err)
-	}
-	until := time.Now().UTC().Truncate(time.Second)
-	since := until.Add(-window)
-	events, err := c.events(ctx, zoneID, len(apps), since, until, wanted)
-	if err != nil {
-		return ZoneTraffic{}, explainAnalytics(err)
-	}
-	return ZoneTraffic{LastMinute: lastMinute, Events: events, Since: since, Until: until, ReadAt: time.Now()}, nil
-}
-
-// currentRow is a row of aggregate/current. Cloudflare's schema says
-// numbers; they are read as floats, as JSON numbers may come with a
-// fraction.
-type currentRow struct {
-	AppID        string  `json:"appID"`
-	BytesIngress float64 `json:"bytesIngress"`
-	BytesEgress  float64 `json:"bytesEgress"`
-	Connections  float64 `json:"connections"`
-}
-
-func (c *APIClient) lastMinute(ctx context.Context, zoneID string, apps []string, wanted map[string]bool) (map[string]AppTraffic, error) {
-	query := url.Values{}
-	if list := strings.Join(apps, ","); len(list) <= maxAppFilterLength {
-		query.Set("appID", list)
-	}
-	var rows []currentRow
-	_, err := c.do(ctx, http.MethodGet, analyticsPath(zoneID, "aggregate/current"), query, nil, &rows)
-	c.sentAnalytics(err)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]AppTraffic, len(rows))
-	for _, row := range rows {
-		if !wanted[row.AppID] {
+	for _, row := range a.Data {
+		if len(row.Dimensions) != 2 || len(row.Metrics) != 3 || !wanted[row.Dimensions[appAt]] {
 			continue
 		}
-		sum := out[row.AppID]
-		sum.Connections += int64(row.Connections)
-		sum.BytesIngress += int64(row.BytesIngress)
-		sum.BytesEgress += int64(row.BytesEgress)
-		out[row.AppID] = sum
-	}
-	return out, nil
-}
-
-// summary is the result of events/summary.
-type summary struct {
-	Data []struct {
-		Dimensions []string  `json:"dimensions"`
-		Metrics    []float64 `json:"metrics"`
-	} `json:"data"`
-	Query struct {
-		Dimensions []string `json:"dimensions"`
-	} `json:"query"`
-}
-
-// events asks for one row per application and event, of the two events
-// that tell whether origins answer. The appID list is not sent as a filter:
-// an OR of thousands of comparisons does not fit a URL, and rows of other
-// applications are few and dropped.
-func (c *APIClient) events(ctx context.Context, zoneID string, apps int, since, until time.Time, wanted map[string]bool) (map[string]AppEvents, error) {
-	query := url.Values{
-		"dimensions": {"appID,event"},
-		"metrics":    {"count"},
-		"filters":    {"event==" + EventConnect + ",event==" + EventOriginError},
-		"since":      {since.Format(time.RFC3339)},
-		"until":      {until.Format(time.RFC3339)},
-		"limit":      {strconv.Itoa(max(minEventsLimit, 4*apps))},
-	}
-	var result summary
-	_, err := c.do(ctx, http.MethodGet, analyticsPath(zoneID, "events/summary"), query, nil, &result)
-	c.sentAnalytics(err)
-	if err != nil {
-		return nil, err
-	}
-	appAt, eventAt := 0, 1
-	if dims := result.Query.Dimensions; len(dims) == 2 && dims[0] == "event" && dims[1] == "appID" {
-		appAt, eventAt = 1, 0
-	}
-	out := map[string]AppEvents{}
-	for _, row := range result.Data {
-		if len(row.Dimensions) != 2 || len(row.Metrics) == 0 || !wanted[row.Dimensions[appAt]] {
-			continue
+		id, event := row.Dimensions[appAt], row.Dimensions[eventAt]
+		series := func(metric string) []float64 { return row.Metrics[metricAt[metric]] }
+		lastOf := func(metric string) int64 {
+			values := series(metric)
+			switch {
+			case len(values) == 0:
+				return 0
+			case last < 0:
+				return int64(values[len(values)-1])
+			case last < len(values):
+				return int64(values[last])
+			}
+			return 0
 		}
-		id, count := row.Dimensions[appAt], int64(row.Metrics[0])
 		sum := out[id]
-		switch row.Dimensions[eventAt] {
+		switch event {
+		case EventClientFiltered:
+			continue // refused at the edge: neither the app's traffic nor its origin's
 		case EventConnect:
-			sum.Connects += count
+			sum.Connections += lastOf("count")
+			sum.Connects += total(series("count"))
 		case EventOriginError:
-			sum.OriginErrors += count
-		default:
-			continue
+			sum.OriginErrors += total(series("count"))
 		}
+		sum.BytesIngress += lastOf("bytesIngress")
+		sum.BytesEgress += lastOf("bytesEgress")
 		out[id] = sum
 	}
-	return out, nil
+	return out
 }
 
-// UnmarshalJSON reads a summary leniently: Cloudflare's schema types a
-// row's metrics as a list of numbers, and a row it sends otherwise is
+func total(values []float64) int64 {
+	var sum float64
+	for _, v := range values {
+		sum += v
+	}
+	return int64(sum)
+}
+
+// UnmarshalJSON reads an answer leniently: Cloudflare's schema types a
+// row's metrics as series of numbers, and a row it sends otherwise is
 // skipped rather than failing the zone.
-func (s *summary) UnmarshalJSON(raw []byte) error {
+func (a *byTime) UnmarshalJSON(raw []byte) error {
 	var loose struct {
-		Data  []json.RawMessage `json:"data"`
-		Query struct {
+		Data          []json.RawMessage `json:"data"`
+		TimeIntervals [][]string        `json:"time_intervals"`
+		Query         struct {
 			Dimensions []string `json:"dimensions"`
+			Metrics    []string `json:"metrics"`
 		} `json:"query"`
 	}
 	if err := json.Unmarshal(raw, &loose); err != nil {
 		return err
 	}
-	s.Query.Dimensions = loose.Query.Dimensions
+	a.Query, a.rows = loose.Query, len(loose.Data)
+	a.TimeIntervals = make([]time.Time, len(loose.TimeIntervals))
+	for i, interval := range loose.TimeIntervals {
+		if len(interval) == 2 {
+			a.TimeIntervals[i], _ = time.Parse(time.RFC3339Nano, interval[1])
+		}
+	}
+	a.Data = a.Data[:0]
 	for _, rawRow := range loose.Data {
 		var row struct {
-			Dimensions []string  `json:"dimensions"`
-			Metrics    []float64 `json:"metrics"`
+			Dimensions []string    `json:"dimensions"`
+			Metrics    [][]float64 `json:"metrics"`
 		}
 		if json.Unmarshal(rawRow, &row) == nil {
-			s.Data = append(s.Data, row)
+			a.Data = append(a.Data, row)
 		}
 	}
 	return nil

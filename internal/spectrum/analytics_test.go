@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,15 +23,20 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
 )
 
-// analyticsStub answers the two analytics endpoints in Cloudflare's shapes
-// (cloudflare-go spectrum/analyticsaggregatecurrent.go and
-// analyticseventsummary.go) and records the queries it got.
+// analyticsStub answers events/bytime in Cloudflare's shape
+// (cloudflare-go spectrum/analyticseventbytime.go, docs/analytics-api.md):
+// five minute intervals ending at the query's until, and the rows it was
+// given. It records the queries it got.
 type analyticsStub struct {
 	mu      sync.Mutex
 	queries map[string][]url.Values
-	// current rows and summary rows to answer with.
-	current []map[string]any
-	summary []map[string]any
+	// rows to answer with; echo, when set, is the query's dimensions and
+	// metrics as the answer echoes them (the order the rows follow).
+	rows []map[string]any
+	echo map[string][]string
+	// fillToLimit pads the answer with another application's rows up to
+	// the query's limit, as an answer cut at its limit.
+	fillToLimit bool
 	// status, when set, answers every request with it and code.
 	status, code int
 }
@@ -42,7 +48,8 @@ func (s *analyticsStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.queries = map[string][]url.Values{}
 	}
 	kind := r.URL.Path[strings.Index(r.URL.Path, "/analytics/")+len("/analytics/"):]
-	s.queries[kind] = append(s.queries[kind], r.URL.Query())
+	query := r.URL.Query()
+	s.queries[kind] = append(s.queries[kind], query)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("cf-ray", "8a1b2c3d4e5f-SJC")
 	if s.status != 0 {
@@ -51,17 +58,26 @@ func (s *analyticsStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"errors": []any{map[string]any{"code": s.code, "message": "Authentication error"}}})
 		return
 	}
-	var result any
-	switch kind {
-	case "aggregate/current":
-		result = s.current
-	case "events/summary":
-		result = map[string]any{"data": s.summary, "data_lag": 0, "rows": len(s.summary),
-			"query": map[string]any{"dimensions": []string{"appID", "event"}, "metrics": []string{"count"}}}
-	default:
+	if kind != "events/bytime" {
 		w.WriteHeader(http.StatusNotFound)
 		return
 	}
+	until, _ := time.Parse(time.RFC3339, query.Get("until"))
+	var intervals [][]string
+	for i := 5; i > 0; i-- {
+		intervals = append(intervals, []string{until.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339), until.Add(-time.Duration(i-1) * time.Minute).Format(time.RFC3339)})
+	}
+	rows := append([]map[string]any(nil), s.rows...)
+	if limit, _ := strconv.Atoi(query.Get("limit")); s.fillToLimit {
+		for len(rows) < limit {
+			rows = append(rows, map[string]any{"dimensions": []string{appID(99), "connect"}, "metrics": [][]float64{{1, 1, 1, 1, 1}, {0, 0, 0, 0, 0}, {0, 0, 0, 0, 0}}})
+		}
+	}
+	echo := map[string][]string{"dimensions": {"appID", "event"}, "metrics": {"count", "bytesIngress", "bytesEgress"}}
+	if s.echo != nil {
+		echo = s.echo
+	}
+	result := map[string]any{"data": rows, "data_lag": 0, "rows": len(rows), "time_intervals": intervals, "query": echo}
 	_ = json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "messages": []any{}, "result": result})
 }
 
@@ -85,72 +101,103 @@ func analyticsClient(t *testing.T, stub *analyticsStub, metrics *spectrum.Metric
 
 func appID(i int) string { return fmt.Sprintf("%032x", i) }
 
-func TestZoneTrafficReadsTheLastMinuteAndTheEventsOfTheZonesApps(t *testing.T) {
-	stub := &analyticsStub{
-		current: []map[string]any{
-			{"appID": appID(1), "bytesIngress": 1500, "bytesEgress": 98000, "connections": 12, "durationAvg": 3.5},
-			{"appID": appID(2), "bytesIngress": 0, "bytesEgress": 0, "connections": 0, "durationAvg": 0},
-			{"appID": appID(99), "bytesIngress": 7, "bytesEgress": 7, "connections": 7, "durationAvg": 1},
-		},
-		summary: []map[string]any{
-			{"dimensions": []string{appID(1), "connect"}, "metrics": []float64{60}},
-			{"dimensions": []string{appID(1), "originError"}, "metrics": []float64{2}},
-			{"dimensions": []string{appID(2), "originError"}, "metrics": []float64{9}},
-			{"dimensions": []string{appID(99), "originError"}, "metrics": []float64{5}},
-			{"dimensions": []string{appID(2), "connect"}, "metrics": "not numbers"},
-		},
-	}
-	metrics := spectrum.NewMetrics()
-	cf := analyticsClient(t, stub, metrics).(spectrum.TrafficReader)
-	before := time.Now().UTC().Truncate(time.Second)
-	got, err := cf.ZoneTraffic(context.Background(), "zone1", []string{appID(1), appID(2)}, 5*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (spectrum.AppTraffic{Connections: 12, BytesIngress: 1500, BytesEgress: 98000}); got.LastMinute[appID(1)] != want {
-		t.Errorf("app 1's last minute %+v, want %+v", got.LastMinute[appID(1)], want)
-	}
-	if _, ok := got.LastMinute[appID(99)]; ok {
-		t.Error("another application's row was kept")
-	}
-	if want := (spectrum.AppEvents{Connects: 60, OriginErrors: 2}); got.Events[appID(1)] != want {
-		t.Errorf("app 1's events %+v, want %+v", got.Events[appID(1)], want)
-	}
-	if want := (spectrum.AppEvents{OriginErrors: 9}); got.Events[appID(2)] != want {
-		t.Errorf("app 2's events %+v, want %+v (a malformed row is skipped)", got.Events[appID(2)], want)
-	}
-	if d := got.Until.Sub(got.Since); d != 5*time.Minute || got.Until.Before(before) {
-		t.Errorf("window %s to %s, want the 5 minutes up to now", got.Since, got.Until)
-	}
+// series is a row of the answer: one series per metric (count,
+// bytesIngress, bytesEgress), one value per minute.
+func series(app int, event string, count, bytesIngress, bytesEgress []float64) map[string]any {
+	return map[string]any{"dimensions": []string{appID(app), event}, "metrics": [][]float64{count, bytesIngress, bytesEgress}}
+}
 
-	current := stub.queriesOf("aggregate/current")
-	if len(current) != 1 || current[0].Get("appID") != appID(1)+","+appID(2) {
-		t.Errorf("aggregate/current queries %v, want one with appID=%s,%s", current, appID(1), appID(2))
+// The zone's apps in one request of per-minute series: the last minute's
+// connects and bytes, the window's connects and origin errors; rows of
+// clientFiltered events, of other applications and malformed ones left
+// out; the answer read by the order it echoes.
+func TestZoneTrafficReadsOneRequestOfPerMinuteSeries(t *testing.T) {
+	zero := []float64{0, 0, 0, 0, 0}
+	rows := []map[string]any{
+		series(1, "connect", []float64{10, 11, 12, 13, 12}, zero, zero),
+		series(1, "originError", []float64{0, 0, 1, 0, 1}, zero, zero),
+		series(1, "disconnect", []float64{10, 11, 11, 13, 11}, []float64{1, 1, 1, 1, 1500}, []float64{2, 2, 2, 2, 98000}),
+		series(1, "progress", zero, []float64{0, 0, 0, 0, 500}, []float64{0, 0, 0, 0, 2000}),
+		series(1, "clientFiltered", []float64{100, 100, 100, 100, 100}, zero, zero),
+		series(2, "originError", []float64{1, 2, 3, 2, 1}, zero, zero),
+		series(99, "connect", []float64{7, 7, 7, 7, 7}, zero, zero),
+		{"dimensions": []string{appID(2), "connect"}, "metrics": "not numbers"},
 	}
-	events := stub.queriesOf("events/summary")
-	if len(events) != 1 {
-		t.Fatalf("events/summary queries %v, want one", events)
-	}
-	q := events[0]
-	for key, want := range map[string]string{
-		"dimensions": "appID,event", "metrics": "count", "filters": "event==connect,event==originError",
-		"since": got.Since.Format(time.RFC3339), "until": got.Until.Format(time.RFC3339),
-	} {
-		if q.Get(key) != want {
-			t.Errorf("events/summary %s=%q, want %q", key, q.Get(key), want)
+	// The same rows as an answer ordered event, appID and bytesEgress,
+	// count, bytesIngress.
+	var reordered []map[string]any
+	for _, row := range rows {
+		dims, _ := row["dimensions"].([]string)
+		m, ok := row["metrics"].([][]float64)
+		if !ok {
+			reordered = append(reordered, row)
+			continue
 		}
+		reordered = append(reordered, map[string]any{"dimensions": []string{dims[1], dims[0]}, "metrics": [][]float64{m[2], m[0], m[1]}})
 	}
-	if n := counterValue(t, metrics, "spectrum_cloudflare_analytics_requests_total"); n != 2 {
-		t.Errorf("analytics requests counted %v, want 2", n)
+	for _, tc := range []struct {
+		name string
+		stub *analyticsStub
+	}{
+		{"in the query's order", &analyticsStub{rows: rows}},
+		{"in another order, echoed", &analyticsStub{rows: reordered, echo: map[string][]string{
+			"dimensions": {"event", "appID"}, "metrics": {"bytesEgress", "count", "bytesIngress"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			metrics := spectrum.NewMetrics()
+			cf := analyticsClient(t, tc.stub, metrics).(spectrum.TrafficReader)
+			before := time.Now().UTC().Truncate(time.Minute)
+			got, err := cf.ZoneTraffic(context.Background(), "zone1", []string{appID(1), appID(2), appID(3)}, 5*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]spectrum.AppTraffic{
+				appID(1): {Connections: 12, BytesIngress: 2000, BytesEgress: 100000, Connects: 58, OriginErrors: 2},
+				appID(2): {OriginErrors: 9},
+				appID(3): {},
+			}
+			if len(got.Apps) != len(want) {
+				t.Errorf("apps %+v, want %+v", got.Apps, want)
+			}
+			for id, w := range want {
+				if g, ok := got.Apps[id]; !ok || g != w {
+					t.Errorf("app %s: %+v, want %+v", id, g, w)
+				}
+			}
+			if d := got.Until.Sub(got.Since); d != 5*time.Minute || got.Until.Before(before) || !got.Until.Equal(got.Until.Truncate(time.Minute)) {
+				t.Errorf("window %s to %s, want the 5 whole minutes up to now", got.Since, got.Until)
+			}
+
+			if n := len(tc.stub.queries); n != 1 {
+				t.Errorf("requests to %d endpoints (%v), want events/bytime only", n, tc.stub.queries)
+			}
+			asked := tc.stub.queriesOf("events/bytime")
+			if len(asked) != 1 {
+				t.Fatalf("events/bytime queries %v, want one", asked)
+			}
+			for key, want := range map[string]string{
+				"dimensions": "appID,event", "metrics": "count,bytesIngress,bytesEgress", "time_delta": "minute",
+				"filters": "appID==" + appID(1) + ",appID==" + appID(2) + ",appID==" + appID(3), "limit": "1000",
+				"since": got.Since.Format(time.RFC3339), "until": got.Until.Format(time.RFC3339),
+			} {
+				if asked[0].Get(key) != want {
+					t.Errorf("events/bytime %s=%q, want %q", key, asked[0].Get(key), want)
+				}
+			}
+			if n := counterValue(t, metrics, "spectrum_cloudflare_analytics_requests_total"); n != 1 {
+				t.Errorf("analytics requests counted %v, want 1", n)
+			}
+		})
 	}
 }
 
-// At 10,000 apps the appID list does not fit a URL: the zone is read whole,
-// still in one request per endpoint, and other applications' rows dropped.
-func TestZoneTrafficAtTenThousandAppsIsTwoRequests(t *testing.T) {
-	stub := &analyticsStub{current: []map[string]any{
-		{"appID": appID(7), "bytesIngress": 1, "bytesEgress": 2, "connections": 3},
-		{"appID": "f" + appID(7)[1:], "bytesIngress": 1, "bytesEgress": 2, "connections": 3},
+// At 10,000 apps the appID filter does not fit a URL: the zone is read
+// whole, still in one request, and other applications' rows dropped.
+func TestZoneTrafficAtTenThousandAppsIsOneRequest(t *testing.T) {
+	zero := []float64{0, 0, 0, 0, 0}
+	stub := &analyticsStub{rows: []map[string]any{
+		series(7, "connect", []float64{1, 1, 1, 1, 3}, zero, zero),
+		{"dimensions": []string{"f" + appID(7)[1:], "connect"}, "metrics": [][]float64{{9, 9, 9, 9, 9}, zero, zero}},
 	}}
 	cf := analyticsClient(t, stub, nil).(spectrum.TrafficReader)
 	apps := make([]string, 10000)
@@ -161,18 +208,34 @@ func TestZoneTrafficAtTenThousandAppsIsTwoRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	current, events := stub.queriesOf("aggregate/current"), stub.queriesOf("events/summary")
-	if len(current) != 1 || len(events) != 1 {
-		t.Fatalf("%d aggregate/current and %d events/summary requests, want one each", len(current), len(events))
+	asked := stub.queriesOf("events/bytime")
+	if len(asked) != 1 || len(stub.queries) != 1 {
+		t.Fatalf("queries %v, want one of events/bytime", stub.queries)
 	}
-	if current[0].Has("appID") {
-		t.Errorf("an appID list of %d characters was sent", len(current[0].Get("appID")))
+	if asked[0].Has("filters") {
+		t.Errorf("a filter of %d characters was sent", len(asked[0].Get("filters")))
 	}
-	if events[0].Get("limit") != "40000" {
-		t.Errorf("events/summary limit %q, want room for every app's two rows", events[0].Get("limit"))
+	if asked[0].Get("limit") != "100000" {
+		t.Errorf("limit %q, want room for five rows of each app, and as many again of the zone's others", asked[0].Get("limit"))
 	}
-	if len(got.LastMinute) != 1 || got.LastMinute[appID(7)].Connections != 3 {
-		t.Errorf("last minute %+v, want app 7's row only", got.LastMinute)
+	if len(got.Apps) != len(apps) || got.Apps[appID(7)].Connections != 3 || got.Apps[appID(8)] != (spectrum.AppTraffic{}) {
+		t.Errorf("%d apps, app 7 %+v, app 8 %+v: want every app, app 7's connections 3 and app 8 none",
+			len(got.Apps), got.Apps[appID(7)], got.Apps[appID(8)])
+	}
+}
+
+// An answer cut at its row limit tells nothing of the apps it left out:
+// they are missing, not without traffic.
+func TestZoneTrafficCutAtItsLimitLeavesTheRestUntold(t *testing.T) {
+	zero := []float64{0, 0, 0, 0, 0}
+	stub := &analyticsStub{rows: []map[string]any{series(1, "connect", []float64{1, 1, 1, 1, 4}, zero, zero)}, fillToLimit: true}
+	cf := analyticsClient(t, stub, nil).(spectrum.TrafficReader)
+	got, err := cf.ZoneTraffic(context.Background(), "zone1", []string{appID(1), appID(2)}, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, told := got.Apps[appID(2)]; told || got.Apps[appID(1)].Connections != 4 || len(got.Apps) != 1 {
+		t.Errorf("apps %+v: want app 1's row only, app 2 untold", got.Apps)
 	}
 }
 
@@ -194,8 +257,8 @@ func TestZoneTrafficWithoutAnalyticsPermission(t *testing.T) {
 		if !strings.Contains(c.Message, "Zone > Analytics > Read") || strings.Contains(c.Message, analyticsToken) {
 			t.Errorf("message %q", c.Message)
 		}
-		if n := len(stub.queriesOf("events/summary")); n != 0 {
-			t.Errorf("HTTP %d: events asked %d times after the refusal", status, n)
+		if n := len(stub.queriesOf("events/bytime")); n != 1 {
+			t.Errorf("HTTP %d: %d requests, want the one refused", status, n)
 		}
 	}
 	// Other failures keep their own classification.
@@ -219,8 +282,8 @@ func TestZoneTrafficWithoutAShareSendsNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := cf.ZoneTraffic(ctx, "zone1", []string{appID(1)}, time.Minute)
-	if !errors.Is(err, spectrum.ErrNotSent) || len(stub.queriesOf("aggregate/current")) != 0 {
-		t.Errorf("%v, %d requests", err, len(stub.queriesOf("aggregate/current")))
+	if !errors.Is(err, spectrum.ErrNotSent) || len(stub.queriesOf("events/bytime")) != 0 {
+		t.Errorf("%v, %d requests", err, len(stub.queriesOf("events/bytime")))
 	}
 }
 
@@ -287,8 +350,8 @@ func TestZoneTrafficAgainstTheSimulator(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if len(got.LastMinute) != len(tc.apps) || len(got.Events) != len(tc.apps) {
-			t.Errorf("%s: %d apps' last minute and %d apps' events, want %d", tc.name, len(got.LastMinute), len(got.Events), len(tc.apps))
+		if len(got.Apps) != len(tc.apps) {
+			t.Errorf("%s: %d apps read, want %d", tc.name, len(got.Apps), len(tc.apps))
 		}
 		for i, id := range tc.apps {
 			perMinute := int64(60 + 2*i)
@@ -297,14 +360,13 @@ func TestZoneTrafficAgainstTheSimulator(t *testing.T) {
 				errors = 5 * perMinute / 2
 			}
 			served := perMinute - perMinute*int64(i%2)/2
-			if want := (spectrum.AppTraffic{Connections: perMinute, BytesIngress: 10 * served, BytesEgress: 100 * served}); got.LastMinute[id] != want {
-				t.Errorf("%s: app %d's last minute %+v, want %+v", tc.name, i, got.LastMinute[id], want)
-			}
-			if want := (spectrum.AppEvents{Connects: 5 * perMinute, OriginErrors: errors}); got.Events[id] != want {
-				t.Errorf("%s: app %d's events %+v, want %+v", tc.name, i, got.Events[id], want)
+			want := spectrum.AppTraffic{Connections: perMinute, BytesIngress: 10 * served, BytesEgress: 100 * served,
+				Connects: 5 * perMinute, OriginErrors: errors}
+			if got.Apps[id] != want {
+				t.Errorf("%s: app %d's traffic %+v, want %+v", tc.name, i, got.Apps[id], want)
 			}
 		}
-		if _, ok := got.LastMinute[other.App.ID]; ok {
+		if _, ok := got.Apps[other.App.ID]; ok {
 			t.Errorf("%s: another zone's app was read", tc.name)
 		}
 	}

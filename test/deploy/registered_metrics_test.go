@@ -116,7 +116,12 @@ func scrapeDrivenManager(ctx context.Context) (map[string][]string, error) {
 		return nil, fmt.Errorf("the drift check did not undo a change made at Cloudflare: %w", err)
 	}
 	// The traffic watch has read the app's traffic (its per-app series
-	// exist) once it says whether its origins answer.
+	// exist) once it says whether its origins answer. Cloudflare's series
+	// are in whole minutes: the app is given ten minutes of past traffic,
+	// so that the read need not wait for its first minute to end.
+	if err := h.Sim.SetTraffic(metricsZone, ready.Status.ApplicationID, spectrumtest.DefaultTraffic(), time.Now().Add(-10*time.Minute)); err != nil {
+		return nil, err
+	}
 	if _, err := waitForCondition(ctx, h.Client, synced, v1alpha1.ConditionOriginsHealthy, v1alpha1.ReasonOriginsAnswering); err != nil {
 		return nil, err
 	}
