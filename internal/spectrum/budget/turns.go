@@ -36,9 +36,16 @@ import (
 //     for at most followUpWait, since a slot is about a quarter of a
 //     second at Cloudflare's pace: starting over would spend the budget
 //     again on what was already fetched;
-//   - a grant not claimed within grantTTL (the object was deleted, or no
-//     longer needed a request) is dropped: it cost one slot and holds up
-//     no one, as the next grant does not wait for it.
+//   - the line grants at most maxGrantedAhead turns ahead of their owners:
+//     when that many are granted and not yet claimed, it waits for a claim
+//     before it grants again. Owners that cannot run for a while (the
+//     manager starved of CPU, its workers behind a slow apiserver) would
+//     otherwise find a second's worth of slots granted when they run
+//     again, and send them all in the same moment: more than the budget
+//     allows in any second, and Cloudflare blocks the user for minutes;
+//   - a grant not claimed within abandonAfter (the object was deleted, or
+//     no longer needed a request) no longer holds up the line, and one not
+//     claimed within grantTTL is dropped: it cost one slot.
 //
 // A create takes its turn (TakeTurn) before its record is written, so that
 // the record's promise, sent within seconds, holds. Requests made for
@@ -49,6 +56,11 @@ const (
 	turnTryWait  = 10 * time.Millisecond
 	followUpWait = time.Second
 	grantTTL     = 10 * time.Second
+	// maxGrantedAhead bounds the turns granted and not yet claimed; a
+	// reconcile claims its turn milliseconds after it is woken, so a few
+	// keep the budget's pace.
+	maxGrantedAhead = 4
+	abandonAfter    = 2 * time.Second
 )
 
 // Waiter is whom a request is made for: an object (Name) of a group
@@ -129,6 +141,15 @@ type turnLine struct {
 	tickets map[Waiter]*ticket
 	// granting is true while the goroutine that grants runs.
 	granting bool
+	// ahead are the grants that count against maxGrantedAhead, oldest
+	// first, aheadCount how many of them are neither claimed nor
+	// abandoned, and claims tells the granting goroutine of a claim.
+	ahead      []*ticket
+	aheadCount int
+	claims     chan struct{}
+	// expiring are the grants not yet claimed nor dropped, oldest first
+	// (claimed ones leave when they come first).
+	expiring []*ticket
 }
 
 type ticket struct {
@@ -136,10 +157,13 @@ type ticket struct {
 	wake   func()
 	// grantedAt is zero while queued.
 	grantedAt time.Time
+	// claimed: its owner's request went on it, or the owner gave it up;
+	// abandoned: unclaimed for abandonAfter, it no longer counts ahead.
+	claimed, abandoned bool
 }
 
 func newTurnLine(limiter *RateLimiter) *turnLine {
-	return &turnLine{limiter: limiter, queued: map[string][]*ticket{}, tickets: map[Waiter]*ticket{}}
+	return &turnLine{limiter: limiter, queued: map[string][]*ticket{}, tickets: map[Waiter]*ticket{}, claims: make(chan struct{}, 1)}
 }
 
 // TakeTurn takes, for the object ctx's turn is for (WithTurn), a slot of
@@ -174,6 +198,7 @@ func (q *turnLine) take(ctx context.Context, t *turn) error {
 	if held, ok := q.tickets[t.waiter]; ok {
 		if !held.grantedAt.IsZero() {
 			delete(q.tickets, t.waiter)
+			q.claim(held)
 			q.mu.Unlock()
 			t.sent.Store(true)
 			return nil
@@ -224,6 +249,9 @@ func (q *turnLine) enqueue(t *turn) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	held, ok := q.tickets[t.waiter]
+	if ok && !held.grantedAt.IsZero() {
+		q.claim(held) // given up for a new place in line
+	}
 	if !ok || !held.grantedAt.IsZero() {
 		held = &ticket{waiter: t.waiter}
 		q.tickets[t.waiter] = held
@@ -242,9 +270,11 @@ func (q *turnLine) enqueue(t *turn) error {
 }
 
 // grant gives each slot of the budget to the next ticket, groups in turn,
-// until the line is empty.
+// until the line is empty, never more than maxGrantedAhead ahead of the
+// owners' claims.
 func (q *turnLine) grant() {
 	for {
+		q.waitForClaims()
 		// Only a limiter with a burst of 0 fails without a deadline, and
 		// that one never lets anything through.
 		_ = q.limiter.Wait(context.Background())
@@ -252,6 +282,9 @@ func (q *turnLine) grant() {
 		next := q.next()
 		if next != nil {
 			next.grantedAt = q.limiter.now()
+			q.ahead = append(q.ahead, next)
+			q.aheadCount++
+			q.expiring = append(q.expiring, next)
 		}
 		done := len(q.rotation) == 0
 		if done {
@@ -264,6 +297,62 @@ func (q *turnLine) grant() {
 		if done {
 			return
 		}
+	}
+}
+
+// waitForClaims waits while maxGrantedAhead grants are neither claimed nor
+// abandoned.
+func (q *turnLine) waitForClaims() {
+	for {
+		q.mu.Lock()
+		now := q.limiter.now()
+		q.abandon(now)
+		if q.aheadCount < maxGrantedAhead {
+			q.mu.Unlock()
+			return
+		}
+		wait := q.ahead[0].grantedAt.Add(abandonAfter).Sub(now)
+		q.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-q.claims:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// claim marks a grant claimed, and tells the granting goroutine. The
+// caller holds q.mu.
+func (q *turnLine) claim(t *ticket) {
+	if t.claimed {
+		return
+	}
+	t.claimed = true
+	if !t.abandoned {
+		q.aheadCount--
+		select {
+		case q.claims <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// abandon stops counting grants unclaimed for abandonAfter. The caller
+// holds q.mu.
+func (q *turnLine) abandon(now time.Time) {
+	for len(q.ahead) > 0 {
+		first := q.ahead[0]
+		switch {
+		case first.claimed:
+		case now.Sub(first.grantedAt) >= abandonAfter:
+			first.abandoned = true
+			q.aheadCount--
+		default:
+			return
+		}
+		q.ahead[0] = nil
+		q.ahead = q.ahead[1:]
 	}
 }
 
@@ -288,10 +377,19 @@ func (q *turnLine) next() *ticket {
 
 // expire drops grants not claimed within grantTTL. The caller holds q.mu.
 func (q *turnLine) expire(now time.Time) {
-	for waiter, t := range q.tickets {
-		if !t.grantedAt.IsZero() && now.Sub(t.grantedAt) > grantTTL {
-			delete(q.tickets, waiter)
+	for len(q.expiring) > 0 {
+		first := q.expiring[0]
+		if !first.claimed {
+			if now.Sub(first.grantedAt) <= grantTTL {
+				return
+			}
+			if q.tickets[first.waiter] == first {
+				delete(q.tickets, first.waiter)
+			}
+			q.claim(first)
 		}
+		q.expiring[0] = nil
+		q.expiring = q.expiring[1:]
 	}
 }
 
