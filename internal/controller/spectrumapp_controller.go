@@ -14,11 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -381,6 +383,26 @@ func (r *SpectrumAppReconciler) wake(req ctrl.Request) {
 	}
 }
 
+// turnCamePriority puts an app whose turn came ahead of the queue: its
+// slot of the budget is already spent, and the line grants no further
+// turns until it is claimed (package budget, maxGrantedAhead). Behind a
+// burst of new apps, each waiting for its first reconcile, it would wait
+// for all of them, and the token's requests for it.
+const turnCamePriority = 100
+
+// enqueueTurnCame enqueues the apps woken by their turn, at
+// turnCamePriority.
+func enqueueTurnCame() handler.EventHandler {
+	return handler.Funcs{GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
+		if queue, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+			queue.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(turnCamePriority)}, req)
+			return
+		}
+		q.Add(req)
+	}}
+}
+
 // stopWriteTimeout bounds the one write a reconcile cut short by the
 // manager's stop still makes, within the pod's termination grace period.
 const stopWriteTimeout = 2 * time.Second
@@ -485,7 +507,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesMetadata(&corev1.Secret{}, forgetDeletedSecrets{handler.EnqueueRequestsFromMapFunc(r.appsUsingSecret), r.secrets},
 			builder.WithPredicates(notOnlyFinalizers())).
 		WatchesRawSource(source.Channel(drift.drifted, &handler.EnqueueRequestForObject{})).
-		WatchesRawSource(source.Channel(r.turnCame, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.turnCame, enqueueTurnCame())).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, maxBackoff),
