@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/spectrumtest"
@@ -141,6 +142,7 @@ func install(t *testing.T, name, values string, kustomize, certManager bool, wat
 			t.Fatal(err)
 		}
 		out, err := helm(t, "template", rel, chartDir, "--namespace", inst.ns, "--include-crds",
+			"--api-versions", mutatingAdmissionPolicyAPI,
 			"--values", writeTemp(t, values), "--set", "cloudflare.apiURL="+sim.URL)
 		if err != nil {
 			t.Fatal(err)
@@ -451,8 +453,15 @@ func (inst *installation) checkUsable(t *testing.T, watched []string) {
 
 	app := inst.app(appNS, "web")
 	testenv.Eventually(t, 30*time.Second, func() string {
-		if err := c.Create(ctx, app); err != nil && !apierrors.IsAlreadyExists(err) {
+		err := c.Create(ctx, app)
+		switch {
+		case err != nil && !apierrors.IsAlreadyExists(err):
 			return "creating a valid app: " + err.Error()
+		case err == nil && !controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer):
+			// The apiserver answers with the object as admitted, before
+			// any reconcile: the installation's MutatingAdmissionPolicy set
+			// the finalizer, so the manager need not write it.
+			t.Errorf("the app was created with finalizers %v, want %s set at admission", app.Finalizers, v1alpha1.Finalizer)
 		}
 		return ""
 	})
@@ -492,6 +501,10 @@ func (inst *installation) checkUsable(t *testing.T, watched []string) {
 		unwatched.Namespace = other
 		if err := c.Create(ctx, unwatched, client.DryRunAll); err != nil {
 			t.Errorf("the webhook was asked about namespace %s, which no manager watches: %v", other, err)
+		}
+		// Nor is the finalizer set there: no manager would take it off.
+		if len(unwatched.Finalizers) != 0 {
+			t.Errorf("an app in namespace %s, which no manager watches, was given finalizers %v", other, unwatched.Finalizers)
 		}
 	}
 }

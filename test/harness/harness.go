@@ -4,8 +4,9 @@
 // benchmarks.
 //
 // Start brings up, all on 127.0.0.1:
-//   - an envtest kube-apiserver and etcd with the operator's CRDs, and an
-//     admin kubeconfig for the manager;
+//   - an envtest kube-apiserver and etcd with the operator's CRDs and the
+//     MutatingAdmissionPolicy that sets new apps' finalizer (config/policy),
+//     and an admin kubeconfig for the manager;
 //   - the simulator (spectrumtest) in this process, on a port that survives
 //     SimulatorOutage;
 //   - the real manager binary (built once per process by BuildManager) as a
@@ -147,6 +148,9 @@ func (h *Harness) startControlPlane() error {
 	h.env = env
 	h.Config = cfg
 	if h.Client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return err
+	}
+	if err := testenv.InstallFinalizerPolicy(context.Background(), cfg, ""); err != nil {
 		return err
 	}
 	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
