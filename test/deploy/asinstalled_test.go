@@ -70,7 +70,8 @@ func TestAsInstalled(t *testing.T) {
 		watched      []string
 	}{
 		{name: "chart default values"},
-		{name: "chart watchNamespaces", values: "watchNamespaces: [installed-team-a]\n", watched: []string{"installed-team-a"}},
+		// With the opt-in finalizer policy: only in the watched namespace.
+		{name: "chart watchNamespaces", values: "watchNamespaces: [installed-team-a]\nfinalizerPolicy:\n  enabled: true\n", watched: []string{"installed-team-a"}},
 		{name: "chart cert-manager", values: "webhook:\n  certManager:\n    enabled: true\n", certManager: true},
 		{name: "kustomize config/default", kustomize: true},
 	} {
@@ -104,6 +105,9 @@ type installation struct {
 	port   string
 	// clusterIPPort is where the apiserver calls the webhook Service.
 	clusterIPPort string
+	// finalizerPolicy: the install has the opt-in admission policy that
+	// sets a new app's finalizer.
+	finalizerPolicy bool
 }
 
 func install(t *testing.T, name, values string, kustomize, certManager bool, watched []string) *installation {
@@ -150,6 +154,7 @@ func install(t *testing.T, name, values string, kustomize, certManager bool, wat
 		inst.m = parseManifest(t, out)
 	}
 	inst.deployment = inst.m.deployment(t)
+	inst.finalizerPolicy = len(inst.m.ofKind("MutatingAdmissionPolicy")) > 0
 	inst.vwc = inst.m.one(t, "ValidatingWebhookConfiguration").GetName()
 	inst.service = webhookService(t, inst.m)
 
@@ -457,11 +462,12 @@ func (inst *installation) checkUsable(t *testing.T, watched []string) {
 		switch {
 		case err != nil && !apierrors.IsAlreadyExists(err):
 			return "creating a valid app: " + err.Error()
-		case err == nil && !controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer):
+		case err == nil && controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer) != inst.finalizerPolicy:
 			// The apiserver answers with the object as admitted, before
-			// any reconcile: the installation's MutatingAdmissionPolicy set
-			// the finalizer, so the manager need not write it.
-			t.Errorf("the app was created with finalizers %v, want %s set at admission", app.Finalizers, v1alpha1.Finalizer)
+			// any reconcile: with the opt-in policy the apiserver set the
+			// finalizer, so the manager need not write it; without it the
+			// manager adds it (the deletion below needs it).
+			t.Errorf("the app was created with finalizers %v; with the finalizer policy installed: %v", app.Finalizers, inst.finalizerPolicy)
 		}
 		return ""
 	})

@@ -187,15 +187,24 @@ func TestKustomizeMatchesChart(t *testing.T) {
 	}
 	chart := parseManifest(t, out)
 
-	// On a cluster older than 1.36 the chart leaves the finalizer's policy
-	// out (the manager adds the finalizer itself), and installs the rest.
-	older, err := helm(t, "template", release, chartDir, "--namespace", ns, "--include-crds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	withoutPolicy := slices.DeleteFunc(kinds(chart), func(kind string) bool { return strings.HasPrefix(kind, "MutatingAdmissionPolicy") })
-	if got := kinds(parseManifest(t, older)); !slices.Equal(got, withoutPolicy) {
-		t.Errorf("on a cluster without MutatingAdmissionPolicy the chart renders %v, want %v", got, withoutPolicy)
+	// The opt-in finalizer policy: config/policy, and in the chart only
+	// where the cluster serves MutatingAdmissionPolicy (1.36 and later).
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--set", "finalizerPolicy.enabled=true", "--api-versions", mutatingAdmissionPolicyAPI}, 2},
+		{[]string{"--set", "finalizerPolicy.enabled=true"}, 0},
+		{[]string{"--api-versions", mutatingAdmissionPolicyAPI}, 0},
+	} {
+		out, err := helm(t, append([]string{"template", release, chartDir, "--namespace", ns}, tc.args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := parseManifest(t, out)
+		if got := len(m.ofKind("MutatingAdmissionPolicy")) + len(m.ofKind("MutatingAdmissionPolicyBinding")); got != tc.want {
+			t.Errorf("helm template %v renders %d finalizer policy objects, want %d", tc.args, got, tc.want)
+		}
 	}
 
 	// The same objects, kind for kind (helm creates the namespace itself).

@@ -4,9 +4,9 @@
 // benchmarks.
 //
 // Start brings up, all on 127.0.0.1:
-//   - an envtest kube-apiserver and etcd with the operator's CRDs and the
-//     MutatingAdmissionPolicy that sets new apps' finalizer (config/policy),
-//     and an admin kubeconfig for the manager;
+//   - an envtest kube-apiserver and etcd with the operator's CRDs (and,
+//     when asked, config/policy's admission policy that sets new apps'
+//     finalizer), and an admin kubeconfig for the manager;
 //   - the simulator (spectrumtest) in this process, on a port that survives
 //     SimulatorOutage;
 //   - the real manager binary (built once per process by BuildManager) as a
@@ -48,6 +48,10 @@ type Options struct {
 	Simulator spectrumtest.Config
 	// Manager sets the manager's command line.
 	Manager ManagerOptions
+	// FinalizerPolicy installs config/policy, the opt-in admission policy
+	// that sets a new SpectrumApp's finalizer (the bench's
+	// BENCH_FINALIZER_POLICY).
+	FinalizerPolicy bool
 	// Logf, when set, is told what the harness does (t.Logf, log.Printf).
 	Logf func(format string, args ...any)
 }
@@ -108,7 +112,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 			return nil, err
 		}
 	}
-	if err := h.startControlPlane(); err != nil {
+	if err := h.startControlPlane(opts.FinalizerPolicy); err != nil {
 		return nil, err
 	}
 	if err := h.startSimulator(opts.Simulator); err != nil {
@@ -125,7 +129,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	return h, nil
 }
 
-func (h *Harness) startControlPlane() error {
+func (h *Harness) startControlPlane(finalizerPolicy bool) error {
 	env, err := testenv.New(testenv.Options{})
 	if err != nil {
 		return err
@@ -150,8 +154,10 @@ func (h *Harness) startControlPlane() error {
 	if h.Client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
 		return err
 	}
-	if err := testenv.InstallFinalizerPolicy(context.Background(), cfg, ""); err != nil {
-		return err
+	if finalizerPolicy {
+		if err := testenv.InstallFinalizerPolicy(context.Background(), cfg, ""); err != nil {
+			return err
+		}
 	}
 	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
