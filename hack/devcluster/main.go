@@ -1,12 +1,10 @@
 // Command devcluster runs a local Kubernetes control plane (the envtest
 // kube-apiserver and etcd) for `make dev-up` and `make demo`: it installs the
-// operator's CRD, ValidatingWebhookConfiguration (pointed at a manager on
-// this machine) and the MutatingAdmissionPolicy that sets new apps' finalizer
-// (config/policy), writes an admin kubeconfig, and runs until SIGTERM.
+// operator's CRD and ValidatingWebhookConfiguration (pointed at a manager on
+// this machine), writes an admin kubeconfig, and runs until SIGTERM.
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -49,14 +47,10 @@ func run(dir string, webhookPort int) error {
 	}
 	env.WebhookInstallOptions.LocalServingHost = "127.0.0.1"
 	env.WebhookInstallOptions.LocalServingPort = webhookPort
-	cfg, err := env.Start()
-	if err != nil {
+	if _, err := env.Start(); err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
 	defer func() { _ = env.Stop() }()
-	if err := testenv.InstallFinalizerPolicy(context.Background(), cfg, root); err != nil {
-		return err
-	}
 
 	info, err := writeAccess(env, dir)
 	if err != nil {
