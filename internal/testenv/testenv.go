@@ -118,9 +118,9 @@ func InstalledWebhookConfiguration(root string) (*admissionregistrationv1.Valida
 
 // InstallFinalizerPolicy creates config/policy's MutatingAdmissionPolicy
 // and its binding, which set the finalizer of every new SpectrumApp, as an
-// installation does (config/default, the chart). It uses a client of its
-// own: one whose REST mapper learned the API before the CRD was served
-// would not find SpectrumApps for a while.
+// installation that opts in does (an overlay with config/policy, the
+// chart's finalizerPolicy.enabled), and waits until the apiserver applies
+// it.
 func InstallFinalizerPolicy(ctx context.Context, cfg *rest.Config, root string) error {
 	if root == "" {
 		root = RepoRoot()
