@@ -57,6 +57,17 @@ const (
 	// ReconcilePolicyManage (the default), ReconcilePolicyObserve or
 	// ReconcilePolicySkip.
 	ReconcilePolicyAnnotation = "spectrum.cloudflare-operator.io/reconcile-policy"
+
+	// CreatePendingAnnotation is the operator's durable create record: the
+	// time (RFC 3339) at which it was about to ask Cloudflare to create the
+	// application, written before the create is sent. status.createSettled
+	// settles it once the outcome is known (the ID is recorded, or
+	// Cloudflare refused). A record not yet settled means a create may have
+	// been applied without its answer arriving: the operator looks for that
+	// application by hostname and protocol instead of creating a second,
+	// and deleting the SpectrumApp deletes what it finds. Set by the
+	// operator only.
+	CreatePendingAnnotation = "spectrum.cloudflare-operator.io/create-pending"
 )
 
 // Values of ReconcilePolicyAnnotation.

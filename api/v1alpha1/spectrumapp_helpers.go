@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +24,43 @@ func (a *SpectrumApp) Policy() string {
 		return policy
 	}
 	return ReconcilePolicyManage
+}
+
+// CreateRecord is the time CreatePendingAnnotation records, nil when it is
+// absent or not a time (the operator alone writes it).
+func (a *SpectrumApp) CreateRecord() *metav1.Time {
+	value, ok := a.Annotations[CreatePendingAnnotation]
+	if !ok {
+		return nil
+	}
+	at, err := time.Parse(time.RFC3339, value)
+	if err != nil {
+		return nil
+	}
+	recorded := metav1.NewTime(at)
+	return &recorded
+}
+
+// UnsettledCreate is when a create whose outcome the operator has not seen
+// was recorded: the create record, unless status.createSettled settles it,
+// or else the record earlier operator versions kept in status.pendingCreate.
+// Nil when no create is unsettled.
+func (a *SpectrumApp) UnsettledCreate() *metav1.Time {
+	if record := a.CreateRecord(); record != nil {
+		if settled := a.Status.CreateSettled; settled == nil || settled.Before(record) {
+			return record
+		}
+	}
+	return a.Status.PendingCreate
+}
+
+// SettleCreate records in status that the outcome of the unsettled create,
+// if any, is known.
+func (a *SpectrumApp) SettleCreate() {
+	if record := a.CreateRecord(); record != nil {
+		a.Status.CreateSettled = record
+	}
+	a.Status.PendingCreate = nil
 }
 
 // SecretKey names a key of a Secret.

@@ -231,15 +231,21 @@ type SpectrumAppStatus struct {
 	// +optional
 	ApplicationID string `json:"applicationID,omitempty"`
 
-	// PendingCreate is set, before the operator asks Cloudflare to create
-	// the application, to the time it did so, and cleared once the outcome
-	// is known (the ID is recorded, or Cloudflare refused). While it is set,
-	// a create may have been applied without its answer arriving: the
-	// operator looks for that application by hostname and protocol (and
-	// waits until such a create would have landed) instead of creating a
-	// second one, and deleting the SpectrumApp deletes what it finds.
+	// PendingCreate is the create record as earlier operator versions kept
+	// it. It is honoured as the create-pending annotation is, and cleared
+	// once settled; the record is now that annotation (see CreateSettled).
 	// +optional
 	PendingCreate *metav1.Time `json:"pendingCreate,omitempty"`
+
+	// CreateSettled is the time of the last create record (the
+	// spectrum.cloudflare-operator.io/create-pending annotation, written
+	// before a create is sent) whose outcome the operator knows: the
+	// application's ID is recorded, or Cloudflare refused the create. A
+	// create-pending annotation later than this one is a create that may
+	// have been applied unseen: the operator looks for that application
+	// before it creates another.
+	// +optional
+	CreateSettled *metav1.Time `json:"createSettled,omitempty"`
 
 	// SyncedGeneration is the metadata.generation whose spec the Cloudflare
 	// application last matched. A spec Cloudflare accepted is not held back

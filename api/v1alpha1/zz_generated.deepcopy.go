@@ -243,6 +243,10 @@ func (in *SpectrumAppStatus) DeepCopyInto(out *SpectrumAppStatus) {
 		in, out := &in.PendingCreate, &out.PendingCreate
 		*out = (*in).DeepCopy()
 	}
+	if in.CreateSettled != nil {
+		in, out := &in.CreateSettled, &out.CreateSettled
+		*out = (*in).DeepCopy()
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

@@ -257,9 +257,10 @@ func managerOptions(cfg config, rotator *certs.Rotator) ctrl.Options {
 	}
 	opts := ctrl.Options{
 		Scheme: scheme,
-		// managedFields are never read here; dropping them from the cache
-		// saves a large share of the memory per SpectrumApp.
-		Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// managedFields are never read here, nor settled create records:
+		// dropping them from the cache saves a large share of the memory
+		// per SpectrumApp.
+		Cache:                   cache.Options{DefaultTransform: controller.CacheTransform()},
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  cfg.probeAddr,
 		PprofBindAddress:        cfg.pprofAddr,

@@ -82,7 +82,7 @@ func (e *cloudflareApp) Observe(ctx context.Context) (observation, error) {
 	if ok {
 		return e.observed(found, false), nil
 	}
-	if e.app.Status.ApplicationID != "" && e.app.Status.PendingCreate == nil {
+	if e.app.Status.ApplicationID != "" && e.app.UnsettledCreate() == nil {
 		// Deleted outside the operator, and no create of ours is pending:
 		// there is nothing to look for.
 		return observation{}, nil
@@ -184,20 +184,20 @@ func (e *cloudflareApp) byNameAfterPendingCreate(ctx context.Context) (spectrum.
 }
 
 // adoptionClockSkew tolerates the difference between this clock, which
-// stamps status.pendingCreate, and Cloudflare's, which stamps created_on.
+// stamps the create record, and Cloudflare's, which stamps created_on.
 const adoptionClockSkew = time.Minute
 
 // mayAdopt: an application found by hostname and protocol is taken over
 // only when the SpectrumApp asks for it by ID, or when it is the answer of
 // this SpectrumApp's own create, lost on the way: the durable create record
-// (status.pendingCreate) says a create was sent, and the application is no
+// (the create-pending annotation, unsettled) says a create was sent, and the application is no
 // older than that record. Anything else (the dashboard's, Terraform's,
 // another cluster's) serves traffic someone else configured.
 func (e *cloudflareApp) mayAdopt(found spectrum.App) bool {
 	if e.app.Annotations[v1alpha1.AdoptApplicationIDAnnotation] == found.ID || e.app.Status.ApplicationID == found.ID {
 		return true
 	}
-	pending := e.app.Status.PendingCreate
+	pending := e.app.UnsettledCreate()
 	if pending == nil {
 		return false
 	}
@@ -243,12 +243,12 @@ func (e *cloudflareApp) createDeadline() time.Duration {
 	return e.createSendWindow() + e.createTimeout()
 }
 
-// pendingCreateLandedBy is when a create recorded in status.pendingCreate
+// pendingCreateLandedBy is when a create recorded and not yet settled
 // has certainly landed, if it ever will: answered or abandoned by its
 // deadline, and applied within a createTimeout after that. Zero when no
 // create is pending.
 func (e *cloudflareApp) pendingCreateLandedBy() time.Time {
-	pending := e.app.Status.PendingCreate
+	pending := e.app.UnsettledCreate()
 	if pending == nil {
 		return time.Time{}
 	}
@@ -262,7 +262,7 @@ func (e *cloudflareApp) TakeTurn(ctx context.Context) error {
 }
 
 // Create asks Cloudflare for the application the spec describes. The
-// caller has recorded status.pendingCreate (at recordedAt) first: the create
+// caller has recorded the create (at recordedAt) first: the create
 // must be sent and answered by the deadline that record promises.
 func (e *cloudflareApp) Create(ctx context.Context, recordedAt time.Time) (spectrum.App, error) {
 	ctx, cancel := context.WithDeadline(ctx, recordedAt.Add(e.createDeadline()))
@@ -325,7 +325,7 @@ func (e *cloudflareApp) Delete(ctx context.Context) (deletion, error) {
 		}
 		d.deletedIDs = append(d.deletedIDs, id)
 	}
-	if e.app.Status.PendingCreate == nil {
+	if e.app.UnsettledCreate() == nil {
 		return d, nil
 	}
 	existing, found, wait, err := e.byNameAfterPendingCreate(ctx)

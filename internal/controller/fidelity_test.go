@@ -221,8 +221,8 @@ func TestAnsweredCreateErrorIsRetriedWithoutWaiting(t *testing.T) {
 				i+1, gap.Round(time.Millisecond), backoffBase, answeredRetryWithin)
 		}
 	}
-	if ready.Status.PendingCreate != nil {
-		t.Errorf("status.pendingCreate %v left behind after the create was answered", ready.Status.PendingCreate)
+	if ready.UnsettledCreate() != nil {
+		t.Errorf("create record %v left unsettled after the create was answered", ready.UnsettledCreate())
 	}
 	for _, e := range f.events("answered") {
 		if e.Reason == "CreateUnconfirmed" {

@@ -68,9 +68,8 @@ type outcome struct {
 	// driftCorrected names the fields an update brought back to the spec
 	// after they were changed outside Kubernetes, or at adoption.
 	driftCorrected []string
-	// pendingCreateWritten is the status.pendingCreate this reconcile
-	// wrote on its own before sending a create; the final status write
-	// starts from it.
+	// pendingCreateWritten is the create record this reconcile wrote
+	// before sending a create.
 	pendingCreateWritten *metav1.Time
 }
 
@@ -125,7 +124,7 @@ func (o outcome) corrected(fields []string) outcome {
 	return o
 }
 
-// wrote notes that status.pendingCreate was written at recordedAt.
+// wrote notes that the create record was written at recordedAt.
 func (o outcome) wrote(recordedAt time.Time) outcome {
 	at := metav1.NewTime(recordedAt)
 	o.pendingCreateWritten = &at

@@ -5,6 +5,8 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 )
 
 // notOnlyFinalizers drops Secret updates that only changed finalizers (the
@@ -17,14 +19,41 @@ func notOnlyFinalizers() predicate.Predicate {
 }
 
 // specOrRequestChanged lets through the updates that can change the outcome:
-// a new generation (spec), new annotations (a retry request), or the start of
-// deletion. Status writes, including our own, do not wake the controller.
+// a new generation (spec), new annotations (a retry request, a policy), or
+// the start of deletion. The operator's own writes, status and the create
+// record, do not wake the controller: the reconcile that wrote them goes on.
 func specOrRequestChanged() predicate.Predicate {
 	return predicate.Or(
 		predicate.GenerationChangedPredicate{},
-		predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return !annotationsEqualBesides(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations(), v1alpha1.CreatePendingAnnotation)
+		}},
 		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 			return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 		}},
 	)
+}
+
+// annotationsEqualBesides tells whether a and b hold the same annotations,
+// the one named ignored.
+func annotationsEqualBesides(a, b map[string]string, ignored string) bool {
+	if len(a)-countKey(a, ignored) != len(b)-countKey(b, ignored) {
+		return false
+	}
+	for key, value := range a {
+		if key == ignored {
+			continue
+		}
+		if other, ok := b[key]; !ok || other != value {
+			return false
+		}
+	}
+	return true
+}
+
+func countKey(m map[string]string, key string) int {
+	if _, ok := m[key]; ok {
+		return 1
+	}
+	return 0
 }

@@ -101,14 +101,15 @@ func (s *stubExternal) TakeTurn(context.Context) error {
 	return s.takeTurn()
 }
 
-// Create is recorded as "Create (recorded)" when status.pendingCreate is on
-// the apiserver at the time of the send, as the create record promises.
+// Create is recorded as "Create (recorded)" when the create record, and the
+// finalizer that lets it be deleted, are on the apiserver at the time of the
+// send, as the create record promises.
 func (s *stubExternal) Create(ctx context.Context, recordedAt time.Time) (spectrum.App, error) {
 	stored := &v1alpha1.SpectrumApp{}
 	call := "Create (not recorded)"
 	if err := s.store.Get(ctx, branchKey, stored); err != nil {
 		s.t.Errorf("reading the SpectrumApp at Create: %v", err)
-	} else if p := stored.Status.PendingCreate; p != nil && p.Time.Equal(recordedAt) {
+	} else if p := stored.UnsettledCreate(); p != nil && p.Time.Equal(recordedAt) && slices.Contains(stored.Finalizers, v1alpha1.Finalizer) {
 		call = "Create (recorded)"
 	}
 	s.calls = append(s.calls, call)
@@ -211,7 +212,23 @@ func syncedAt(generation, synced int64) func(*v1alpha1.SpectrumApp) {
 
 // pendingCreate: a create was recorded and got no answer.
 func pendingCreate(app *v1alpha1.SpectrumApp) {
+	if app.Annotations == nil {
+		app.Annotations = map[string]string{}
+	}
+	app.Annotations[v1alpha1.CreatePendingAnnotation] = time.Now().Add(-5 * time.Second).UTC().Format(time.RFC3339)
+	app.Finalizers = []string{v1alpha1.Finalizer}
+}
+
+// pendingCreateInStatus: the same, as earlier versions recorded it.
+func pendingCreateInStatus(app *v1alpha1.SpectrumApp) {
 	app.Status.PendingCreate = &metav1.Time{Time: time.Now().Add(-5 * time.Second).Truncate(time.Second)}
+	app.Finalizers = []string{v1alpha1.Finalizer}
+}
+
+// settledCreate: the record of a create whose answer was recorded.
+func settledCreate(app *v1alpha1.SpectrumApp) {
+	pendingCreate(app)
+	app.SettleCreate()
 }
 
 // deleting: the object is being deleted, with the finalizer on.
@@ -297,6 +314,20 @@ func TestReconcileBranchesSync(t *testing.T) {
 			stub: stubExternal{observe: answers(observation{unconfirmed: 7 * time.Second}, nil)},
 			want: want{conditions: "Ready=False/CreateUnconfirmed Reconciling=True/CreateUnconfirmed", result: ctrl.Result{RequeueAfter: 8 * time.Second},
 				events: []string{"Normal CreateUnconfirmed"}, calls: []string{"connect", "Observe"}, pendingCreate: true},
+		},
+		{
+			name: "an unanswered create recorded in status by an earlier version is honoured too",
+			app:  []func(*v1alpha1.SpectrumApp){pendingCreateInStatus},
+			stub: stubExternal{observe: answers(observation{unconfirmed: 7 * time.Second}, nil)},
+			want: want{conditions: "Ready=False/CreateUnconfirmed Reconciling=True/CreateUnconfirmed", result: ctrl.Result{RequeueAfter: 8 * time.Second},
+				events: []string{"Normal CreateUnconfirmed"}, calls: []string{"connect", "Observe"}, pendingCreate: true},
+		},
+		{
+			name: "a settled record does not hold a create back: recorded again before the send",
+			app:  []func(*v1alpha1.SpectrumApp){settledCreate},
+			stub: stubExternal{observe: notFound(), takeTurn: turnTaken, create: cloudflareApp1},
+			want: want{conditions: "Ready=True/Synced", events: []string{"Normal Created"},
+				calls: []string{"connect", "Observe", "TakeTurn", "Create (recorded)"}, applicationID: branchID},
 		},
 		{
 			name:             "create decided on a stale read: nothing sent, read again, nothing reported",
@@ -471,6 +502,18 @@ func TestReconcileBranchesDelete(t *testing.T) {
 				events: []string{"Normal CreateUnconfirmed"}, calls: []string{"connect", "Delete"}, pendingCreate: true},
 		},
 		{
+			name: "a pending create recorded in status by an earlier version: looked for too",
+			app:  []func(*v1alpha1.SpectrumApp){deleting, pendingCreateInStatus},
+			stub: stubExternal{delete: answers(deletion{unconfirmed: 4 * time.Second}, nil)},
+			want: want{conditions: "Ready=False/CreateUnconfirmed Reconciling=True/CreateUnconfirmed", result: ctrl.Result{RequeueAfter: 5 * time.Second},
+				events: []string{"Normal CreateUnconfirmed"}, calls: []string{"connect", "Delete"}, pendingCreate: true},
+		},
+		{
+			name: "a create refused, its record settled: nothing to delete, no call at all",
+			app:  []func(*v1alpha1.SpectrumApp){deleting, settledCreate},
+			want: want{released: true, events: []string{"Normal Deleted"}},
+		},
+		{
 			name: "Retryable: kept, retried with backoff",
 			app:  []func(*v1alpha1.SpectrumApp){deleting, syncedAt(1, 1)},
 			stub: stubExternal{delete: answers(deletion{}, error(unavailable))},
@@ -551,17 +594,25 @@ func runBranches(t *testing.T, branches []branch) {
 			if err != nil {
 				t.Fatalf("the object is gone (%v); want it kept", err)
 			}
-			if !slices.Contains(after.Finalizers, v1alpha1.Finalizer) {
-				t.Errorf("finalizers %q, want %s kept", after.Finalizers, v1alpha1.Finalizer)
+			// The finalizer is held while something at Cloudflare is the
+			// app's to delete (an application recorded, or a create that
+			// may have made one), and not put on an app that never got as
+			// far as a create or an ID: that one can be deleted at once.
+			manage := after.Policy() == v1alpha1.ReconcilePolicyManage
+			mustHold := manage && (after.Status.ApplicationID != "" || after.UnsettledCreate() != nil)
+			mustNot := !manage || (after.Status.ApplicationID == "" && after.CreateRecord() == nil && after.UnsettledCreate() == nil)
+			if held := slices.Contains(after.Finalizers, v1alpha1.Finalizer); (mustHold && !held) || (mustNot && held) {
+				t.Errorf("finalizers %q with application %q, create record %v (unsettled %v), policy %s",
+					after.Finalizers, after.Status.ApplicationID, after.CreateRecord(), after.UnsettledCreate(), after.Policy())
 			}
 			if got := conditionsOf(after); got != tc.want.conditions {
 				t.Errorf("conditions %q, want %q", got, tc.want.conditions)
 			}
 			s := after.Status
-			if s.ApplicationID != tc.want.applicationID || (s.PendingCreate != nil) != tc.want.pendingCreate ||
+			if s.ApplicationID != tc.want.applicationID || (after.UnsettledCreate() != nil) != tc.want.pendingCreate ||
 				s.Adopted != tc.want.adopted || !slices.Equal(s.Differences, tc.want.differences) {
-				t.Errorf("status: applicationID %q, pendingCreate %v, adopted %v, differences %q; want %q, %v, %v, %q",
-					s.ApplicationID, s.PendingCreate, s.Adopted, s.Differences,
+				t.Errorf("status: applicationID %q, unsettled create %v, adopted %v, differences %q; want %q, %v, %v, %q",
+					s.ApplicationID, after.UnsettledCreate(), s.Adopted, s.Differences,
 					tc.want.applicationID, tc.want.pendingCreate, tc.want.adopted, tc.want.differences)
 			}
 		})

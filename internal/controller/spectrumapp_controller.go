@@ -3,6 +3,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -122,13 +123,27 @@ func (r *SpectrumAppReconciler) reconcile(ctx context.Context, req ctrl.Request)
 		before := app.DeepCopy()
 		return r.finish(ctx, app, before, started, r.delete(ctx, app, app.Policy()))
 	}
-	if controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
-		if err := r.writeFinalizers(ctx, app); err != nil {
-			return ctrl.Result{}, err
-		}
+	if err := r.holdFinalizer(ctx, app); err != nil {
+		return ctrl.Result{}, err
 	}
 	before := app.DeepCopy()
 	return r.finish(ctx, app, before, started, r.sync(ctx, app, app.Policy()))
+}
+
+// holdFinalizer puts the finalizer on an app that has something at
+// Cloudflare to delete: an application whose ID status records, or a create
+// that may have made one. A new app gets it with its create record (one
+// write, not two), and an adopted one before its ID is recorded (finish);
+// one that never gets that far can be deleted at once. Only the manage
+// policy deletes at Cloudflare.
+func (r *SpectrumAppReconciler) holdFinalizer(ctx context.Context, app *v1alpha1.SpectrumApp) error {
+	if app.Policy() != v1alpha1.ReconcilePolicyManage || (app.Status.ApplicationID == "" && app.UnsettledCreate() == nil) {
+		return nil
+	}
+	if !controllerutil.AddFinalizer(app, v1alpha1.Finalizer) {
+		return nil
+	}
+	return r.writeFinalizers(ctx, app)
 }
 
 // sync makes the Cloudflare application match the spec: connect, observe,
@@ -212,7 +227,7 @@ func unknownPolicy(policy string) failure.Classification {
 }
 
 // create records that a create is pending, then sends it. Only an answer
-// from Cloudflare, success or refusal, clears the record; a create that got
+// from Cloudflare, success or refusal, settles the record; a create that got
 // none keeps it, so that the next attempt (by any manager) looks for the
 // application before creating another.
 func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare external, app *v1alpha1.SpectrumApp, observed observation) outcome {
@@ -243,11 +258,11 @@ func (r *SpectrumAppReconciler) create(ctx context.Context, cloudflare external,
 	if err != nil {
 		o := failedWith(err)
 		if !spectrum.MayHaveBeenApplied(err) {
-			app.Status.PendingCreate = nil
+			app.SettleCreate()
 		}
 		return o.wrote(recordedAt)
 	}
-	app.Status.PendingCreate = nil
+	app.SettleCreate()
 	app.Status.Adopted = false
 	recordObserved(app, created)
 	return wroteCloudflare(eventCreated, "Created Cloudflare Spectrum application "+created.ID).wrote(recordedAt)
@@ -300,7 +315,7 @@ func (r *SpectrumAppReconciler) delete(ctx context.Context, app *v1alpha1.Spectr
 		return released(eventOrphaned, "Left Cloudflare Spectrum application "+app.Status.ApplicationID+
 			" in place (reconcile-policy "+policy+" never writes at Cloudflare)", false)
 	}
-	if app.Status.ApplicationID == "" && app.Status.PendingCreate == nil {
+	if app.Status.ApplicationID == "" && app.UnsettledCreate() == nil {
 		// It never created nor adopted anything: nothing at Cloudflare is
 		// its to delete, whatever has its hostname.
 		return released(eventDeleted, "No Cloudflare Spectrum application to delete: none was created or adopted", false)
@@ -345,6 +360,11 @@ func (r *SpectrumAppReconciler) finish(ctx context.Context, app, before *v1alpha
 		return ctrl.Result{}, client.IgnoreNotFound(r.writeFinalizers(ctx, app))
 	}
 	r.traffic.carry(before, app)
+	// An adopted application is the app's to delete once its ID is
+	// recorded: the finalizer goes first.
+	if err := r.holdFinalizer(ctx, app); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := r.writeStatus(ctx, app, before, o); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -414,13 +434,16 @@ const stopWriteTimeout = 2 * time.Second
 // context of its own: left, it would make the next leader wait for a create
 // that cannot land before creating the application.
 func (r *SpectrumAppReconciler) stopping(ctx context.Context, app *v1alpha1.SpectrumApp, o outcome) (ctrl.Result, error) {
-	if o.pendingCreateWritten == nil || app.Status.PendingCreate != nil {
+	if o.pendingCreateWritten == nil || app.UnsettledCreate() != nil {
 		return ctrl.Result{}, nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWriteTimeout)
 	defer cancel()
-	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"pendingCreate":null}}`))
-	if err := r.Status().Patch(ctx, app, patch); client.IgnoreNotFound(err) != nil {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"createSettled": app.Status.CreateSettled, "pendingCreate": nil}})
+	if err != nil {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Status().Patch(ctx, app, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
 		ctrl.LoggerFrom(ctx).Info("The create record of a create never sent could not be cleared; the next leader waits for it", "error", err.Error())
 	}
 	return ctrl.Result{}, nil

@@ -38,7 +38,7 @@ func recordObserved(app *v1alpha1.SpectrumApp, observed spectrum.App) {
 func recordAdopted(app *v1alpha1.SpectrumApp, adopted spectrum.App) {
 	recordObserved(app, adopted)
 	app.Status.Adopted = true
-	app.Status.PendingCreate = nil
+	app.SettleCreate()
 }
 
 func metaTime(t *time.Time) *metav1.Time {
@@ -52,11 +52,6 @@ func metaTime(t *time.Time) *metav1.Time {
 // writeStatus patches status when, and only when, it changed. A merge patch
 // of the whole status cannot conflict, and status is the operator's alone.
 func (r *SpectrumAppReconciler) writeStatus(ctx context.Context, app, before *v1alpha1.SpectrumApp, o outcome) error {
-	if o.pendingCreateWritten != nil {
-		// Already on the apiserver: the patch must clear it, if cleared.
-		before = before.DeepCopy()
-		before.Status.PendingCreate = o.pendingCreateWritten
-	}
 	if equality.Semantic.DeepEqual(before.Status, app.Status) {
 		return nil
 	}

@@ -287,7 +287,7 @@ func runSuite(m *testing.M) int {
 		Scheme:  testenv.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Apps labelled for a test's own manager are that manager's alone.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		Cache: cache.Options{DefaultTransform: controller.CacheTransform(), ByObject: map[client.Object]cache.ByObject{
 			&v1alpha1.SpectrumApp{}: {Label: notOwnManagerApps},
 		}},
 	})

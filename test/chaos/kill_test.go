@@ -204,7 +204,7 @@ func TestKillBetweenTheCreateRecordAndThePOST(t *testing.T) {
 		startManager(t)
 		ready := waitReadyAfterRestart(t, f)
 		expectOneApp(t, ready, opsAccount)
-		if ready.Status.PendingCreate != nil || ready.Status.Adopted {
+		if ready.UnsettledCreate() != nil || ready.Status.Adopted {
 			t.Errorf("status %+v: want the application created, and the record cleared", ready.Status)
 		}
 		f.deleteAll()
@@ -233,7 +233,7 @@ func TestKillBetweenTheCreateRecordAndThePOST(t *testing.T) {
 		}
 		ready := waitReadyAfterRestart(t, f)
 		expectOneApp(t, ready, opsAccount)
-		if !ready.Status.Adopted || ready.Status.PendingCreate != nil {
+		if !ready.Status.Adopted || ready.UnsettledCreate() != nil {
 			t.Errorf("status %+v: want the late application adopted, and the record cleared", ready.Status)
 		}
 		if n := landing.creates.Load(); n != 0 {
@@ -245,7 +245,7 @@ func TestKillBetweenTheCreateRecordAndThePOST(t *testing.T) {
 
 func expectRecordWithoutID(t *testing.T, app *v1alpha1.SpectrumApp) {
 	t.Helper()
-	if app.Status.PendingCreate == nil || app.Status.ApplicationID != "" {
+	if app.UnsettledCreate() == nil || app.Status.ApplicationID != "" {
 		t.Fatalf("status %+v; the create record must be written before the POST is sent", app.Status)
 	}
 }
@@ -354,7 +354,7 @@ func TestKillBetweenThePOSTAndTheRecordedID(t *testing.T) {
 			if !kill.wait(30 * time.Second) {
 				t.Fatal("no create reached the simulator")
 			}
-			if got := f.get("app"); got.Status.PendingCreate == nil || got.Status.ApplicationID != "" {
+			if got := f.get("app"); got.UnsettledCreate() == nil || got.Status.ApplicationID != "" {
 				t.Fatalf("status %+v; want the create record and no ID", got.Status)
 			}
 			if n := len(appsWithHostname(app.Spec.DNS.Name)); n != 1 {
@@ -375,7 +375,7 @@ func TestKillBetweenThePOSTAndTheRecordedID(t *testing.T) {
 				return conditionProblem(ready, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
 			})
 			expectOneApp(t, ready, opsAccount)
-			if !ready.Status.Adopted || ready.Status.PendingCreate != nil {
+			if !ready.Status.Adopted || ready.UnsettledCreate() != nil {
 				t.Errorf("status %+v: want the application adopted and the record cleared", ready.Status)
 			}
 			f.deleteAll()
