@@ -20,7 +20,6 @@ cp "$root"/config/crd/bases/*.yaml "$chart/crds/"
 cp "$root/config/rbac/role.yaml" "$chart/files/manager-role.yaml"
 cp "$root/config/webhook/manifests.yaml" "$chart/files/webhook-manifests.yaml"
 cp "$root/config/webhook/match_conditions_patch.yaml" "$chart/files/webhook-match-conditions-patch.yaml"
-cp "$root/config/policy/finalizer_policy.yaml" "$chart/files/finalizer-policy.yaml"
 
 sed -i -e "s/^version: .*/version: ${VERSION}/" -e "s/^appVersion: .*/appVersion: \"${VERSION}\"/" "$chart/Chart.yaml"
 echo "chart-sync: $(ls "$chart/crds" | wc -l) CRD(s), manager role and webhook rules copied; chart version ${VERSION}" >&2

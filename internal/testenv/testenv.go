@@ -5,22 +5,14 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
@@ -114,72 +106,4 @@ func InstalledWebhookConfiguration(root string) (*admissionregistrationv1.Valida
 	}
 	vwc.Webhooks[0].MatchConditions = patch[0].Value
 	return vwc, nil
-}
-
-// InstallFinalizerPolicy creates config/policy's MutatingAdmissionPolicy
-// and its binding, which set the finalizer of every new SpectrumApp, as an
-// installation that opts in does (an overlay with config/policy, the
-// chart's finalizerPolicy.enabled), and waits until the apiserver applies
-// it.
-func InstallFinalizerPolicy(ctx context.Context, cfg *rest.Config, root string) error {
-	if root == "" {
-		root = RepoRoot()
-	}
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(root, "config", "policy", "finalizer_policy.yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(data), -1) {
-		obj := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating %s %s from %s: %w", obj.GetKind(), obj.GetName(), path, err)
-		}
-	}
-	return waitForFinalizerPolicy(ctx, c, root)
-}
-
-// waitForFinalizerPolicy waits until the apiserver applies the policy: for
-// a few seconds after it is created, the apiserver refuses every new
-// SpectrumApp as a kind it does not know yet (503 ServiceUnavailable,
-// "There can be a delay between when CustomResourceDefinitions are created
-// and when they are available"). An installation's manager takes longer than that to
-// start; a test's would not. It asks with a dry-run create of a sample; any
-// other answer (admitted, or refused by a webhook that is not served yet)
-// means the policy is past that.
-func waitForFinalizerPolicy(ctx context.Context, c client.Client, root string) error {
-	sample, err := os.ReadFile(filepath.Join(root, "config", "samples", "spectrum_v1alpha1_spectrumapp_tcp.yaml"))
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		app := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(sample, &app.Object); err != nil {
-			return err
-		}
-		app.SetNamespace(metav1.NamespaceDefault)
-		err := c.Create(ctx, app, client.DryRunAll)
-		switch {
-		case !apierrors.IsServiceUnavailable(err):
-			return nil
-		case time.Now().After(deadline):
-			return fmt.Errorf("the finalizer's admission policy is not in force after a minute: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

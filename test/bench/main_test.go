@@ -76,8 +76,7 @@ type config struct {
 	Out string `json:"-"`
 	// For investigating, startEnv also reads BENCH_MANAGER_BINARY (run
 	// that binary), BENCH_MANAGER_ARGS (extra flags), BENCH_LOG_LEVEL and
-	// BENCH_KEEP_LOG (copy the manager's log to that file), and
-	// BENCH_FINALIZER_POLICY=1 (the opt-in finalizer policy installed).
+	// BENCH_KEEP_LOG (copy the manager's log to that file).
 }
 
 func loadConfig(t *testing.T) config {

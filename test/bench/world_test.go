@@ -108,11 +108,7 @@ func startEnv(ctx context.Context, t *testing.T, sim spectrumtest.Config, mgr ha
 	// earlier sessions'. A later flag wins.
 	mgr.ExtraArgs = append([]string{"--analytics-budget-share=0"}, mgr.ExtraArgs...)
 	mgr.ExtraArgs = append(mgr.ExtraArgs, strings.Fields(os.Getenv("BENCH_MANAGER_ARGS"))...)
-	// BENCH_FINALIZER_POLICY=1 installs the opt-in admission policy that
-	// sets new apps' finalizer (config/policy), as an installation with
-	// finalizerPolicy.enabled does.
-	policy := os.Getenv("BENCH_FINALIZER_POLICY") == "1"
-	h, err := harness.Start(ctx, harness.Options{Simulator: sim, Manager: mgr, Logf: t.Logf, FinalizerPolicy: policy})
+	h, err := harness.Start(ctx, harness.Options{Simulator: sim, Manager: mgr, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,8 +70,7 @@ func TestAsInstalled(t *testing.T) {
 		watched      []string
 	}{
 		{name: "chart default values"},
-		// With the opt-in finalizer policy: only in the watched namespace.
-		{name: "chart watchNamespaces", values: "watchNamespaces: [installed-team-a]\nfinalizerPolicy:\n  enabled: true\n", watched: []string{"installed-team-a"}},
+		{name: "chart watchNamespaces", values: "watchNamespaces: [installed-team-a]\n", watched: []string{"installed-team-a"}},
 		{name: "chart cert-manager", values: "webhook:\n  certManager:\n    enabled: true\n", certManager: true},
 		{name: "kustomize config/default", kustomize: true},
 	} {
@@ -105,9 +104,6 @@ type installation struct {
 	port   string
 	// clusterIPPort is where the apiserver calls the webhook Service.
 	clusterIPPort string
-	// finalizerPolicy: the install has the opt-in admission policy that
-	// sets a new app's finalizer.
-	finalizerPolicy bool
 }
 
 func install(t *testing.T, name, values string, kustomize, certManager bool, watched []string) *installation {
@@ -146,7 +142,6 @@ func install(t *testing.T, name, values string, kustomize, certManager bool, wat
 			t.Fatal(err)
 		}
 		out, err := helm(t, "template", rel, chartDir, "--namespace", inst.ns, "--include-crds",
-			"--api-versions", mutatingAdmissionPolicyAPI,
 			"--values", writeTemp(t, values), "--set", "cloudflare.apiURL="+sim.URL)
 		if err != nil {
 			t.Fatal(err)
@@ -154,7 +149,6 @@ func install(t *testing.T, name, values string, kustomize, certManager bool, wat
 		inst.m = parseManifest(t, out)
 	}
 	inst.deployment = inst.m.deployment(t)
-	inst.finalizerPolicy = len(inst.m.ofKind("MutatingAdmissionPolicy")) > 0
 	inst.vwc = inst.m.one(t, "ValidatingWebhookConfiguration").GetName()
 	inst.service = webhookService(t, inst.m)
 
@@ -462,12 +456,6 @@ func (inst *installation) checkUsable(t *testing.T, watched []string) {
 		switch {
 		case err != nil && !apierrors.IsAlreadyExists(err):
 			return "creating a valid app: " + err.Error()
-		case err == nil && controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer) != inst.finalizerPolicy:
-			// The apiserver answers with the object as admitted, before
-			// any reconcile: with the opt-in policy the apiserver set the
-			// finalizer, so the manager need not write it; without it the
-			// manager adds it (the deletion below needs it).
-			t.Errorf("the app was created with finalizers %v; with the finalizer policy installed: %v", app.Finalizers, inst.finalizerPolicy)
 		}
 		return ""
 	})
@@ -483,6 +471,11 @@ func (inst *installation) checkUsable(t *testing.T, watched []string) {
 		}
 		return ""
 	})
+	// The manager put the finalizer on with the create record, under the
+	// install's RBAC: the deletion below needs it.
+	if !controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer) || app.CreateRecord() == nil {
+		t.Errorf("the Ready app has finalizers %v and annotations %v; want the finalizer and the create record", app.Finalizers, app.Annotations)
+	}
 	if err := c.Delete(ctx, app); err != nil {
 		t.Fatal(err)
 	}
@@ -507,10 +500,6 @@ func (inst *installation) checkUsable(t *testing.T, watched []string) {
 		unwatched.Namespace = other
 		if err := c.Create(ctx, unwatched, client.DryRunAll); err != nil {
 			t.Errorf("the webhook was asked about namespace %s, which no manager watches: %v", other, err)
-		}
-		// Nor is the finalizer set there: no manager would take it off.
-		if len(unwatched.Finalizers) != 0 {
-			t.Errorf("an app in namespace %s, which no manager watches, was given finalizers %v", other, unwatched.Finalizers)
 		}
 	}
 }

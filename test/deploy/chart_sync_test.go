@@ -30,7 +30,6 @@ func TestChartCopiesMatchGenerated(t *testing.T) {
 	copies := map[string]string{ // chart file -> generated file
 		"files/manager-role.yaml":      "config/rbac/role.yaml",
 		"files/webhook-manifests.yaml": "config/webhook/manifests.yaml",
-		"files/finalizer-policy.yaml":  "config/policy/finalizer_policy.yaml",
 	}
 	for _, crd := range generatedCRDs {
 		copies[filepath.Join("crds", filepath.Base(crd))] = filepath.Join("config", "crd", "bases", filepath.Base(crd))

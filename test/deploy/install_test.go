@@ -181,31 +181,11 @@ func TestKustomizeMatchesChart(t *testing.T) {
 	ns := kust.one(t, "Namespace").GetName()
 	checkInstall(t, kust, ns)
 
-	out, err := helm(t, "template", release, chartDir, "--namespace", ns, "--include-crds", "--api-versions", mutatingAdmissionPolicyAPI)
+	out, err := helm(t, "template", release, chartDir, "--namespace", ns, "--include-crds")
 	if err != nil {
 		t.Fatal(err)
 	}
 	chart := parseManifest(t, out)
-
-	// The opt-in finalizer policy: config/policy, and in the chart only
-	// where the cluster serves MutatingAdmissionPolicy (1.36 and later).
-	for _, tc := range []struct {
-		args []string
-		want int
-	}{
-		{[]string{"--set", "finalizerPolicy.enabled=true", "--api-versions", mutatingAdmissionPolicyAPI}, 2},
-		{[]string{"--set", "finalizerPolicy.enabled=true"}, 0},
-		{[]string{"--api-versions", mutatingAdmissionPolicyAPI}, 0},
-	} {
-		out, err := helm(t, append([]string{"template", release, chartDir, "--namespace", ns}, tc.args...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := parseManifest(t, out)
-		if got := len(m.ofKind("MutatingAdmissionPolicy")) + len(m.ofKind("MutatingAdmissionPolicyBinding")); got != tc.want {
-			t.Errorf("helm template %v renders %d finalizer policy objects, want %d", tc.args, got, tc.want)
-		}
-	}
 
 	// The same objects, kind for kind (helm creates the namespace itself).
 	if got, want := kinds(chart), kinds(kust[1:]); !slices.Equal(got, want) {

@@ -177,12 +177,6 @@ func kubectlBinary(t *testing.T) string {
 
 // helm runs helm with its state in scratch and returns stdout; the error
 // carries stderr.
-// mutatingAdmissionPolicyAPI is what `helm template` is told the cluster
-// serves, as `helm install` learns it from an apiserver of 1.36 or later
-// (envtest's is 1.37): helm's offline default list does not have it, and
-// the chart leaves the finalizer's policy out without it.
-const mutatingAdmissionPolicyAPI = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
-
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	return run(helmBinary(t), nil, []string{
@@ -217,7 +211,7 @@ func renderChart(t *testing.T, release, namespace, values string) (manifest, err
 	if err := os.WriteFile(file, []byte(values), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := helm(t, "template", release, chartDir, "--namespace", namespace, "--values", file, "--api-versions", mutatingAdmissionPolicyAPI)
+	out, err := helm(t, "template", release, chartDir, "--namespace", namespace, "--values", file)
 	if err != nil {
 		return nil, err
 	}

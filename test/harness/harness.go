@@ -4,9 +4,8 @@
 // benchmarks.
 //
 // Start brings up, all on 127.0.0.1:
-//   - an envtest kube-apiserver and etcd with the operator's CRDs (and,
-//     when asked, config/policy's admission policy that sets new apps'
-//     finalizer), and an admin kubeconfig for the manager;
+//   - an envtest kube-apiserver and etcd with the operator's CRDs, and an
+//     admin kubeconfig for the manager;
 //   - the simulator (spectrumtest) in this process, on a port that survives
 //     SimulatorOutage;
 //   - the real manager binary (built once per process by BuildManager) as a
@@ -48,10 +47,6 @@ type Options struct {
 	Simulator spectrumtest.Config
 	// Manager sets the manager's command line.
 	Manager ManagerOptions
-	// FinalizerPolicy installs config/policy, the opt-in admission policy
-	// that sets a new SpectrumApp's finalizer (the bench's
-	// BENCH_FINALIZER_POLICY).
-	FinalizerPolicy bool
 	// Logf, when set, is told what the harness does (t.Logf, log.Printf).
 	Logf func(format string, args ...any)
 }
@@ -112,7 +107,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 			return nil, err
 		}
 	}
-	if err := h.startControlPlane(opts.FinalizerPolicy); err != nil {
+	if err := h.startControlPlane(); err != nil {
 		return nil, err
 	}
 	if err := h.startSimulator(opts.Simulator); err != nil {
@@ -129,7 +124,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	return h, nil
 }
 
-func (h *Harness) startControlPlane(finalizerPolicy bool) error {
+func (h *Harness) startControlPlane() error {
 	env, err := testenv.New(testenv.Options{})
 	if err != nil {
 		return err
@@ -153,11 +148,6 @@ func (h *Harness) startControlPlane(finalizerPolicy bool) error {
 	h.Config = cfg
 	if h.Client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
 		return err
-	}
-	if finalizerPolicy {
-		if err := testenv.InstallFinalizerPolicy(context.Background(), cfg, ""); err != nil {
-			return err
-		}
 	}
 	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
