@@ -185,9 +185,16 @@ func (l *RateLimiter) pausedFor() time.Duration {
 // queued behind it once the pace is restored, nor may one made before a
 // pause send into it.
 func (l *RateLimiter) Wait(ctx context.Context) error {
+	return l.wait(ctx, 0)
+}
+
+// wait is Wait, for a request sent no earlier than lead from now: the
+// slot after a pause is taken lead before the pause ends, and the request
+// counted as sent when it ends (see grantLead).
+func (l *RateLimiter) wait(ctx context.Context, lead time.Duration) error {
 	// Everyone waits out a pause at once, and fails fast when it outlasts
 	// their deadline.
-	if err := l.waitForResume(ctx); err != nil {
+	if err := l.waitForResumeWithin(ctx, lead); err != nil {
 		return err
 	}
 	select {
@@ -197,7 +204,7 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 	}
 	defer func() { <-l.turn }()
 	for {
-		if err := l.waitForResume(ctx); err != nil {
+		if err := l.waitForResumeWithin(ctx, lead); err != nil {
 			return err
 		}
 		now := l.now()
@@ -223,22 +230,24 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 			case <-timer.C:
 			}
 		}
-		if l.grant() {
+		if l.grant(lead) {
 			return nil
 		}
 	}
 }
 
-// grant records a request let through, unless a pause began meanwhile.
-func (l *RateLimiter) grant() bool {
+// grant records a request let through, unless a pause began meanwhile
+// that ends more than lead from now; one let through before the pause ends
+// counts as sent when it ends.
+func (l *RateLimiter) grant(lead time.Duration) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if now.Before(l.resumeAt) {
+	if now.Before(l.resumeAt.Add(-lead)) {
 		return false
 	}
 	l.forgetLost(now)
-	l.granted = append(l.granted, now)
+	l.granted = append(l.granted, laterOf(now, l.resumeAt))
 	return true
 }
 
@@ -285,10 +294,15 @@ func (l *RateLimiter) paceChanged() {
 
 // waitForResume waits out a pause.
 func (l *RateLimiter) waitForResume(ctx context.Context) error {
+	return l.waitForResumeWithin(ctx, 0)
+}
+
+// waitForResumeWithin waits until a pause ends within lead.
+func (l *RateLimiter) waitForResumeWithin(ctx context.Context, lead time.Duration) error {
 	for {
 		l.mu.Lock()
 		now := l.now()
-		wait := l.resumeAt.Sub(now)
+		wait := l.resumeAt.Add(-lead).Sub(now)
 		l.mu.Unlock()
 		if wait <= 0 {
 			return nil

@@ -114,7 +114,7 @@ func (l *RateLimiter) trySpare() bool {
 	if !reservation.OK() {
 		return false
 	}
-	if reservation.DelayFrom(now) > 0 || !l.grant() {
+	if reservation.DelayFrom(now) > 0 || !l.grant(0) {
 		reservation.CancelAt(now)
 		return false
 	}

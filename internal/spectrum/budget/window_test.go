@@ -39,7 +39,7 @@ func TestRateLimiterSpreadsWhatRemainsCountingRequestsInFlight(t *testing.T) {
 	l := NewRateLimiter(10, 5, window) // 100 per 10 s; low water 10
 	l.observe(http.StatusOK, budgetHeader(100, 99))
 	for range 5 {
-		if !l.grant() {
+		if !l.grant(0) {
 			t.Fatal("grant refused outside a pause")
 		}
 	}

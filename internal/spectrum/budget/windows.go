@@ -161,14 +161,18 @@ func (b *budgetWindow) observe(now, sent time.Time, report budgetReport, window 
 	// than a couple of them.
 	gap, tells := window/2, window/2 > resetSlack
 	ended := !b.end.IsZero() && !now.Before(b.end)
+	// All of the budget but this request left: it was the first of a
+	// window, which began as it arrived, before now. (Sent a window before
+	// the last one's end at the latest, it could be the last one's first.)
+	first := report.quota > 0 && report.remaining == report.quota-1 && !sent.IsZero() && sent.After(b.end.Add(-window))
 	switch {
 	case !b.end.IsZero() && tells && end.Before(b.end.Add(-gap)):
 		return false
 	// A new window: this answer's end is later than the last window's
 	// could be, or the last window has ended and this request was sent
-	// after it. (Not when r goes up: answers of concurrent requests come
-	// back out of order.)
-	case b.end.IsZero() || (tells && end.After(b.end.Add(gap))) || (ended && (sent.IsZero() || !sent.Before(b.end))):
+	// after it, or was the first of a window. (Not when r merely goes up:
+	// answers of concurrent requests come back out of order.)
+	case b.end.IsZero() || (tells && end.After(b.end.Add(gap))) || (ended && (sent.IsZero() || !sent.Before(b.end) || first)):
 		if !b.first.IsZero() {
 			b.othersBefore, b.seenBefore = b.others, b.seen
 		}

@@ -204,7 +204,7 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 		start := clock.now
 		for i := 1; i <= 108; i++ {
 			clock.advance(25 * time.Second / 108)
-			l.grant()
+			l.grant(0)
 			l.observe(http.StatusOK, budgetHeaders(fmt.Sprintf(`"default";r=%d;t=%d`, 119-i, 29-int(clock.now.Sub(start).Seconds())), policy))
 		}
 		// A tenth of the quota or less: the 11 left (nobody else to keep
@@ -217,7 +217,7 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 	t.Run("requests in flight count", func(t *testing.T) {
 		l, _ := newTestLimiter(10, 1)
 		for range 11 {
-			l.grant()
+			l.grant(0)
 		}
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=21;t=30`, policy))
 		// 21 left, 10 still in flight: 11 over 30 s.
@@ -241,7 +241,7 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 		// which weighs as 3 s of none).
 		for i := 1; i <= 10; i++ {
 			clock.advance(time.Second)
-			l.grant()
+			l.grant(0)
 			l.observe(http.StatusOK, budgetHeaders(fmt.Sprintf(`"default";r=%d;t=%d`, 119-3*i, 30-i), policy))
 		}
 		others := 20.0 / 13
@@ -255,11 +255,11 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 		// 89 answers of ours, then one that says the others spent 9.
 		for i := 1; i <= 89; i++ {
 			clock.advance(100 * time.Millisecond)
-			l.grant()
+			l.grant(0)
 			l.observe(http.StatusOK, budgetHeaders(fmt.Sprintf(`"default";r=%d;t=29`, 100-i), policy))
 		}
 		clock.advance(time.Second + 100*time.Millisecond)
-		l.grant()
+		l.grant(0)
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=1;t=19`, policy))
 		// The window began at the latest with the first answer: it ends
 		// within 30 s of it, sooner than now + 19 s + 1 s.
@@ -292,19 +292,19 @@ func TestRateLimiterPacesFromBudgetHeaders(t *testing.T) {
 	t.Run("an answer across the window's end is left out", func(t *testing.T) {
 		l, clock := newTestLimiter(50, 1)
 		short := `"default";q=50;w=1`
-		l.grant()
+		l.grant(0)
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=49;t=1`, short))
 		// Sent before the window's end (a second after the first answer),
 		// answered after it: counted in the old window or the new one.
 		clock.advance(990 * time.Millisecond)
-		l.grant()
+		l.grant(0)
 		clock.advance(20 * time.Millisecond)
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=0;t=0`, short))
 		if l.resumeAt.After(clock.now) {
 			t.Fatalf("paused for %s on an answer that may be of the last window", l.resumeAt.Sub(clock.now))
 		}
 		// Sent after it: a new window, whose budget is spent.
-		l.grant()
+		l.grant(0)
 		clock.advance(20 * time.Millisecond)
 		l.observe(http.StatusOK, budgetHeaders(`"default";r=0;t=1`, short))
 		if want := clock.now.Add(time.Second); !l.resumeAt.Equal(want) {
@@ -516,5 +516,92 @@ func TestLimiterAgainstFixedWindowBudget(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// An owner woken by its turn takes a while to make its request ready (its
+// reconcile, the create record written to the apiserver) before it sends.
+// When a window's budget is spent, the line waits for the window's end; if
+// it granted the next slot only then, every window would begin that much
+// later, and the pace fall short of the budget: 30 ms of making ready cost
+// 10 % of it at 50 requests per 1 s window (the bench's convergence: 45 to
+// 46 requests a second, 1.12 to 1.13 × N/R). So the line grants the first
+// slots after a window's end ahead of it (the request still goes only once
+// the window is over), and an answer that says it was a window's first
+// dates that window, even when it was let through before the last one's
+// end. 1.120 × N/R before, 1.050 after; 1.023 without any making ready.
+// No 429.
+func TestOwnersMakingReadyAfterTheirTurnKeepTheBudgetsPace(t *testing.T) {
+	const (
+		n         = 1000
+		workers   = 8
+		latency   = 15 * time.Millisecond
+		makeReady = 30 * time.Millisecond
+	)
+	model := &fixedWindowBudget{limit: 50, window: time.Second, roundUp: true}
+	var elapsed time.Duration
+	synctest.Test(t, func(t *testing.T) {
+		l := NewRateLimiter(50, 5, 0)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		start := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for {
+					i := next.Add(1)
+					if i > n {
+						return
+					}
+					woken := make(chan struct{}, 1)
+					waiter := Waiter{Group: "team", Name: fmt.Sprint(i)}
+					var turnCtx context.Context
+					for {
+						turnCtx = WithTurn(ctx, waiter, func() {
+							select {
+							case woken <- struct{}{}:
+							default:
+							}
+						})
+						err := l.TakeTurn(turnCtx)
+						if err == nil {
+							break
+						}
+						if _, queued := WaitingForTurn(err); !queued {
+							t.Errorf("request %d: %v", i, err)
+							return
+						}
+						select {
+						case <-woken:
+						case <-ctx.Done():
+							t.Errorf("request %d never woken", i)
+							return
+						}
+					}
+					time.Sleep(makeReady)
+					answered, err := l.Admit(turnCtx)
+					if err != nil {
+						t.Errorf("request %d: %v", i, err)
+						return
+					}
+					time.Sleep(latency / 2)
+					status, header := model.serve(time.Now())
+					time.Sleep(latency / 2)
+					answered(status, header)
+				}
+			})
+		}
+		wg.Wait()
+		elapsed = time.Since(start)
+	})
+	bound := n / 50 * time.Second
+	ratio := elapsed.Seconds() / bound.Seconds()
+	t.Logf("%d requests in %s, bound %s, ratio %.3f, 429s %d", n, elapsed.Round(time.Millisecond), bound, ratio, model.tooMany)
+	if model.tooMany != 0 {
+		t.Errorf("%d answers of 429", model.tooMany)
+	}
+	if ratio > 1.06 {
+		t.Errorf("took %.3f × the bound; want at most 1.06 ×", ratio)
 	}
 }
