@@ -37,23 +37,15 @@ func specOrRequestChanged() predicate.Predicate {
 // annotationsEqualBesides tells whether a and b hold the same annotations,
 // the one named ignored.
 func annotationsEqualBesides(a, b map[string]string, ignored string) bool {
-	if len(a)-countKey(a, ignored) != len(b)-countKey(b, ignored) {
-		return false
-	}
 	for key, value := range a {
-		if key == ignored {
-			continue
+		if other, ok := b[key]; key != ignored && (!ok || other != value) {
+			return false
 		}
-		if other, ok := b[key]; !ok || other != value {
+	}
+	for key := range b {
+		if _, ok := a[key]; key != ignored && !ok {
 			return false
 		}
 	}
 	return true
-}
-
-func countKey(m map[string]string, key string) int {
-	if _, ok := m[key]; ok {
-		return 1
-	}
-	return 0
 }
