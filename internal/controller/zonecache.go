@@ -74,9 +74,10 @@ type zoneListing struct {
 }
 
 // listedApp is an application of the listing, and the listing that last
-// showed it (or the write that stored it).
+// showed it (or the write that stored it). The application is the
+// client's own (spectrum.Listing): shared, never modified.
 type listedApp struct {
-	app  spectrum.App
+	app  *spectrum.App
 	pass uint64
 }
 
@@ -254,7 +255,10 @@ func (c *zoneCache) byID(ctx context.Context, cf spectrum.Client, zoneID, appID 
 		return spectrum.App{}, false, &spectrum.UnreadableAppError{ZoneID: zoneID, App: bad}
 	}
 	listed, ok := l.apps[appID]
-	return listed.app, ok, nil
+	if !ok {
+		return spectrum.App{}, false, nil
+	}
+	return *listed.app, true, nil
 }
 
 // byName returns the zone's application with that hostname and protocol,
@@ -268,7 +272,7 @@ func (c *zoneCache) byName(ctx context.Context, cf spectrum.Client, zoneID, host
 	defer c.mu.Unlock()
 	key := newNameKey(hostname, protocol)
 	if id, ok := l.byName[key]; ok {
-		return l.apps[id].app, true, nil
+		return *l.apps[id].app, true, nil
 	}
 	if bad, ok := l.unreadableByName[key]; ok {
 		return spectrum.App{}, false, &spectrum.UnreadableAppError{ZoneID: zoneID, App: bad}
@@ -281,7 +285,7 @@ func (c *zoneCache) put(cf spectrum.Client, zoneID string, app spectrum.App) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l.apps != nil {
-		l.store(app)
+		l.store(&app)
 	}
 }
 
@@ -308,7 +312,7 @@ func (c *zoneCache) invalidate(cf spectrum.Client, zoneID string) {
 // anew for every listing (with a name key parsed for every app) was a
 // fifth of what the manager allocated while 10,000 apps converged. The
 // caller holds the cache's mu.
-func (l *zoneListing) update(apps []spectrum.App) {
+func (l *zoneListing) update(apps []*spectrum.App) {
 	if l.apps == nil {
 		l.apps = make(map[string]listedApp, len(apps))
 		l.byName = make(map[nameKey]string, len(apps))
@@ -338,7 +342,7 @@ func (l *zoneListing) update(apps []spectrum.App) {
 
 // store adds or replaces app, stamped by the current pass, and says
 // whether it was not yet stamped by it. The caller holds the cache's mu.
-func (l *zoneListing) store(app spectrum.App) bool {
+func (l *zoneListing) store(app *spectrum.App) bool {
 	old, ok := l.apps[app.ID]
 	l.apps[app.ID] = listedApp{app: app, pass: l.pass}
 	if ok && old.app.DNS.Name == app.DNS.Name && old.app.Protocol == app.Protocol {

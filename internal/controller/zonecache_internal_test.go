@@ -79,7 +79,11 @@ type zoneClient struct {
 
 func (z *zoneClient) ListApps(context.Context, string) (spectrum.Listing, error) {
 	z.lists++
-	return spectrum.Listing{Apps: append([]spectrum.App(nil), z.apps...)}, nil
+	listing := spectrum.Listing{Apps: make([]*spectrum.App, len(z.apps))}
+	for i := range z.apps {
+		listing.Apps[i] = &z.apps[i]
+	}
+	return listing, nil
 }
 
 // A listing is updated in place: it must read exactly as the last listing

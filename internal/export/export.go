@@ -186,7 +186,7 @@ func Run(ctx context.Context, client spectrum.Client, opts Options, out, warning
 			return &ZoneError{ZoneID: zone, Err: err}
 		}
 		for _, app := range listing.Apps {
-			apps = append(apps, ZoneApp{ZoneID: zone, App: app})
+			apps = append(apps, ZoneApp{ZoneID: zone, App: *app})
 		}
 		for _, u := range listing.Unreadable {
 			notes = append(notes, fmt.Sprintf("# warning: zone %s: skipped application %s (hostname %q, protocol %q): it could not be read: %s",

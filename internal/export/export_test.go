@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/utils/ptr"
+
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
@@ -88,11 +90,11 @@ const otherZone = "1c3e5a7b9d0f2e4c6a8b0d2f4e6a8c0b"
 func TestRunWritesEveryReadableAppAndWarnsOfTheRest(t *testing.T) {
 	client := &fakeClient{listings: map[string]spectrum.Listing{
 		testZone: {
-			Apps: []spectrum.App{decode(t, exportCases[1].json), decode(t, exportCases[0].json)},
+			Apps: []*spectrum.App{ptr.To(decode(t, exportCases[1].json)), ptr.To(decode(t, exportCases[0].json))},
 			Unreadable: []spectrum.UnreadableApp{{ID: "bad1", Hostname: "odd.example.com", Protocol: "tcp/9",
 				Problem: "origin_port: not a port"}},
 		},
-		otherZone: {Apps: []spectrum.App{decode(t, exportCases[11].json)}},
+		otherZone: {Apps: []*spectrum.App{ptr.To(decode(t, exportCases[11].json))}},
 	}}
 	var out, warnings bytes.Buffer
 	opts := Options{Zones: []string{otherZone, testZone, otherZone}, Namespace: "imported", Secret: "cf",
@@ -135,7 +137,7 @@ func TestRunWritesEveryReadableAppAndWarnsOfTheRest(t *testing.T) {
 // exists, and the SpectrumApp must ask for it by ID.
 func TestRunWithoutPolicyWritesOnlyTheAdoption(t *testing.T) {
 	app := decode(t, exportCases[0].json)
-	client := &fakeClient{listings: map[string]spectrum.Listing{testZone: {Apps: []spectrum.App{app}}}}
+	client := &fakeClient{listings: map[string]spectrum.Listing{testZone: {Apps: []*spectrum.App{&app}}}}
 	var out, warnings bytes.Buffer
 	if err := Run(context.Background(), client, Options{Zones: []string{testZone}, Secret: DefaultSecret}, &out, &warnings); err != nil {
 		t.Fatal(err)
@@ -154,7 +156,7 @@ func TestRunWithoutPolicyWritesOnlyTheAdoption(t *testing.T) {
 func TestRunPrintsNothingWhenAZoneFails(t *testing.T) {
 	refused := &spectrum.APIError{HTTPStatus: 403, Errors: []spectrum.ErrorDetail{{Code: 9109, Message: "Invalid access token"}},
 		Method: "GET", Path: "/zones/" + otherZone + "/spectrum/apps"}
-	client := &fakeClient{listings: map[string]spectrum.Listing{testZone: {Apps: []spectrum.App{decode(t, exportCases[0].json)}}}, err: refused}
+	client := &fakeClient{listings: map[string]spectrum.Listing{testZone: {Apps: []*spectrum.App{ptr.To(decode(t, exportCases[0].json))}}}, err: refused}
 	var out, warnings bytes.Buffer
 	err := Run(context.Background(), client, Options{Zones: []string{testZone, otherZone}, Secret: DefaultSecret}, &out, &warnings)
 	var zoneErr *ZoneError

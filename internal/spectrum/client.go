@@ -139,13 +139,18 @@ func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error
 	var listing Listing
 	seen := 0
 	previous := c.decoded.of(zoneID)
-	decoded := decodedZone{apps: make(map[[sha256.Size]byte]App, len(previous.apps)), pages: map[[sha256.Size]byte][][sha256.Size]byte{}}
+	decoded := decodedZone{apps: make(map[[sha256.Size]byte]*App, len(previous.apps)), pages: map[[sha256.Size]byte][][sha256.Size]byte{}}
 	for page := 1; page <= maxListPages; page++ {
 		query := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(listPageSize)}}
 		result := listPage{known: previous.pages}
 		info, err := c.do(ctx, http.MethodGet, appsPath(zoneID), query, nil, &result)
 		if err != nil {
 			return Listing{}, err
+		}
+		if page == 1 && info != nil {
+			// Grown page by page, the list of a large zone was copied
+			// over and over.
+			listing.Apps = make([]*App, 0, min(max(info.TotalCount, 0), listPageSize*maxListPages))
 		}
 		count := 0
 		if sums, ok := previous.pages[result.sum]; ok {
@@ -210,9 +215,9 @@ func (p *listPage) read(result json.RawMessage) error {
 // add decodes one application of a listing. One that does not decode (a
 // shape no SDK fixture shows) is set aside with what can be read of it, so
 // that it does not hide the zone's other applications.
-func (l *Listing) add(raw json.RawMessage) (App, bool) {
-	var app App
-	err := json.Unmarshal(raw, &app)
+func (l *Listing) add(raw json.RawMessage) (*App, bool) {
+	app := new(App)
+	err := json.Unmarshal(raw, app)
 	if err == nil {
 		l.Apps = append(l.Apps, app)
 		return app, true
@@ -231,7 +236,7 @@ func (l *Listing) add(raw json.RawMessage) (App, bool) {
 		Protocol: looseString(loose.Protocol),
 		Problem:  describeJSONError(err),
 	})
-	return App{}, false
+	return nil, false
 }
 
 // decodedApps remembers, per zone, the applications of its last complete
@@ -240,7 +245,9 @@ func (l *Listing) add(raw json.RawMessage) (App, bool) {
 // decoding it again was most of a steady manager's CPU (the drift check
 // lists every zone every resync period). Only the last listing's
 // applications are kept, so it holds what the zone holds. The Apps are
-// shared between listings: a listing is read, never modified.
+// shared between listings, and with whoever keeps a listing (the
+// controller's zone cache): one copy of each application in memory. A
+// listing is read, never modified.
 type decodedApps struct {
 	mu    sync.Mutex
 	zones map[string]decodedZone
@@ -249,7 +256,7 @@ type decodedApps struct {
 // decodedZone is one zone's last listing: its applications, and each
 // page's applications in order.
 type decodedZone struct {
-	apps  map[[sha256.Size]byte]App
+	apps  map[[sha256.Size]byte]*App
 	pages map[[sha256.Size]byte][][sha256.Size]byte
 }
 

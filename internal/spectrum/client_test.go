@@ -129,7 +129,7 @@ func TestListingsFollowChangesBetweenThem(t *testing.T) {
 		}
 		apps := map[string]spectrum.App{}
 		for _, app := range listing.Apps {
-			apps[app.DNS.Name] = app
+			apps[app.DNS.Name] = *app
 		}
 		return apps
 	}
@@ -192,7 +192,7 @@ func TestPagedListingsFollowChangesBetweenThem(t *testing.T) {
 			t.Fatalf("%s: %d apps listed, a fresh client lists %d", step, len(got.Apps), len(want.Apps))
 		}
 		for i := range want.Apps {
-			if got.Apps[i].ID != want.Apps[i].ID || spectrum.Differs(want.Apps[i], got.Apps[i]) {
+			if got.Apps[i].ID != want.Apps[i].ID || spectrum.Differs(*want.Apps[i], *got.Apps[i]) {
 				t.Fatalf("%s: apps[%d] = %+v, a fresh client reads %+v", step, i, got.Apps[i], want.Apps[i])
 			}
 		}

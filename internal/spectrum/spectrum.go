@@ -63,7 +63,10 @@ type Budget interface {
 
 // Listing is a zone's applications.
 type Listing struct {
-	Apps []App
+	// Apps are shared with the client's memory of the zone (and with
+	// every later listing that still has them): read them, never modify
+	// one.
+	Apps []*App
 	// Unreadable are the applications the listing held that could not be
 	// decoded.
 	Unreadable []UnreadableApp
