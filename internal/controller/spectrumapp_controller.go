@@ -474,6 +474,9 @@ type errRetry struct{ reason string }
 
 func (e errRetry) Error() string { return "retrying after a temporary failure: " + e.reason }
 
+// controllerName names the controller in metrics and logs.
+const controllerName = "spectrumapp"
+
 // maxBackoff caps the wait between retries of a temporary failure.
 const maxBackoff = 5 * time.Minute
 
@@ -535,6 +538,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			MaxConcurrentReconciles: workers,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, maxBackoff),
 		}).
-		Named("spectrumapp").
+		WithLogConstructor(reconcileLogs(mgr.GetLogger(), controllerName)).
+		Named(controllerName).
 		Complete(r)
 }
