@@ -1,0 +1,78 @@
+package controller
+
+import (
+	"sync"
+
+	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+)
+
+// sharedStrings hands out one copy of each string the cached SpectrumApps
+// repeat: the API version and kind, the namespace, the finalizer, the zone,
+// the protocol, the conditions the controller writes. Decoded from every
+// watch event, each app held its own copy of each, about a third of its
+// size in the cache (docs/benchmarks.md).
+//
+// It holds at most maxSharedStrings strings, and starts afresh when full:
+// strings seen once (a message naming an application ID) only pass
+// through, and what repeats is learnt again at once.
+type sharedStrings struct {
+	mu      sync.Mutex
+	strings map[string]string
+}
+
+// maxSharedStrings bounds the table: tens of namespaces, zones and reasons
+// are common, thousands are not.
+const maxSharedStrings = 4096
+
+func newSharedStrings() *sharedStrings {
+	return &sharedStrings{strings: make(map[string]string)}
+}
+
+// share makes the app's repeated strings the table's copies.
+func (t *sharedStrings) share(app *v1alpha1.SpectrumApp) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	shared := []*string{
+		&app.APIVersion, &app.Kind, &app.Namespace,
+		&app.Spec.ZoneID, &app.Spec.ZoneName, &app.Spec.Protocol, &app.Spec.DNS.Type,
+		&app.Spec.ProxyProtocol, &app.Spec.TLS, &app.Spec.TrafficType, (*string)(&app.Spec.DeletionPolicy),
+		&app.Status.ZoneID, &app.Status.ReconcilePolicy,
+	}
+	for _, s := range shared {
+		t.use(s)
+	}
+	for i := range app.Finalizers {
+		t.use(&app.Finalizers[i])
+	}
+	if ref := app.Spec.CredentialsRef; ref != nil {
+		t.use(&ref.Name)
+		t.use(&ref.Key)
+	}
+	if edge := app.Spec.EdgeIPs; edge != nil {
+		t.use(&edge.Type)
+		t.use(&edge.Connectivity)
+	}
+	for i := range app.Status.Conditions {
+		c := &app.Status.Conditions[i]
+		t.use(&c.Type)
+		t.use((*string)(&c.Status))
+		t.use(&c.Reason)
+		t.use(&c.Message)
+	}
+}
+
+// use replaces *s with the table's copy, or makes *s the copy. The caller
+// holds mu.
+func (t *sharedStrings) use(s *string) {
+	if *s == "" {
+		return
+	}
+	if shared, ok := t.strings[*s]; ok {
+		*s = shared
+		return
+	}
+	if len(t.strings) >= maxSharedStrings {
+		clear(t.strings)
+	}
+	t.strings[*s] = *s
+}
