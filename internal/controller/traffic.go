@@ -127,6 +127,13 @@ type trafficWatch struct {
 	// the reads).
 	zones   map[trafficKey]*zoneSchedule
 	zoneDue map[string]time.Time
+	// crossings are the apps whose OriginsHealthy changed while the
+	// write budget had no write for them (record), in the order told, each
+	// once (queued): writeCrossings writes each one's latest state as the
+	// budget allows, and wakes on crossed.
+	crossings []types.NamespacedName
+	queued    map[types.NamespacedName]bool
+	crossed   chan struct{}
 }
 
 // trafficKey is a zone read with one credentials Secret's token.
@@ -150,8 +157,11 @@ type zoneSchedule struct {
 // shown what it was last written with.
 type appTraffic struct {
 	latest, shown trafficState
-	writtenAt     time.Time
-	seen          time.Time
+	// subject names the app of a queued crossing for its write and its
+	// Event (subjectOf): not the cache's object, which it would keep alive.
+	subject   *v1alpha1.SpectrumApp
+	writtenAt time.Time
+	seen      time.Time
 	// numbers are the last numbers read, for the metrics; nil before.
 	numbers *v1alpha1.Traffic
 }
@@ -172,6 +182,8 @@ func newTrafficWatch(r *SpectrumAppReconciler, opts TrafficOptions) *trafficWatc
 		apps:    map[types.NamespacedName]*appTraffic{},
 		zones:   map[trafficKey]*zoneSchedule{},
 		zoneDue: map[string]time.Time{},
+		queued:  map[types.NamespacedName]bool{},
+		crossed: make(chan struct{}, 1),
 	}
 	opts.Metrics.attach(w)
 	return w
@@ -186,6 +198,7 @@ func (w *trafficWatch) Start(ctx context.Context) error {
 	defer tick.Stop()
 	var reads sync.WaitGroup
 	defer reads.Wait()
+	reads.Go(func() { w.writeCrossings(ctx) })
 	for {
 		w.readDue(ctx, &reads)
 		select {

@@ -116,3 +116,41 @@ func TestTrafficIntervalStretchesWithZonesAndBudget(t *testing.T) {
 		t.Errorf("paused: %s, want 1m", got)
 	}
 }
+
+// A read tells its apps what it found without waiting for the watch's
+// write budget: a crossing it has no write for is queued, the latest state
+// is what gets written, and the zone's next read is not held up behind the
+// writes (the first read of 1,000 apps is 1,000 new conditions, 50 s of
+// writes at 20 a second, during which no zone was read again).
+func TestATrafficReadQueuesTheCrossingsItHasNoWriteFor(t *testing.T) {
+	// One write in a thousand seconds, and that one spent: no write for now.
+	w := newTrafficWatch(&SpectrumAppReconciler{}, TrafficOptions{StatusWritesPerSecond: 0.001})
+	w.writes.Allow()
+	apps := []*v1alpha1.SpectrumApp{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a", Generation: 1}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "b", Generation: 1}},
+	}
+	told := make(chan struct{})
+	go func() {
+		defer close(told)
+		for _, app := range apps {
+			w.tell(context.Background(), app, v1alpha1.Traffic{Connects: 10, WindowSeconds: 300})
+		}
+		// A later read: b no longer crosses back; a's numbers changed.
+		w.tell(context.Background(), apps[0], v1alpha1.Traffic{Connects: 12, WindowSeconds: 300})
+	}()
+	select {
+	case <-told:
+	case <-time.After(5 * time.Second):
+		t.Fatal("telling two apps their first traffic waited for the write budget")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if got := fmt.Sprint(w.crossings); got != "[ns/a ns/b]" {
+		t.Errorf("crossings queued %s, want [ns/a ns/b], each once, in the order told", got)
+	}
+	if latest := w.apps[types.NamespacedName{Namespace: "ns", Name: "a"}].latest; latest.traffic.Connects != 12 ||
+		latest.condition.Status != metav1.ConditionTrue {
+		t.Errorf("a's latest state is %+v, want the last read's (12 connects, True)", latest)
+	}
+}

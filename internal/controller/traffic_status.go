@@ -104,7 +104,10 @@ func (w *trafficWatch) previous(app *v1alpha1.SpectrumApp) *metav1.Condition {
 
 // record keeps state as the app's latest, and writes it when the condition
 // changed, or the numbers did (as the write budget allows), or status.traffic
-// is due a refresh.
+// is due a refresh. A changed condition the budget has no write for now is
+// queued for writeCrossings, not waited for: the read goes on, and its
+// zone is read again on time (the first read of 10,000 apps is 10,000 new
+// conditions, over eight minutes of writes).
 func (w *trafficWatch) record(ctx context.Context, app *v1alpha1.SpectrumApp, state trafficState) {
 	key := client.ObjectKeyFromObject(app)
 	now := time.Now()
@@ -125,33 +128,111 @@ func (w *trafficWatch) record(ctx context.Context, app *v1alpha1.SpectrumApp, st
 	fresh := now.Sub(held.writtenAt) < trafficRefresh
 	w.mu.Unlock()
 
-	crossed := shown.condition.Status != state.condition.Status || shown.condition.Reason != state.condition.Reason
+	crossed := crosses(shown, state)
 	changed := crossed || shown.condition.Message != state.condition.Message || !sameNumbers(shown.traffic, state.traffic)
 	switch {
+	case crossed && !w.writes.Allow():
+		w.queueCrossing(key, held, subjectOf(app))
+		return
 	case crossed:
-		// Told at once, but still within the write budget: the first read
-		// of 10,000 apps is 10,000 new conditions.
-		if w.writes.Wait(ctx) != nil {
-			return
-		}
 	case changed && w.writes.Allow():
 	case !changed && !fresh && state.traffic != nil && w.writes.Allow():
 	default:
 		return
 	}
+	w.show(ctx, held, app, shown, state)
+}
+
+// crosses tells whether state's OriginsHealthy is another than shown's.
+func crosses(shown, state trafficState) bool {
+	return shown.condition.Status != state.condition.Status || shown.condition.Reason != state.condition.Reason
+}
+
+// show writes state, which held remembers as shown, and tells the app a
+// crossing into or out of trouble from what was shown before.
+func (w *trafficWatch) show(ctx context.Context, held *appTraffic, app *v1alpha1.SpectrumApp, shown, state trafficState) {
 	if err := w.write(ctx, app, state); err != nil {
 		if client.IgnoreNotFound(err) != nil {
-			w.log.Error(err, "Writing the traffic of a SpectrumApp", "app", key)
+			w.log.Error(err, "Writing the traffic of a SpectrumApp", "app", client.ObjectKeyFromObject(app))
 		}
 		return
 	}
 	w.opts.Metrics.wrote()
 	w.mu.Lock()
-	held.shown, held.writtenAt = state, now
+	held.shown, held.writtenAt = state, time.Now()
 	w.mu.Unlock()
-	if crossed {
+	if crosses(shown, state) {
 		w.tellCrossing(app, shown.condition, state.condition)
 	}
+}
+
+// queueCrossing queues the app for writeCrossings, once.
+func (w *trafficWatch) queueCrossing(key types.NamespacedName, held *appTraffic, subject *v1alpha1.SpectrumApp) {
+	w.mu.Lock()
+	held.subject = subject
+	if !w.queued[key] {
+		w.queued[key] = true
+		w.crossings = append(w.crossings, key)
+	}
+	w.mu.Unlock()
+	select {
+	case w.crossed <- struct{}{}:
+	default: // already woken
+	}
+}
+
+// writeCrossings writes the queued crossings as the write budget allows,
+// each app's latest state: one that has crossed back to what is shown is
+// not written (its numbers are, at a later read).
+func (w *trafficWatch) writeCrossings(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.crossed:
+		}
+		for w.crossingsQueued() {
+			if w.writes.Wait(ctx) != nil {
+				return
+			}
+			key := w.nextCrossing()
+			w.mu.Lock()
+			held, ok := w.apps[key] // gone when forgotten since
+			var app *v1alpha1.SpectrumApp
+			var shown, latest trafficState
+			if ok {
+				app, shown, latest = held.subject, held.shown, held.latest
+			}
+			w.mu.Unlock()
+			if ok && app != nil && crosses(shown, latest) {
+				w.show(ctx, held, app, shown, latest)
+			}
+		}
+	}
+}
+
+// subjectOf is what a write of the app's traffic and an Event about it
+// need of the object.
+func subjectOf(app *v1alpha1.SpectrumApp) *v1alpha1.SpectrumApp {
+	return &v1alpha1.SpectrumApp{TypeMeta: app.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Namespace: app.Namespace, Name: app.Name, UID: app.UID, ResourceVersion: app.ResourceVersion, Generation: app.Generation}}
+}
+
+func (w *trafficWatch) crossingsQueued() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.crossings) > 0
+}
+
+// nextCrossing takes the first queued crossing; only writeCrossings takes
+// them, so there is one when crossingsQueued said so.
+func (w *trafficWatch) nextCrossing() types.NamespacedName {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := w.crossings[0]
+	w.crossings = w.crossings[1:]
+	delete(w.queued, key)
+	return key
 }
 
 // tellCrossing tells, once each, an app's origins starting to fail and

@@ -120,6 +120,9 @@ type budgetOptions struct {
 	rate  float64
 	burst int
 	limit spectrumtest.RateLimitConfig
+	// statusWrites is the traffic watch's status writes per second; its
+	// default when zero.
+	statusWrites float64
 }
 
 func startTrafficWorld(t *testing.T) *trafficWorld {
@@ -157,7 +160,8 @@ func startTrafficWorldWith(t *testing.T, limits budgetOptions) *trafficWorld {
 		}),
 		ResyncPeriod:            10 * time.Second,
 		MaxConcurrentReconciles: 4,
-		Traffic:                 &controller.TrafficOptions{MinInterval: trafficInterval, DeniedBackoff: time.Hour, Metrics: metrics},
+		Traffic: &controller.TrafficOptions{MinInterval: trafficInterval, DeniedBackoff: time.Hour, Metrics: metrics,
+			StatusWritesPerSecond: limits.statusWrites},
 	})
 	return &trafficWorld{sim: sim, analytics: analytics, metrics: metrics}
 }
@@ -278,6 +282,36 @@ func TestTrafficShowsInStatusConditionAndEvents(t *testing.T) {
 	got = f.waitForOrigins("healthy", metav1.ConditionUnknown, v1alpha1.ReasonNoTraffic)
 	if got.Status.Traffic == nil || got.Status.Traffic.Connections != 0 {
 		t.Errorf("status.traffic %+v without traffic", got.Status.Traffic)
+	}
+}
+
+// With one status write a second to spend, the apps' new OriginsHealthy
+// conditions are written at that pace, each app's latest, and the zone's
+// traffic is read on time meanwhile: a read does not wait for its writes
+// (the first read of 1,000 apps is 1,000 new conditions, 50 s of writes at
+// the default 20 a second, during which no zone was read again).
+func TestTrafficReadsGoOnWhileNewConditionsWaitForTheirWrites(t *testing.T) {
+	w := startTrafficWorldWith(t, budgetOptions{rate: 100, burst: 10, statusWrites: 1})
+	f := newFixture(t, trafficToken)
+	names := []string{"paced-1", "paced-2", "paced-3", "paced-4", "paced-5", "paced-6", "paced-7", "paced-8"}
+	for _, name := range names {
+		f.create(trafficApp(f, name))
+	}
+	for _, name := range names {
+		f.waitForCondition(name, v1alpha1.ConditionReady, metav1.ConditionTrue, "Synced")
+	}
+	start := time.Now()
+	for _, name := range names {
+		w.setTraffic(t, f, name, spectrumtest.Traffic{ConnectionsPerMinute: 60, BytesIngressPerConnection: 10, BytesEgressPerConnection: 10})
+	}
+	for _, name := range names {
+		f.waitForOrigins(name, metav1.ConditionTrue, v1alpha1.ReasonOriginsAnswering)
+	}
+	elapsed := time.Since(start)
+	// A read a second (trafficInterval), a tick late at most.
+	if reads, want := w.analytics.during(start, time.Now()), int(elapsed/(2*trafficInterval)); reads < want {
+		t.Errorf("%d reads of the zone's traffic in the %s its %d apps' conditions took to be written, want %d or more: the reads waited for the writes",
+			reads, elapsed.Round(100*time.Millisecond), len(names), want)
 	}
 }
 
