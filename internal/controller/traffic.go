@@ -127,10 +127,10 @@ type trafficWatch struct {
 	// the reads).
 	zones   map[trafficKey]*zoneSchedule
 	zoneDue map[string]time.Time
-	// crossings are the apps whose OriginsHealthy changed while the
-	// write budget had no write for them (record), in the order told, each
-	// once (queued): writeCrossings writes each one's latest state as the
-	// budget allows, and wakes on crossed.
+	// crossings are the apps whose OriginsHealthy changed and is not yet
+	// written (record), in the order told, each once (queued):
+	// writeCrossings writes each one's latest state as the budget allows,
+	// and wakes on crossed.
 	crossings []types.NamespacedName
 	queued    map[types.NamespacedName]bool
 	crossed   chan struct{}

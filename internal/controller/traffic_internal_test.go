@@ -118,11 +118,11 @@ func TestTrafficIntervalStretchesWithZonesAndBudget(t *testing.T) {
 }
 
 // A read tells its apps what it found without waiting for the watch's
-// write budget: a crossing it has no write for is queued, the latest state
-// is what gets written, and the zone's next read is not held up behind the
+// write budget: a crossing is queued for the writer, the latest state is
+// what gets written, and the zone's next read is not held up behind the
 // writes (the first read of 1,000 apps is 1,000 new conditions, 50 s of
 // writes at 20 a second, during which no zone was read again).
-func TestATrafficReadQueuesTheCrossingsItHasNoWriteFor(t *testing.T) {
+func TestATrafficReadQueuesItsCrossingsForTheWriter(t *testing.T) {
 	// One write in a thousand seconds, and that one spent: no write for now.
 	w := newTrafficWatch(&SpectrumAppReconciler{}, TrafficOptions{StatusWritesPerSecond: 0.001})
 	w.writes.Allow()

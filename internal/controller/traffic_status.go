@@ -104,10 +104,10 @@ func (w *trafficWatch) previous(app *v1alpha1.SpectrumApp) *metav1.Condition {
 
 // record keeps state as the app's latest, and writes it when the condition
 // changed, or the numbers did (as the write budget allows), or status.traffic
-// is due a refresh. A changed condition the budget has no write for now is
-// queued for writeCrossings, not waited for: the read goes on, and its
-// zone is read again on time (the first read of 10,000 apps is 10,000 new
-// conditions, over eight minutes of writes).
+// is due a refresh. A changed condition is queued for writeCrossings, which
+// writes it as soon as the budget allows, not waited for: the read goes
+// on, and its zone is read again on time (the first read of 10,000 apps
+// is 10,000 new conditions, over eight minutes of writes).
 func (w *trafficWatch) record(ctx context.Context, app *v1alpha1.SpectrumApp, state trafficState) {
 	key := client.ObjectKeyFromObject(app)
 	now := time.Now()
@@ -131,10 +131,11 @@ func (w *trafficWatch) record(ctx context.Context, app *v1alpha1.SpectrumApp, st
 	crossed := crosses(shown, state)
 	changed := crossed || shown.condition.Message != state.condition.Message || !sameNumbers(shown.traffic, state.traffic)
 	switch {
-	case crossed && !w.writes.Allow():
+	case crossed:
+		// Written by writeCrossings alone, so that one crossing is never
+		// written (and told) twice by a read and the writer at once.
 		w.queueCrossing(key, held, subjectOf(app))
 		return
-	case crossed:
 	case changed && w.writes.Allow():
 	case !changed && !fresh && state.traffic != nil && w.writes.Allow():
 	default:
