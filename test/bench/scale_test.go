@@ -88,7 +88,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 		t.Fatal(err)
 	}
 	prof.startCPU(ctx, t, fmt.Sprintf("scale-%d-steady", n))
-	steadyState(ctx, t, e, cfg, rep, scenario, n)
+	steadyState(ctx, t, e, cfg, rep, scenario, n, cfg.ScaleRate)
 	prof.stopCPU()
 	steadyCPU, err := procCPU(pid)
 	if err != nil {
