@@ -106,3 +106,36 @@ func (p *profiler) fetch(ctx context.Context, url, file string) error {
 	}
 	return f.Close()
 }
+
+// sampleHeap saves the heap as of the last collection (no GC forced) as
+// name-heap-K every period until the returned stop is called: a burst
+// such as a restart peaks between collections, and the sample with the
+// most in use shows what held the peak. Samples the manager does not
+// answer (it is starting) are skipped.
+func (p *profiler) sampleHeap(ctx context.Context, name string, period time.Duration) (stop func()) {
+	if p == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var done sync.WaitGroup
+	done.Add(1)
+	go func() {
+		defer done.Done()
+		ticker := time.NewTicker(period)
+		defer ticker.Stop()
+		for k := 0; ; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+			if err := p.fetch(ctx, "http://"+p.addr+"/debug/pprof/heap", fmt.Sprintf("%s-heap-%03d.pb.gz", name, k)); err == nil {
+				k++
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		done.Wait()
+	}
+}

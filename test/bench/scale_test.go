@@ -62,6 +62,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 
 	start := time.Now()
 	prof.startCPU(ctx, t, fmt.Sprintf("scale-%d-converge", n))
+	stopHeapSamples := prof.sampleHeap(ctx, fmt.Sprintf("scale-%d-converge", n), 5*time.Second)
 	if err := e.createApps(ctx, 0, n, cfg.Zones); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +72,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 		t.Fatal(err)
 	}
 	prof.stopCPU()
+	stopHeapSamples()
 	prof.heap(ctx, t, fmt.Sprintf("scale-%d-converged", n))
 	converged := readyAt.Sub(start)
 	convergeCPU, err := procCPU(pid)
@@ -129,7 +131,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 		n, created.Round(time.Millisecond), converged.Round(time.Millisecond), convergeCPU, perResync, mib(peak))
 
 	if restart {
-		restartManager(ctx, t, e, cfg, rep, n)
+		restartManager(ctx, t, e, cfg, rep, n, prof)
 	}
 }
 
@@ -137,7 +139,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 // time until it has reconciled every app once and found it Ready (its
 // spectrum_apps gauge, which only counts apps this process reconciled,
 // reaches n), and the calls that cost.
-func restartManager(ctx context.Context, t *testing.T, e *env, cfg config, rep *report, n int) {
+func restartManager(ctx context.Context, t *testing.T, e *env, cfg config, rep *report, n int, prof *profiler) {
 	const scenario = "restart"
 	before := e.calls.snapshot()
 	start := time.Now()
@@ -151,13 +153,17 @@ func restartManager(ctx context.Context, t *testing.T, e *env, cfg config, rep *
 	}
 	rep.detail(scenario, "listsOfTheKilledProcessAroundTheKill", e.calls.snapshot().Kinds[kindList]-before.Kinds[kindList])
 	e.calls.reset()
+	stopHeapSamples := prof.sampleHeap(ctx, scenario, 500*time.Millisecond)
 	if err := e.h.Manager.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	prof.startCPU(ctx, t, scenario)
 	readyAt, err := e.waitReady(ctx, n, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
+	prof.stopCPU()
+	stopHeapSamples()
 	took := readyAt.Sub(start)
 	calls := e.calls.snapshot()
 	m, err := scrape(ctx, e.metrics)
