@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -230,17 +231,20 @@ func indexCredentials(ctx context.Context, mgr ctrl.Manager) error {
 	})
 }
 
-// appsUsingSecret maps a Secret event to the SpectrumApps that use it.
+// appsUsingSecret maps a Secret event to the SpectrumApps that use it. Only
+// their names are read, so the cache's objects are not copied: with the
+// default credentials, that is every app.
 func (r *SpectrumAppReconciler) appsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
 	var requests []reconcile.Request
 	add := func(opts ...client.ListOption) {
 		var apps v1alpha1.SpectrumAppList
-		if err := r.List(ctx, &apps, opts...); err != nil {
+		if err := r.List(ctx, &apps, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Listing SpectrumApps for a Secret change", "secret", client.ObjectKeyFromObject(secret))
 			return
 		}
-		for _, app := range apps.Items {
-			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&app)})
+		requests = slices.Grow(requests, len(apps.Items))
+		for i := range apps.Items {
+			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&apps.Items[i])})
 		}
 	}
 	add(client.InNamespace(secret.GetNamespace()), client.MatchingFields{credentialsIndex: secret.GetName()})

@@ -531,7 +531,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.SpectrumApp{}, builder.WithPredicates(specOrRequestChanged())).
 		WatchesMetadata(&corev1.Secret{}, forgetDeletedSecrets{handler.EnqueueRequestsFromMapFunc(r.appsUsingSecret), r.secrets},
-			builder.WithPredicates(notOnlyFinalizers())).
+			builder.WithPredicates(secretChanges())).
 		WatchesRawSource(source.Channel(drift.drifted, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.turnCame, enqueueTurnCame())).
 		WithOptions(controller.Options{
