@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 )
@@ -17,8 +18,10 @@ const cachedAppJSON = `{"apiVersion":"spectrum.cloudflare-operator.io/v1alpha1",
 "spec":{"zoneID":"023e105f4ecef8ad9ca31a8372d0c353","protocol":"tcp/22","dns":{"type":"CNAME","name":"%s.example.com"},
 "originDirect":["tcp://192.0.2.1:22"],"edgeIPs":{"type":"dynamic","connectivity":"all"},"credentialsRef":{"name":"cloudflare"}},
 "status":{"zoneID":"023e105f4ecef8ad9ca31a8372d0c353","applicationID":"%s","reconcilePolicy":"manage",
+"createSettled":"2026-12-04T10:00:00Z","createdOn":"2026-12-04T10:00:00Z","modifiedOn":"2026-12-04T10:00:00Z",
 "conditions":[{"type":"Ready","status":"True","reason":"Synced","message":"The Cloudflare application matches the spec","lastTransitionTime":"2026-12-04T10:00:00Z"},
-{"type":"Reconciling","status":"False","reason":"Synced","message":"Nothing to do","lastTransitionTime":"2026-12-04T10:00:00Z"}]}}`
+{"type":"Reconciling","status":"False","reason":"Synced","message":"Nothing to do","lastTransitionTime":"2026-12-04T10:00:00Z"},
+{"type":"Stalled","status":"False","reason":"Synced","message":"Nothing to do","lastTransitionTime":"2026-12-04T10:00:00Z"}]}}`
 
 func decodeCachedApp(t *testing.T, name, id string) *v1alpha1.SpectrumApp {
 	t.Helper()
@@ -72,6 +75,24 @@ func TestCachedAppsShareTheStringsTheyRepeat(t *testing.T) {
 		if shared := unsafe.StringData(tc.first) == unsafe.StringData(tc.second); shared != tc.want {
 			t.Errorf("%s: one copy = %v, want %v", tc.field, shared, tc.want)
 		}
+	}
+	// Apps written in the same second record the same times.
+	for _, tc := range []struct {
+		field         string
+		first, second *metav1.Time
+	}{
+		{"status.createSettled", first.Status.CreateSettled, second.Status.CreateSettled},
+		{"status.createdOn", first.Status.CreatedOn, second.Status.CreatedOn},
+		{"status.createdOn and status.modifiedOn", first.Status.CreatedOn, second.Status.ModifiedOn},
+	} {
+		if tc.first != tc.second {
+			t.Errorf("%s: one copy = false, want true", tc.field)
+		}
+	}
+	// Decoding doubled the list's room as it grew: the cached list has
+	// none to spare.
+	if conditions := first.Status.Conditions; cap(conditions) != len(conditions) {
+		t.Errorf("conditions: room for %d, want %d", cap(conditions), len(conditions))
 	}
 }
 
