@@ -43,7 +43,8 @@ type Options struct {
 	BaseURL string
 	// Token is the API token, sent as "Authorization: Bearer".
 	Token string
-	// HTTPClient sends the requests; a client of its own when nil.
+	// HTTPClient sends the requests; when nil, a client on a transport all
+	// such clients share.
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP request, body included; DefaultTimeout when
 	// zero. Waiting for the rate limiter is bounded by the caller's context
@@ -99,6 +100,23 @@ func (c *credential) redact(text string) string {
 
 var _ Client = (*APIClient)(nil)
 
+// sharedTransport sends the requests of every client that brings no HTTP
+// client of its own. http.DefaultTransport keeps two idle connections per
+// host: with the operator's reconciles and its drift check sending side by
+// side over HTTP/1.1 (a proxy, the simulator), every other connection was
+// closed after its answer and dialled again for the next request (1.3 % of
+// the manager's CPU converging 20,000 apps). Cloudflare's API speaks
+// HTTP/2, which multiplexes one connection either way.
+var sharedTransport = func() *http.Transport {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
+	return transport
+}()
+
+// maxIdleConnsPerHost is more connections than the operator sends requests
+// on at once (its workers, the drift check and the traffic watch).
+const maxIdleConnsPerHost = 64
+
 // NewClient returns a client with opts.
 func NewClient(opts Options) *APIClient {
 	client := &APIClient{
@@ -115,7 +133,7 @@ func NewClient(opts Options) *APIClient {
 		client.baseURL = DefaultBaseURL
 	}
 	if client.httpClient == nil {
-		client.httpClient = &http.Client{}
+		client.httpClient = &http.Client{Transport: sharedTransport}
 	}
 	if client.timeout <= 0 {
 		client.timeout = DefaultTimeout

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -638,5 +640,45 @@ func TestClientDoesNotPrintToken(t *testing.T) {
 		if strings.Contains(fmt.Sprintf(format, client), "very-secret-token-value") {
 			t.Errorf("%s of the client prints the token", format)
 		}
+	}
+}
+
+// Callers at once keep their connections: the operator's reconciles and
+// its drift check send side by side, and over HTTP/1.1 (a proxy, the
+// simulator) each connection past the transport's idle limit was closed
+// after its answer and dialled again for the next request.
+func TestConcurrentCallersKeepTheirConnections(t *testing.T) {
+	var dialled sync.Map
+	var connections atomic.Int64
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond) // the callers overlap
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"success":true,"errors":[],"messages":[],"result":{"id":"a1","protocol":"tcp/22","dns":{"type":"CNAME","name":"ssh.example.com"},"origin_direct":["tcp://192.0.2.1:22"]}}`)
+	}))
+	server.Config.ConnState = func(conn net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			if _, seen := dialled.LoadOrStore(conn, true); !seen {
+				connections.Add(1)
+			}
+		}
+	}
+	server.Start()
+	t.Cleanup(server.Close)
+	client := spectrum.NewClient(spectrum.Options{BaseURL: server.URL, Token: "test-token"})
+	ctx := testContext(t)
+	const callers, rounds = 8, 5
+	for range rounds {
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				if _, err := client.GetApp(ctx, "zone", "a1"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if got := connections.Load(); got > callers {
+		t.Errorf("%d connections dialled for %d rounds of %d callers at once, want at most %d", got, rounds, callers, callers)
 	}
 }
