@@ -53,9 +53,14 @@ func validator(t *testing.T, def spectrumv1alpha1.AccountPlan, objs ...client.Ob
 	if err := spectrumv1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
+	claims := newClaimRegistry()
+	for _, obj := range objs {
+		claims.OnAdd(obj, true)
+	}
 	return &SpectrumAppCustomValidator{
-		Client:      fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithIndex(&spectrumv1alpha1.SpectrumApp{}, claimIndex, claimKeys).Build(),
+		Client:      fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build(),
 		DefaultPlan: def,
+		claims:      claims,
 	}
 }
 

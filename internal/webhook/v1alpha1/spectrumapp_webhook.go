@@ -46,27 +46,24 @@ func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("unknown default account plan %q: use %q or %q",
 			opts.DefaultPlan, spectrumv1alpha1.PlanEnterprise, spectrumv1alpha1.PlanPayAsYouGo)
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spectrumv1alpha1.SpectrumApp{}, claimIndex, claimKeys); err != nil {
+	claims, err := registerClaims(context.Background(), mgr.GetCache())
+	if err != nil {
 		return err
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spectrumv1alpha1.SpectrumApp{}, zoneNameIndex, zoneNameKeys); err != nil {
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &spectrumv1alpha1.SpectrumApp{}).
-		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan, DefaultCredentials: opts.DefaultCredentials}).
+		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan, DefaultCredentials: opts.DefaultCredentials, claims: claims}).
 		Complete()
 }
 
-// claimIndex indexes SpectrumApps by the Cloudflare application they
-// stand for: zone, hostname and protocol (a named protocol as its port),
-// across namespaces.
-const claimIndex = "spectrum.cloudflare-operator.io/claim"
-
-// claimKeys: the zone as the spec names it and, for an app by zoneName, as
+// claimKeys are the keys of the Cloudflare application an app stands for
+// (claimRegistry): zone, hostname and protocol (a named protocol as its
+// port). The zone as the spec names it and, for an app by zoneName, as
 // the ID the controller resolved it to (status.zoneID), so an app by
 // zoneID and one by zoneName of the same zone meet on one key.
-func claimKeys(obj client.Object) []string {
-	app := obj.(*spectrumv1alpha1.SpectrumApp)
+func claimKeys(app *spectrumv1alpha1.SpectrumApp) []string {
 	keys := []string{claimKey(&app.Spec)}
 	if app.Spec.ZoneID == "" && app.Status.ZoneID != "" {
 		keys = append(keys, claimKeyIn(app.Status.ZoneID, &app.Spec))
@@ -109,7 +106,9 @@ func (v *SpectrumAppCustomValidator) claimKeysOf(ctx context.Context, app *spect
 		return keys, nil
 	}
 	var named spectrumv1alpha1.SpectrumAppList
-	if err := v.Client.List(ctx, &named, client.MatchingFields{zoneNameIndex: spectrum.NormalizeHostname(app.Spec.ZoneName)}); err != nil {
+	// Read-only: only the apps' status is looked at.
+	if err := v.Client.List(ctx, &named, client.MatchingFields{zoneNameIndex: spectrum.NormalizeHostname(app.Spec.ZoneName)},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	for i := range named.Items {
@@ -136,6 +135,10 @@ type SpectrumAppCustomValidator struct {
 	DefaultPlan spectrumv1alpha1.AccountPlan
 	// DefaultCredentials: see Options.DefaultCredentials.
 	DefaultCredentials spectrumv1alpha1.SecretKey
+
+	// claims are the SpectrumApps by the Cloudflare application each
+	// stands for.
+	claims *claimRegistry
 }
 
 var _ admission.Validator[*spectrumv1alpha1.SpectrumApp] = &SpectrumAppCustomValidator{}
@@ -261,17 +264,16 @@ func (v *SpectrumAppCustomValidator) claimedElsewhere(ctx context.Context, app *
 		log.Error(err, "Listing SpectrumApps for the zone's ID")
 		return nil, apierrors.NewInternalError(fmt.Errorf("listing SpectrumApps: %w", err))
 	}
-	var holders spectrumv1alpha1.SpectrumAppList
+	var holders []types.NamespacedName
 	for _, key := range keys {
-		var list spectrumv1alpha1.SpectrumAppList
-		if err := v.Client.List(ctx, &list, client.MatchingFields{claimIndex: key}); err != nil {
-			log.Error(err, "Listing SpectrumApps for the hostname check")
-			return nil, apierrors.NewInternalError(fmt.Errorf("listing SpectrumApps: %w", err))
+		claimants, err := v.claims.holdersOf(ctx, key)
+		if err != nil {
+			log.Error(err, "Waiting for the SpectrumApps' claims")
+			return nil, apierrors.NewInternalError(fmt.Errorf("reading the SpectrumApps' claims: %w", err))
 		}
-		holders.Items = append(holders.Items, list.Items...)
+		holders = append(holders, claimants...)
 	}
-	for i := range holders.Items {
-		other := &holders.Items[i]
+	for _, other := range holders {
 		if other.Namespace == app.Namespace && other.Name == app.Name {
 			continue
 		}
