@@ -48,7 +48,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 		RequestsPerSecond:       cfg.ScaleRate,
 		Burst:                   max(int(cfg.ScaleRate/20), 1),
 		MaxConcurrentReconciles: cfg.Workers,
-		ExtraArgs:               profileFlags,
+		ExtraArgs:               append(servingWebhookArgs(t), profileFlags...),
 	})
 	pid := e.h.Manager.PID()
 	idleCPU, err := procCPU(pid)
@@ -60,6 +60,7 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 		t.Fatal(err)
 	}
 
+	e.calls.reset()
 	start := time.Now()
 	prof.startCPU(ctx, t, fmt.Sprintf("scale-%d-converge", n))
 	stopHeapSamples := prof.sampleHeap(ctx, fmt.Sprintf("scale-%d-converge", n), 5*time.Second)
@@ -75,6 +76,14 @@ func scaleOnce(ctx context.Context, t *testing.T, cfg config, rep *report, n int
 	stopHeapSamples()
 	prof.heap(ctx, t, fmt.Sprintf("scale-%d-converged", n))
 	converged := readyAt.Sub(start)
+	convergeCalls := e.calls.snapshot()
+	rep.detail(scenario, "callsToConverge", convergeCalls.Kinds)
+	var reconciles float64
+	if m, err := scrape(ctx, e.metrics); err == nil {
+		reconciles = m.reconciles()
+		rep.detail(scenario, "reconcilesToConverge", reconciles)
+	}
+	t.Logf("to converge %d apps: Cloudflare calls %s (%d zone listings), %.0f reconciles", n, convergeCalls, convergeCalls.Refreshes, reconciles)
 	convergeCPU, err := procCPU(pid)
 	if err != nil {
 		t.Fatal(err)
