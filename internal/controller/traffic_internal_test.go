@@ -118,10 +118,12 @@ func TestTrafficIntervalStretchesWithZonesAndBudget(t *testing.T) {
 }
 
 // A read tells its apps what it found without waiting for the watch's
-// write budget: a crossing is queued for the writer, the latest state is
-// what gets written, and the zone's next read is not held up behind the
-// writes (the first read of 1,000 apps is 1,000 new conditions, 50 s of
-// writes at 20 a second, during which no zone was read again).
+// write budget: a crossing is queued for the writer, each app once and in
+// order, with its latest state kept for the write, and the zone's next read
+// is not held up behind the writes (the first read of 1,000 apps is 1,000
+// new conditions, 50 s of writes at 20 a second, during which no zone was
+// read again). That the writer writes them is
+// TestTrafficReadsGoOnWhileNewConditionsWaitForTheirWrites's.
 func TestATrafficReadQueuesItsCrossingsForTheWriter(t *testing.T) {
 	// One write in a thousand seconds, and that one spent: no write for now.
 	w := newTrafficWatch(&SpectrumAppReconciler{}, TrafficOptions{StatusWritesPerSecond: 0.001})
