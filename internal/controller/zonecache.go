@@ -79,6 +79,10 @@ type zoneListing struct {
 type listedApp struct {
 	app  *spectrum.App
 	pass uint64
+	// writtenAt is when a write of the operator stored it (Unix
+	// nanoseconds; 0 for a listing's): a listing sent before then may not
+	// show it yet.
+	writtenAt int64
 }
 
 func newZoneCache(maxAge time.Duration, log logr.Logger, unreadable prometheus.Counter) *zoneCache {
@@ -228,7 +232,7 @@ func (c *zoneCache) refresh(ctx context.Context, cf spectrum.Client, zoneID stri
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l.update(listing.Apps)
+	l.update(listing.Apps, sent)
 	l.unreadable = make(map[string]spectrum.UnreadableApp, len(listing.Unreadable))
 	l.unreadableByName = make(map[nameKey]spectrum.UnreadableApp, len(listing.Unreadable))
 	for _, bad := range listing.Unreadable {
@@ -285,7 +289,7 @@ func (c *zoneCache) put(cf spectrum.Client, zoneID string, app spectrum.App) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l.apps != nil {
-		l.store(&app)
+		l.store(&app, time.Now().UnixNano())
 	}
 }
 
@@ -312,7 +316,7 @@ func (c *zoneCache) invalidate(cf spectrum.Client, zoneID string) {
 // anew for every listing (with a name key parsed for every app) was a
 // fifth of what the manager allocated while 10,000 apps converged. The
 // caller holds the cache's mu.
-func (l *zoneListing) update(apps []*spectrum.App) {
+func (l *zoneListing) update(apps []*spectrum.App, sent time.Time) {
 	if l.apps == nil {
 		l.apps = make(map[string]listedApp, len(apps))
 		l.byName = make(map[nameKey]string, len(apps))
@@ -320,15 +324,18 @@ func (l *zoneListing) update(apps []*spectrum.App) {
 	l.pass++
 	stamped := 0
 	for _, app := range apps {
-		if l.store(app) {
+		if l.store(app, 0) {
 			stamped++
 		}
 	}
 	if stamped == len(l.apps) {
 		return
 	}
+	// What the listing does not show is gone, but for what the operator
+	// wrote after the listing was asked for: an application it created
+	// meanwhile would read as gone until the next listing.
 	for id, listed := range l.apps {
-		if listed.pass != l.pass {
+		if listed.pass != l.pass && listed.writtenAt < sent.UnixNano() {
 			delete(l.apps, id)
 		}
 	}
@@ -340,11 +347,12 @@ func (l *zoneListing) update(apps []*spectrum.App) {
 	}
 }
 
-// store adds or replaces app, stamped by the current pass, and says
-// whether it was not yet stamped by it. The caller holds the cache's mu.
-func (l *zoneListing) store(app *spectrum.App) bool {
+// store adds or replaces app, stamped by the current pass (and, for a
+// write of the operator, the time it was written), and says whether it was
+// not yet stamped by the pass. The caller holds the cache's mu.
+func (l *zoneListing) store(app *spectrum.App, writtenAt int64) bool {
 	old, ok := l.apps[app.ID]
-	l.apps[app.ID] = listedApp{app: app, pass: l.pass}
+	l.apps[app.ID] = listedApp{app: app, pass: l.pass, writtenAt: writtenAt}
 	if ok && old.app.DNS.Name == app.DNS.Name && old.app.Protocol == app.Protocol {
 		return old.pass != l.pass
 	}

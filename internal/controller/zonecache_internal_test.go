@@ -134,3 +134,57 @@ func TestZoneListingUpdatedInPlaceReadsAsTheLastListing(t *testing.T) {
 	cf.apps = []spectrum.App{app("a2", "two.example"), app("a3", "three.example"), app("a4", "dup.example")}
 	check("the one its name found gone", map[string]string{"a2": "two.example", "a3": "three.example", "a4": "dup.example"})
 }
+
+// listingDuringWrite lists the zone as it was when the request was sent,
+// and meanwhile a write of the operator lands (during calls ListApps in
+// flight).
+type listingDuringWrite struct {
+	zoneClient
+	during func()
+}
+
+func (l *listingDuringWrite) ListApps(ctx context.Context, zone string) (spectrum.Listing, error) {
+	listing, err := l.zoneClient.ListApps(ctx, zone)
+	if l.during != nil {
+		l.during()
+	}
+	return listing, err
+}
+
+// An application the operator created while a listing was in flight is
+// not dropped when that listing, sent before it existed, is stored: it
+// would read as gone, and the drift check would send a reconcile and a
+// get to find it again.
+func TestAWriteDuringAListingOutlivesIt(t *testing.T) {
+	ctx := context.Background()
+	existing := spectrum.App{ID: "a1", Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: "one.example"}}
+	created := spectrum.App{ID: "a2", Protocol: "tcp/22", DNS: spectrum.DNS{Type: "CNAME", Name: "two.example"}}
+	cf := &listingDuringWrite{zoneClient: zoneClient{apps: []spectrum.App{existing}}}
+	c := newZoneCache(time.Minute, logr.Discard(), nil)
+	if _, err := c.refresh(ctx, cf, "z", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	cf.during = func() { c.put(cf, "z", created) }
+	if _, err := c.refresh(ctx, cf, "z", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	lists := cf.lists
+	for _, app := range []spectrum.App{existing, created} {
+		if _, found, err := c.byID(ctx, cf, "z", app.ID, time.Time{}); err != nil || !found {
+			t.Errorf("%s: found %v, %v; want it found", app.ID, found, err)
+		}
+	}
+	if cf.lists != lists {
+		t.Errorf("%d more listings to read them, want none", cf.lists-lists)
+	}
+	// The next listing, sent after the write, is the zone as it is: one
+	// without the app says it is gone.
+	cf.during = nil
+	cf.apps = []spectrum.App{existing}
+	if _, err := c.refresh(ctx, cf, "z", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := c.byID(ctx, cf, "z", created.ID, time.Time{}); found {
+		t.Error("an application a later listing no longer shows is still found")
+	}
+}
