@@ -2,14 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -239,7 +232,7 @@ func (inst *installation) playCertManager(t *testing.T) map[string]string {
 	for _, u := range inst.m.ofKind("Certificate") {
 		secretName, _, _ := unstructured.NestedString(u.Object, "spec", "secretName")
 		dnsNames, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "dnsNames")
-		caPEM, certPEM, keyPEM := issue(t, dnsNames[0])
+		caPEM, certPEM, keyPEM := harness.IssueCertificate(t, dnsNames[0])
 		secret := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: inst.ns, Name: secretName},
 			Type:       corev1.SecretTypeTLS,
@@ -543,50 +536,6 @@ func (inst *installation) app(ns, name string) *v1alpha1.SpectrumApp {
 			OriginDirect:   []string{"tcp://192.0.2.10:22"},
 		},
 	}
-}
-
-// issue makes a CA and a serving certificate for host, as a cert-manager
-// Issuer would.
-func issue(t *testing.T, host string) (caPEM, certPEM, keyPEM []byte) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTemplate := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test cert-manager CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 }
 
 // freePort returns a TCP port free on every loopback address.
