@@ -77,31 +77,28 @@ func (t *sharedStrings) share(app *v1alpha1.SpectrumApp) {
 // use replaces *s with the table's copy, or makes *s the copy. The caller
 // holds mu.
 func (t *sharedStrings) use(s *string) {
-	if *s == "" {
-		return
+	if *s != "" {
+		*s = shareIn(t.strings, *s, *s)
 	}
-	if shared, ok := t.strings[*s]; ok {
-		*s = shared
-		return
-	}
-	if len(t.strings) >= maxSharedStrings {
-		clear(t.strings)
-	}
-	t.strings[*s] = *s
 }
 
 // useTime replaces *p with the table's copy of the same time, or makes *p
 // the copy. The caller holds mu.
 func (t *sharedStrings) useTime(p **metav1.Time) {
-	if *p == nil {
-		return
+	if *p != nil {
+		*p = shareIn(t.times, (*p).Time, *p)
 	}
-	if shared, ok := t.times[(*p).Time]; ok {
-		*p = shared
-		return
+}
+
+// shareIn returns the table's value for key, or makes value it; a full
+// table starts afresh (maxSharedStrings).
+func shareIn[K comparable, V any](table map[K]V, key K, value V) V {
+	if shared, ok := table[key]; ok {
+		return shared
 	}
-	if len(t.times) >= maxSharedStrings {
-		clear(t.times)
+	if len(table) >= maxSharedStrings {
+		clear(table)
 	}
-	t.times[(*p).Time] = *p
+	table[key] = value
+	return value
 }
