@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/intern"
 )
 
 // sharedStrings hands out one copy of each string the cached SpectrumApps
@@ -22,10 +23,10 @@ import (
 // through, and what repeats is learnt again at once.
 type sharedStrings struct {
 	mu      sync.Mutex
-	strings map[string]string
+	strings *intern.Table[string, string]
 	// times are the status's timestamps: apps created in the same second
 	// record the same times.
-	times map[time.Time]*metav1.Time
+	times *intern.Table[time.Time, *metav1.Time]
 }
 
 // maxSharedStrings bounds the table: tens of namespaces, zones and reasons
@@ -33,7 +34,7 @@ type sharedStrings struct {
 const maxSharedStrings = 4096
 
 func newSharedStrings() *sharedStrings {
-	return &sharedStrings{strings: make(map[string]string), times: make(map[time.Time]*metav1.Time)}
+	return &sharedStrings{strings: intern.NewTable[string, string](maxSharedStrings), times: intern.NewTable[time.Time, *metav1.Time](maxSharedStrings)}
 }
 
 // share makes the app's repeated strings the table's copies.
@@ -78,7 +79,7 @@ func (t *sharedStrings) share(app *v1alpha1.SpectrumApp) {
 // holds mu.
 func (t *sharedStrings) use(s *string) {
 	if *s != "" {
-		*s = shareIn(t.strings, *s, *s)
+		*s = t.strings.Share(*s, *s)
 	}
 }
 
@@ -86,19 +87,6 @@ func (t *sharedStrings) use(s *string) {
 // the copy. The caller holds mu.
 func (t *sharedStrings) useTime(p **metav1.Time) {
 	if *p != nil {
-		*p = shareIn(t.times, (*p).Time, *p)
+		*p = t.times.Share((*p).Time, *p)
 	}
-}
-
-// shareIn returns the table's value for key, or makes value it; a full
-// table starts afresh (maxSharedStrings).
-func shareIn[K comparable, V any](table map[K]V, key K, value V) V {
-	if shared, ok := table[key]; ok {
-		return shared
-	}
-	if len(table) >= maxSharedStrings {
-		clear(table)
-	}
-	table[key] = value
-	return value
 }

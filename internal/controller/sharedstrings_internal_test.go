@@ -103,8 +103,8 @@ func TestSharedStringsStayBounded(t *testing.T) {
 	for i := range 3 * maxSharedStrings {
 		message := fmt.Sprintf("Created Cloudflare Spectrum application %032x", i)
 		table.use(&message)
-		if len(table.strings) > maxSharedStrings {
-			t.Fatalf("%d strings held after %d, want at most %d", len(table.strings), i+1, maxSharedStrings)
+		if table.strings.Len() > maxSharedStrings {
+			t.Fatalf("%d strings held after %d, want at most %d", table.strings.Len(), i+1, maxSharedStrings)
 		}
 	}
 	a, b := string([]byte("team-a")), string([]byte("team-a"))

@@ -97,6 +97,7 @@ func (a *App) UnmarshalJSON(data []byte) error {
 	}
 	*a = App(wire.appFields)
 	a.ProxyProtocol = proxyProtocol
+	repeats.share(a)
 	return nil
 }
 
