@@ -96,11 +96,11 @@ func decodeResponse(r response, result any) (*ResultInfo, error) {
 	}
 	var env envelope
 	page, isPage := result.(*listPage)
-	if isPage {
-		env.Result.page = page
-	}
-	if err := json.Unmarshal(r.body, &env); err != nil {
-		return nil, fail(nil, "response is not a Cloudflare API envelope: "+describeJSONError(err))
+	if !readEnvelope(r.body, &env, page) {
+		env = envelope{Result: envelopeResult{page: page}}
+		if err := json.Unmarshal(r.body, &env); err != nil {
+			return nil, fail(nil, "response is not a Cloudflare API envelope: "+describeJSONError(err))
+		}
 	}
 	if !success || len(env.Errors) > 0 || (env.Success != nil && !*env.Success) {
 		return nil, fail(env.Errors, "")
