@@ -9,11 +9,11 @@ import (
 
 // readEnvelope decodes body into env as json.Unmarshal(body, env) would
 // (with env.Result reading page, when the body is a listing's page),
-// in one pass over the body instead of three: encoding/json checks the
-// whole body, then skips over the result to hand it to envelopeResult, and
-// a listing's result is then hashed. The manager reads tens of thousands
-// of pages while its zones fill up and every zone each resync; validating
-// and skipping them was most of the CPU of listing (docs/benchmarks.md).
+// walking the body once where encoding/json walks it twice: it checks the
+// whole body, then decodes it, skipping over the result to hand it to
+// envelopeResult. The manager reads tens of thousands of pages while its
+// zones fill up, and every zone each resync: those two walks were most of
+// the CPU of listing; hashing the page is a small part (docs/benchmarks.md).
 //
 // It reports false, leaving env to be decoded by json.Unmarshal, for
 // anything but a plain envelope: a body that is not one JSON object, a key
