@@ -17,6 +17,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appwatch"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/metricsauth"
@@ -167,7 +169,23 @@ func run(cfg config) error {
 	// to converge 10,000 apps (and the apiserver more to compress it), to
 	// save bytes on the cluster's own network.
 	restCfg.DisableCompression = true
-	mgr, err := ctrl.NewManager(restCfg, managerOptions(cfg, rotator))
+	opts := managerOptions(cfg, rotator)
+	if opts.Cache.DefaultNamespaces == nil {
+		// Watching every namespace, SpectrumApps' watch events are read in
+		// one pass (internal/appwatch). client-go shares one transport
+		// among clients of the same configuration: the watch goes over
+		// the manager's connection.
+		httpClient, err := rest.HTTPClientFor(restCfg)
+		if err != nil {
+			return fmt.Errorf("creating the apiserver's HTTP client: %w", err)
+		}
+		apps, err := appwatch.New(restCfg, httpClient, scheme, nil)
+		if err != nil {
+			return err
+		}
+		opts.Cache.NewInformer = apps.NewInformer
+	}
+	mgr, err := ctrl.NewManager(restCfg, opts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}

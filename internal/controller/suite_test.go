@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appwatch"
 	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/events"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
@@ -283,13 +284,25 @@ func runSuite(m *testing.M) int {
 	defer server.Close()
 
 	restConfig = cfg
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// SpectrumApps are watched as the manager watches them, in one pass.
+	apps, err := appwatch.New(cfg, httpClient, testenv.Scheme(), notOwnManagerApps)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  testenv.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Apps labelled for a test's own manager are that manager's alone.
-		Cache: cache.Options{DefaultTransform: controller.CacheTransform(), ByObject: map[client.Object]cache.ByObject{
-			&v1alpha1.SpectrumApp{}: {Label: notOwnManagerApps},
-		}},
+		Cache: cache.Options{DefaultTransform: controller.CacheTransform(), NewInformer: apps.NewInformer,
+			ByObject: map[client.Object]cache.ByObject{
+				&v1alpha1.SpectrumApp{}: {Label: notOwnManagerApps},
+			}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
