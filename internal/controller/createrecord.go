@@ -114,13 +114,13 @@ func createUnconfirmed(wait time.Duration) failure.Classification {
 
 // CacheTransform is the transform of the manager's cache: it keeps neither
 // managedFields, which nothing here reads, nor a create record already
-// settled, which says nothing, and the SpectrumApps share the strings they
-// repeat (sharedStrings). Every created app carries its settled record for
+// settled, which says nothing, and the SpectrumApps share the values they
+// repeat (sharedValues). Every created app carries its settled record for
 // good; without this, 10,000 apps held 4 MiB more of the manager's memory
 // (a map per app, for one void annotation).
 func CacheTransform() toolscache.TransformFunc {
 	stripManagedFields := cache.TransformStripManagedFields()
-	shared := newSharedStrings()
+	shared := newSharedValues()
 	return func(in any) (any, error) {
 		if app, ok := in.(*v1alpha1.SpectrumApp); ok {
 			forgetSettledCreateRecord(app)

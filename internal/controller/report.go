@@ -49,6 +49,9 @@ func recordHandled(app *v1alpha1.SpectrumApp, o outcome) {
 // nothingWritten ends the message of an observed app that does not match.
 const nothingWritten = " (reconcile-policy observe: nothing is written at Cloudflare; annotate with manage to correct it)"
 
+// syncedMessage is Ready's message when the application matches the spec.
+const syncedMessage = "The Cloudflare Spectrum application named in status.applicationID matches the spec"
+
 // readinessOf summarizes the outcome of a reconcile as conditions.
 func readinessOf(app *v1alpha1.SpectrumApp, o outcome) readiness {
 	switch o.kind {
@@ -70,8 +73,10 @@ func readinessOf(app *v1alpha1.SpectrumApp, o outcome) readiness {
 	case kindFailed, kindWaiting:
 		return readiness{metav1.ConditionFalse, o.failure.Reason, o.failure.Message + " " + whatHappensNext(o.failure), nextFor(o.failure.Class)}
 	}
-	return readiness{metav1.ConditionTrue, v1alpha1.ReasonSynced,
-		"The Cloudflare Spectrum application " + app.Status.ApplicationID + " matches the spec", nothingToDo}
+	// Nothing in it is the app's own (the ID is in status.applicationID):
+	// apps synced in the same second hold one list of conditions in the
+	// manager's cache (sharedValues).
+	return readiness{metav1.ConditionTrue, v1alpha1.ReasonSynced, syncedMessage, nothingToDo}
 }
 
 // tell records the event and the log line of an outcome. A change of

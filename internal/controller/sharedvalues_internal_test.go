@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 	"unsafe"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -32,9 +33,9 @@ func decodeCachedApp(t *testing.T, name, id string) *v1alpha1.SpectrumApp {
 	return app
 }
 
-// Two cached apps hold one copy of each string they repeat, and each
-// reads exactly as decoded.
-func TestCachedAppsShareTheStringsTheyRepeat(t *testing.T) {
+// Two cached apps hold one copy of each value they repeat, and each reads
+// exactly as decoded.
+func TestCachedAppsShareWhatTheyRepeat(t *testing.T) {
 	transform := CacheTransform()
 	var cached []*v1alpha1.SpectrumApp
 	for i, name := range []string{"ssh", "rdp"} {
@@ -89,22 +90,94 @@ func TestCachedAppsShareTheStringsTheyRepeat(t *testing.T) {
 			t.Errorf("%s: one copy = false, want true", tc.field)
 		}
 	}
-	// Decoding doubled the list's room as it grew: the cached list has
-	// none to spare.
-	if conditions := first.Status.Conditions; cap(conditions) != len(conditions) {
-		t.Errorf("conditions: room for %d, want %d", cap(conditions), len(conditions))
+	// Parts held whole: one copy of each.
+	for _, tc := range []struct {
+		field         string
+		first, second unsafe.Pointer
+	}{
+		{"metadata.finalizers", unsafe.Pointer(unsafe.SliceData(first.Finalizers)), unsafe.Pointer(unsafe.SliceData(second.Finalizers))},
+		{"spec.credentialsRef", unsafe.Pointer(first.Spec.CredentialsRef), unsafe.Pointer(second.Spec.CredentialsRef)},
+		{"spec.edgeIPs", unsafe.Pointer(first.Spec.EdgeIPs), unsafe.Pointer(second.Spec.EdgeIPs)},
+		{"status.conditions", unsafe.Pointer(unsafe.SliceData(first.Status.Conditions)), unsafe.Pointer(unsafe.SliceData(second.Status.Conditions))},
+	} {
+		if tc.first != tc.second {
+			t.Errorf("%s: one copy = false, want true", tc.field)
+		}
+	}
+	// Decoding doubled the lists' room as they grew: a list kept has none
+	// to spare, so that nothing appended to one could land in another's.
+	for _, tc := range []struct {
+		field    string
+		len, cap int
+	}{
+		{"metadata.finalizers", len(first.Finalizers), cap(first.Finalizers)},
+		{"status.conditions", len(first.Status.Conditions), cap(first.Status.Conditions)},
+	} {
+		if tc.cap != tc.len {
+			t.Errorf("%s: room for %d, want %d", tc.field, tc.cap, tc.len)
+		}
+	}
+}
+
+// Apps the controller found in sync in the same second hold one list of
+// conditions in the cache: nothing in it is any app's own. An app that got
+// there in another second, or is not there, holds its own.
+func TestAppsSyncedTogetherShareTheirConditions(t *testing.T) {
+	transform := CacheTransform()
+	second := metav1.NewTime(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
+	cache := func(name, id string, o outcome, at metav1.Time) *v1alpha1.SpectrumApp {
+		t.Helper()
+		app := decodeCachedApp(t, name, id)
+		app.Generation = 1
+		app.Status.Conditions = nil
+		setReadiness(app, readinessOf(app, o))
+		for i := range app.Status.Conditions {
+			app.Status.Conditions[i].LastTransitionTime = at
+		}
+		// As a watch event brings it.
+		written, err := json.Marshal(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decoded := &v1alpha1.SpectrumApp{}
+		if err := json.Unmarshal(written, decoded); err != nil {
+			t.Fatal(err)
+		}
+		want := decoded.DeepCopy()
+		out, err := transform(decoded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(out, want) {
+			t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", out, want)
+		}
+		return out.(*v1alpha1.SpectrumApp)
+	}
+	synced := outcome{kind: kindSynced}
+	ssh := cache("ssh", "ea95132c15732412d22c1476fa83f270", synced, second)
+	rdp := cache("rdp", "ea95132c15732412d22c1476fa83f271", synced, second)
+	later := cache("vnc", "ea95132c15732412d22c1476fa83f272", synced, metav1.NewTime(second.Add(time.Second)))
+	skipped := cache("ftp", "ea95132c15732412d22c1476fa83f273", outcome{kind: kindSkipped}, second)
+	conditions := func(app *v1alpha1.SpectrumApp) *metav1.Condition { return unsafe.SliceData(app.Status.Conditions) }
+	if conditions(ssh) != conditions(rdp) {
+		t.Errorf("two apps synced in the same second hold a list each:\n%+v\n%+v", ssh.Status.Conditions, rdp.Status.Conditions)
+	}
+	for _, other := range []*v1alpha1.SpectrumApp{later, skipped} {
+		if conditions(other) == conditions(ssh) {
+			t.Errorf("%s shares the conditions of an app in another state: %+v", other.Name, other.Status.Conditions)
+		}
 	}
 }
 
 // The table stays bounded however many different strings pass through,
 // and what repeats is shared again once it has started afresh.
 func TestSharedStringsStayBounded(t *testing.T) {
-	table := newSharedStrings()
-	for i := range 3 * maxSharedStrings {
+	table := newSharedValues()
+	for i := range 3 * maxSharedValues {
 		message := fmt.Sprintf("Created Cloudflare Spectrum application %032x", i)
 		table.use(&message)
-		if table.strings.Len() > maxSharedStrings {
-			t.Fatalf("%d strings held after %d, want at most %d", table.strings.Len(), i+1, maxSharedStrings)
+		if table.strings.Len() > maxSharedValues {
+			t.Fatalf("%d strings held after %d, want at most %d", table.strings.Len(), i+1, maxSharedValues)
 		}
 	}
 	a, b := string([]byte("team-a")), string([]byte("team-a"))
