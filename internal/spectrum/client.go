@@ -157,10 +157,10 @@ func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error
 	var listing Listing
 	seen := 0
 	previous := c.decoded.of(zoneID)
-	decoded := decodedZone{apps: make(map[[sha256.Size]byte]*App, len(previous.apps)), pages: map[[sha256.Size]byte][][sha256.Size]byte{}}
+	decoded := decodedZone{whole: make(map[[sha256.Size]byte]*decodedPage, len(previous.whole)), pages: make([]*decodedPage, 0, len(previous.pages))}
 	for page := 1; page <= maxListPages; page++ {
 		query := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(listPageSize)}}
-		result := listPage{known: previous.pages}
+		result := listPage{known: previous.whole}
 		info, err := c.do(ctx, http.MethodGet, appsPath(zoneID), query, nil, &result)
 		if err != nil {
 			return Listing{}, err
@@ -170,44 +170,44 @@ func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error
 			// over and over.
 			listing.Apps = make([]*App, 0, min(max(info.TotalCount, 0), listPageSize*maxListPages))
 		}
-		count := 0
-		if sums, ok := previous.pages[result.sum]; ok {
-			for _, sum := range sums {
-				app := previous.apps[sum]
-				listing.Apps = append(listing.Apps, app)
-				decoded.apps[sum] = app
-			}
-			decoded.pages[result.sum] = sums
-			count = len(sums)
-		} else {
-			sums := make([][sha256.Size]byte, 0, len(result.apps))
-			for _, raw := range result.apps {
-				sum := sha256.Sum256(raw)
-				if app, ok := previous.apps[sum]; ok {
-					listing.Apps = append(listing.Apps, app)
-					decoded.apps[sum] = app
-				} else if app, ok = listing.add(raw); ok {
-					decoded.apps[sum] = app
-				} else {
-					continue
-				}
-				sums = append(sums, sum)
-			}
-			if len(sums) == len(result.apps) {
-				// Only a page of readable applications is reused whole:
-				// the others are reported on every listing.
-				decoded.pages[result.sum] = sums
-			}
-			count = len(result.apps)
+		read, known := previous.whole[result.sum]
+		if !known {
+			read = listing.readPage(result.apps, previous.near(len(decoded.pages)))
 		}
-		seen += count
-		if isLastPage(info, page, count, seen) {
+		listing.Apps = append(listing.Apps, read.apps...)
+		if len(read.apps) == read.listed {
+			// Only a page of readable applications is reused whole: the
+			// others are reported on every listing.
+			decoded.whole[result.sum] = read
+		}
+		decoded.pages = append(decoded.pages, read)
+		seen += read.listed
+		if isLastPage(info, page, read.listed, seen) {
 			c.decoded.remember(zoneID, decoded)
 			return listing, nil
 		}
 	}
 	return Listing{}, &RequestError{Method: http.MethodGet, Path: appsPath(zoneID),
 		Err: fmt.Errorf("pagination did not end after %d pages", maxListPages)}
+}
+
+// readPage reads a page the last listing did not have whole, reusing the
+// applications the last listing had near the same place (reused), and
+// sets aside those that cannot be read.
+func (l *Listing) readPage(raws []json.RawMessage, reused map[[sha256.Size]byte]*App) *decodedPage {
+	read := &decodedPage{listed: len(raws), apps: make([]*App, 0, len(raws)), sums: make([][sha256.Size]byte, 0, len(raws))}
+	for _, raw := range raws {
+		sum := sha256.Sum256(raw)
+		app, ok := reused[sum]
+		if !ok {
+			if app, ok = l.decode(raw); !ok {
+				continue
+			}
+		}
+		read.apps = append(read.apps, app)
+		read.sums = append(read.sums, sum)
+	}
+	return read
 }
 
 // listPage is one page of a listing as decodeResponse reads it: the
@@ -217,7 +217,7 @@ func (c *APIClient) ListApps(ctx context.Context, zoneID string) (Listing, error
 // to the next (Cloudflare lists in creation order), and splitting each
 // page into applications again was most of a listing's CPU.
 type listPage struct {
-	known map[[sha256.Size]byte][][sha256.Size]byte
+	known map[[sha256.Size]byte]*decodedPage
 	sum   [sha256.Size]byte
 	apps  []json.RawMessage
 }
@@ -230,14 +230,13 @@ func (p *listPage) read(result json.RawMessage) error {
 	return json.Unmarshal(result, &p.apps)
 }
 
-// add decodes one application of a listing. One that does not decode (a
-// shape no SDK fixture shows) is set aside with what can be read of it, so
-// that it does not hide the zone's other applications.
-func (l *Listing) add(raw json.RawMessage) (*App, bool) {
+// decode decodes one application of a listing. One that does not decode
+// (a shape no SDK fixture shows) is set aside with what can be read of
+// it, so that it does not hide the zone's other applications.
+func (l *Listing) decode(raw json.RawMessage) (*App, bool) {
 	app := new(App)
 	err := json.Unmarshal(raw, app)
 	if err == nil {
-		l.Apps = append(l.Apps, app)
 		return app, true
 	}
 	var loose struct {
@@ -257,25 +256,51 @@ func (l *Listing) add(raw json.RawMessage) (*App, bool) {
 	return nil, false
 }
 
-// decodedApps remembers, per zone, the applications of its last complete
-// listing by the SHA-256 of their JSON, and its pages by the SHA-256 of
-// theirs. From one listing to the next most of a zone is unchanged, and
-// decoding it again was most of a steady manager's CPU (the drift check
-// lists every zone every resync period). Only the last listing's
-// applications are kept, so it holds what the zone holds. The Apps are
-// shared between listings, and with whoever keeps a listing (the
-// controller's zone cache): one copy of each application in memory. A
-// listing is read, never modified.
+// decodedApps remembers, per zone, the pages of its last complete listing
+// and their applications, each page by the SHA-256 of its JSON and each
+// application by the SHA-256 of its own. From one listing to the next
+// most of a zone is unchanged, and decoding it again was most of a steady
+// manager's CPU (the drift check lists every zone every resync period):
+// a page listed before is reused whole, and a page that changed reuses
+// the applications the last listing had near the same place (an
+// application created, deleted or changed shifts its neighbours by one at
+// most). Only the last listing is kept, so it holds what the zone holds:
+// per application a pointer and a sum, 40 bytes (a map of the zone's
+// applications by sum beside the pages took ~150). The Apps are shared
+// between listings, and with whoever keeps a listing (the controller's
+// zone cache): one copy of each application in memory. A listing is read,
+// never modified.
 type decodedApps struct {
 	mu    sync.Mutex
 	zones map[string]decodedZone
 }
 
-// decodedZone is one zone's last listing: its applications, and each
-// page's applications in order.
+// decodedZone is one zone's last listing: its pages in order, and those
+// whose applications could all be read by the SHA-256 of their JSON.
 type decodedZone struct {
-	apps  map[[sha256.Size]byte]*App
-	pages map[[sha256.Size]byte][][sha256.Size]byte
+	pages []*decodedPage
+	whole map[[sha256.Size]byte]*decodedPage
+}
+
+// decodedPage is a page's readable applications, in order, with the
+// SHA-256 of each one's JSON, and how many the page listed.
+type decodedPage struct {
+	apps   []*App
+	sums   [][sha256.Size]byte
+	listed int
+}
+
+// near returns the applications of the pages around the i-th (counted
+// from 0) by their sums.
+func (z decodedZone) near(i int) map[[sha256.Size]byte]*App {
+	apps := map[[sha256.Size]byte]*App{}
+	from, to := min(max(i-1, 0), len(z.pages)), min(i+2, len(z.pages))
+	for _, page := range z.pages[from:to] {
+		for j, sum := range page.sums {
+			apps[sum] = page.apps[j]
+		}
+	}
+	return apps
 }
 
 func (d *decodedApps) of(zoneID string) decodedZone {

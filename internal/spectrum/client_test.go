@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,6 +214,57 @@ func TestPagedListingsFollowChangesBetweenThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("an app added on the last page")
+}
+
+// A listing decodes only the applications that changed since the last one:
+// those of pages shifted by a deletion are the very applications the last
+// listing decoded.
+func TestListingsDecodeOnlyWhatChanged(t *testing.T) {
+	sim := startSimulator(t, testConfig())
+	var ids []string
+	for i := range 250 {
+		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, stored.App.ID)
+	}
+	client := newClient(sim, enterpriseToken)
+	ctx := testContext(t)
+	list := func() map[string]*spectrum.App {
+		t.Helper()
+		listing, err := client.ListApps(ctx, enterpriseZone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := map[string]*spectrum.App{}
+		for _, app := range listing.Apps {
+			byID[app.ID] = app
+		}
+		return byID
+	}
+	before := list()
+	if err := sim.DeleteApp(enterpriseZone, ids[10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.ModifyApp(enterpriseZone, ids[150], func(app *spectrumtest.App) { app.ProxyProtocol = "v2" }); err != nil {
+		t.Fatal(err)
+	}
+	after := list()
+	for _, id := range ids {
+		switch {
+		case id == ids[10]:
+			if _, ok := after[id]; ok {
+				t.Errorf("the deleted application %s is listed", id)
+			}
+		case id == ids[150]:
+			if after[id] == before[id] {
+				t.Errorf("the changed application %s was not read again", id)
+			}
+		case after[id] != before[id]:
+			t.Errorf("the unchanged application %s was decoded again", id)
+		}
+	}
 }
 
 func TestClientListEmptyZone(t *testing.T) {
@@ -681,4 +733,46 @@ func TestConcurrentCallersKeepTheirConnections(t *testing.T) {
 	if got := connections.Load(); got > callers {
 		t.Errorf("%d connections dialled for %d rounds of %d callers at once, want at most %d", got, rounds, callers, callers)
 	}
+}
+
+// A client's memory of a zone's last listing is its applications and
+// little besides: per application a pointer and the SHA-256 of its JSON,
+// which the next listing needs to reuse it. (A map of the zone's
+// applications by sum beside the pages took ~150 bytes per application.)
+func TestListingMemoryIsItsApplications(t *testing.T) {
+	const apps = 5000
+	sim := startSimulator(t, testConfig())
+	for i := range apps {
+		if _, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := testContext(t)
+	// The applications themselves, as a listing decodes them.
+	listing, err := newClient(sim, enterpriseToken).ListApps(ctx, enterpriseZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldApart := heapAlloc()
+	runtime.KeepAlive(listing)
+	appBytes := float64(heldApart-heapAlloc()) / apps
+
+	client := newClient(sim, enterpriseToken)
+	if _, err := client.ListApps(ctx, enterpriseZone); err != nil {
+		t.Fatal(err)
+	}
+	remembering := heapAlloc()
+	runtime.KeepAlive(client)
+	remembered := float64(remembering-heapAlloc()) / apps
+	if besides := remembered - appBytes; besides > 80 {
+		t.Errorf("the client remembers %.0f bytes per application, %.0f besides the %.0f of the application", remembered, besides, appBytes)
+	}
+}
+
+// heapAlloc is the heap in use after a collection.
+func heapAlloc() uint64 {
+	runtime.GC()
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	return stats.HeapAlloc
 }
