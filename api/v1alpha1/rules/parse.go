@@ -134,13 +134,18 @@ func parseProtocol(s string) (protocol, string) {
 // CanonicalProtocol returns protocol in the form Cloudflare's ports
 // mean it: "ssh" is "tcp/22", "TCP/22" is "tcp/22", "tcp/22-22" is
 // "tcp/22". A protocol that does not parse comes back lower-cased, so
-// that two spellings of the same unknown name still match.
+// that two spellings of the same unknown name still match. A protocol
+// already in that form comes back as it is, not as a copy: the manager
+// keys every app it holds by its canonical protocol.
 func CanonicalProtocol(s string) string {
 	p, msg := parseProtocol(strings.ToLower(strings.TrimSpace(s)))
 	if msg != "" {
 		return strings.ToLower(strings.TrimSpace(s))
 	}
-	return p.Scheme + "/" + p.Ports.String()
+	if canonical := p.Scheme + "/" + p.Ports.String(); canonical != s {
+		return canonical
+	}
+	return s
 }
 
 // origin is a parsed originDirect entry: "tcp://IP:PORT[-END]".

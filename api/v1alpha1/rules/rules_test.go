@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -526,5 +527,28 @@ func TestValidatePlan(t *testing.T) {
 				t.Errorf("violations:\n got  %q\n want %q", got, want)
 			}
 		})
+	}
+}
+
+// CanonicalProtocol writes a protocol as its ports mean it, and hands back
+// one already written so as itself, not a copy of it.
+func TestCanonicalProtocol(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"tcp/22", "tcp/22"},
+		{"ssh", "tcp/22"},
+		{"TCP/22", "tcp/22"},
+		{" tcp/22 ", "tcp/22"},
+		{"tcp/22-22", "tcp/22"},
+		{"udp/1000-2000", "udp/1000-2000"},
+		{"minecraft", "tcp/25565"},
+		{"Gopher", "gopher"},
+	} {
+		got := CanonicalProtocol(tc.in)
+		if got != tc.want {
+			t.Errorf("CanonicalProtocol(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if tc.in == tc.want && unsafe.StringData(got) != unsafe.StringData(tc.in) {
+			t.Errorf("CanonicalProtocol(%q) is a copy of its argument", tc.in)
+		}
 	}
 }
