@@ -114,14 +114,7 @@ func TestClientListFollowsAllPages(t *testing.T) {
 // next; what changed, went or came in between must show all the same.
 func TestListingsFollowChangesBetweenThem(t *testing.T) {
 	sim := startSimulator(t, testConfig())
-	var ids []string
-	for i := range 4 {
-		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, stored.App.ID)
-	}
+	ids := putApps(t, sim, 4)
 	client := newClient(sim, enterpriseToken)
 	ctx := testContext(t)
 	byHostname := func() map[string]spectrum.App {
@@ -171,14 +164,7 @@ func TestListingsFollowChangesBetweenThem(t *testing.T) {
 // listed the zone reads them.
 func TestPagedListingsFollowChangesBetweenThem(t *testing.T) {
 	sim := startSimulator(t, testConfig())
-	var ids []string
-	for i := range 250 {
-		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, stored.App.ID)
-	}
+	ids := putApps(t, sim, 250)
 	reusing := newClient(sim, enterpriseToken)
 	ctx := testContext(t)
 	check := func(step string) {
@@ -221,14 +207,7 @@ func TestPagedListingsFollowChangesBetweenThem(t *testing.T) {
 // listing decoded.
 func TestListingsDecodeOnlyWhatChanged(t *testing.T) {
 	sim := startSimulator(t, testConfig())
-	var ids []string
-	for i := range 250 {
-		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, stored.App.ID)
-	}
+	ids := putApps(t, sim, 250)
 	client := newClient(sim, enterpriseToken)
 	ctx := testContext(t)
 	list := func() map[string]*spectrum.App {
@@ -742,11 +721,7 @@ func TestConcurrentCallersKeepTheirConnections(t *testing.T) {
 func TestListingMemoryIsItsApplications(t *testing.T) {
 	const apps = 5000
 	sim := startSimulator(t, testConfig())
-	for i := range apps {
-		if _, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putApps(t, sim, apps)
 	ctx := testContext(t)
 	// The applications themselves, as a listing decodes them.
 	listing, err := newClient(sim, enterpriseToken).ListApps(ctx, enterpriseZone)
@@ -775,4 +750,19 @@ func heapAlloc() uint64 {
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats)
 	return stats.HeapAlloc
+}
+
+// putApps puts n SSH apps, app0.example.com and on, into the enterprise
+// zone, and returns their IDs in creation order.
+func putApps(t *testing.T, sim *spectrumtest.Server, n int) []string {
+	t.Helper()
+	ids := make([]string, 0, n)
+	for i := range n {
+		stored, err := sim.PutApp(enterpriseZone, simSSHApp(fmt.Sprintf("app%d.example.com", i)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, stored.App.ID)
+	}
+	return ids
 }
