@@ -21,7 +21,7 @@ func (r *SpectrumAppReconciler) report(ctx context.Context, app *v1alpha1.Spectr
 	previous := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionReady)
 	recordHandled(app, o)
 	if o.kind != kindReleased {
-		setReadiness(app, readinessOf(app, o))
+		setReadiness(app, readinessOf(o))
 	}
 	r.tell(ctx, app, o, previous)
 }
@@ -53,7 +53,7 @@ const nothingWritten = " (reconcile-policy observe: nothing is written at Cloudf
 const syncedMessage = "The Cloudflare Spectrum application named in status.applicationID matches the spec"
 
 // readinessOf summarizes the outcome of a reconcile as conditions.
-func readinessOf(app *v1alpha1.SpectrumApp, o outcome) readiness {
+func readinessOf(o outcome) readiness {
 	switch o.kind {
 	case kindObserved:
 		found := o.observation

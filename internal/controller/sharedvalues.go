@@ -25,8 +25,8 @@ import (
 // is its deep copy), so apps may share what they hold by pointer or slice.
 //
 // Each table holds at most maxSharedValues values (the condition lists
-// maxSharedConditionLists), and starts afresh when full: values seen once (a name) only pass through, and what repeats is
-// learnt again at once.
+// maxSharedConditionLists), and starts afresh when full: values seen once
+// (a name) only pass through, and what repeats is learnt again at once.
 type sharedValues struct {
 	mu      sync.Mutex
 	strings *intern.Table[string, string]

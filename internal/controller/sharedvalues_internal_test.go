@@ -130,7 +130,7 @@ func TestAppsSyncedTogetherShareTheirConditions(t *testing.T) {
 		app := decodeCachedApp(t, name, id)
 		app.Generation = 1
 		app.Status.Conditions = nil
-		setReadiness(app, readinessOf(app, o))
+		setReadiness(app, readinessOf(o))
 		for i := range app.Status.Conditions {
 			app.Status.Conditions[i].LastTransitionTime = at
 		}
