@@ -19,8 +19,12 @@ func IsReconcilePolicy(policy string) bool { return slices.Contains(ReconcilePol
 // Policy is the app's reconcile policy: the ReconcilePolicyAnnotation's
 // value, ReconcilePolicyManage when it is unset or empty. It may be one the
 // operator does not know (IsReconcilePolicy), when admission was bypassed.
-func (a *SpectrumApp) Policy() string {
-	if policy := a.Annotations[ReconcilePolicyAnnotation]; policy != "" {
+func (a *SpectrumApp) Policy() string { return PolicyOf(a.Annotations) }
+
+// PolicyOf is the reconcile policy of an app with these annotations
+// (SpectrumApp.Policy).
+func PolicyOf(annotations map[string]string) string {
+	if policy := annotations[ReconcilePolicyAnnotation]; policy != "" {
 		return policy
 	}
 	return ReconcilePolicyManage

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
@@ -216,40 +217,45 @@ func (e *CredentialsError) Classification() failure.Classification {
 
 // credentialsIndex indexes SpectrumApps by the Secret they take their token
 // from, so a Secret change wakes exactly the apps that use it.
-const credentialsIndex = "spec.credentialsRef.name"
+const credentialsIndex = "spectrum.cloudflare-operator.io/credentials"
 
-// usesDefaultCredentials is the index value of apps without credentialsRef.
+// usesDefaultCredentials is the index key of apps without credentialsRef.
 const usesDefaultCredentials = "\x00default"
 
-func indexCredentials(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SpectrumApp{}, credentialsIndex, func(obj client.Object) []string {
-		app := obj.(*v1alpha1.SpectrumApp)
-		if app.Spec.CredentialsRef == nil {
+// credentialsKey is the index key of the apps that use a Secret by
+// credentialsRef.
+func credentialsKey(secret types.NamespacedName) string {
+	return secret.Namespace + "/" + secret.Name
+}
+
+func indexCredentials(ctx context.Context, mgr ctrl.Manager) (*appcache.Index, error) {
+	return appcache.AddIndex(ctx, mgr.GetCache(), credentialsIndex, func(app *appcache.Record) []string {
+		ref := app.CredentialsRef()
+		if ref == nil {
 			return []string{usesDefaultCredentials}
 		}
-		return []string{app.Spec.CredentialsRef.Name}
+		return []string{credentialsKey(types.NamespacedName{Namespace: app.GetNamespace(), Name: ref.Name})}
 	})
 }
 
-// appsUsingSecret maps a Secret event to the SpectrumApps that use it. Only
-// their names are read, so the cache's objects are not copied: with the
-// default credentials, that is every app.
+// appsUsingSecret maps a Secret event to the SpectrumApps that use it:
+// with the default credentials, that is every app.
 func (r *SpectrumAppReconciler) appsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
 	var requests []reconcile.Request
-	add := func(opts ...client.ListOption) {
-		var apps v1alpha1.SpectrumAppList
-		if err := r.List(ctx, &apps, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Listing SpectrumApps for a Secret change", "secret", client.ObjectKeyFromObject(secret))
+	add := func(key string) {
+		apps, err := r.byCredentials.Get(key)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Finding the SpectrumApps of a changed Secret", "secret", client.ObjectKeyFromObject(secret))
 			return
 		}
-		requests = slices.Grow(requests, len(apps.Items))
-		for i := range apps.Items {
-			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&apps.Items[i])})
+		requests = slices.Grow(requests, len(apps))
+		for _, app := range apps {
+			requests = append(requests, reconcile.Request{NamespacedName: app.NamespacedName()})
 		}
 	}
-	add(client.InNamespace(secret.GetNamespace()), client.MatchingFields{credentialsIndex: secret.GetName()})
+	add(credentialsKey(client.ObjectKeyFromObject(secret)))
 	if d := r.DefaultCredentials; d.Name == secret.GetName() && d.Namespace == secret.GetNamespace() {
-		add(client.MatchingFields{credentialsIndex: usesDefaultCredentials})
+		add(usesDefaultCredentials)
 	}
 	return requests
 }

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 )
 
 // A create record promises when its create has landed, if it ever will:
@@ -72,7 +73,7 @@ func TestCacheTransformForgetsOnlySettledCreateRecords(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := out.(*v1alpha1.SpectrumApp)
+			got := out.(*appcache.Record).App()
 			if !maps.Equal(got.Annotations, tc.want) || (tc.want == nil) != (got.Annotations == nil) {
 				t.Errorf("annotations %v, want %v", got.Annotations, tc.want)
 			}

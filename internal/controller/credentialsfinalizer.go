@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 )
 
 // CredentialsInUseFinalizer keeps a credentials Secret while a SpectrumApp
@@ -35,8 +36,11 @@ const CredentialsInUseFinalizer = "spectrum.cloudflare-operator.io/credentials-i
 // needsCredentialsToDelete is true for an app whose deletion will call
 // Cloudflare with its own credentials Secret.
 func needsCredentialsToDelete(app *v1alpha1.SpectrumApp) bool {
-	return app.Spec.CredentialsRef != nil && app.Spec.DeletionPolicy != v1alpha1.DeletionPolicyOrphan &&
-		app.Policy() == v1alpha1.ReconcilePolicyManage
+	return deletesWithOwnCredentials(app.Spec.CredentialsRef, app.Spec.DeletionPolicy, app.Policy())
+}
+
+func deletesWithOwnCredentials(ref *v1alpha1.SecretKeyReference, deletion v1alpha1.DeletionPolicy, policy string) bool {
+	return ref != nil && deletion != v1alpha1.DeletionPolicyOrphan && policy == v1alpha1.ReconcilePolicyManage
 }
 
 // protectCredentials puts CredentialsInUseFinalizer on the app's
@@ -90,6 +94,8 @@ func (w metadataWriter) patchFinalizers(ctx context.Context, resource schema.Gro
 type credentialsRelease struct {
 	client.Client
 	writer metadataWriter
+	// byCredentials are the cached apps by credentials Secret.
+	byCredentials *appcache.Index
 }
 
 // Reconcile releases the Secret when it is no longer needed.
@@ -101,14 +107,12 @@ func (c *credentialsRelease) Reconcile(ctx context.Context, req reconcile.Reques
 	if !slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) {
 		return reconcile.Result{}, nil
 	}
-	// Read-only: the cache's objects are only looked at.
-	var apps v1alpha1.SpectrumAppList
-	if err := c.List(ctx, &apps, client.InNamespace(req.Namespace), client.MatchingFields{credentialsIndex: req.Name},
-		client.UnsafeDisableDeepCopy); err != nil {
+	apps, err := c.byCredentials.Get(credentialsKey(req.NamespacedName))
+	if err != nil {
 		return reconcile.Result{}, err
 	}
-	for i := range apps.Items {
-		if holdsCredentials(&apps.Items[i]) {
+	for _, app := range apps {
+		if holdsCredentials(app) {
 			return reconcile.Result{}, nil
 		}
 	}
@@ -119,8 +123,9 @@ func (c *credentialsRelease) Reconcile(ctx context.Context, req reconcile.Reques
 // holdsCredentials is true for an app that still needs its credentials
 // Secret: one that will delete its application with them, and has not
 // done so yet.
-func holdsCredentials(app *v1alpha1.SpectrumApp) bool {
-	return needsCredentialsToDelete(app) && (app.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer))
+func holdsCredentials(app *appcache.Record) bool {
+	return deletesWithOwnCredentials(app.CredentialsRef(), app.DeletionPolicy(), v1alpha1.PolicyOf(app.GetAnnotations())) &&
+		(app.GetDeletionTimestamp().IsZero() || controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer))
 }
 
 // appsLettingGoOfCredentials wakes the release of a Secret on the app
@@ -131,29 +136,30 @@ func holdsCredentials(app *v1alpha1.SpectrumApp) bool {
 // the Secret on every write: most of the manager's CPU at 10,000 apps.
 var appsLettingGoOfCredentials handler.EventHandler = handler.TypedFuncs[client.Object, reconcile.Request]{
 	UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		old, updated := e.ObjectOld.(*v1alpha1.SpectrumApp), e.ObjectNew.(*v1alpha1.SpectrumApp)
-		if !holdsCredentials(old) {
+		old, okOld := appcache.Of(e.ObjectOld)
+		updated, okNew := appcache.Of(e.ObjectNew)
+		if !okOld || !okNew || !holdsCredentials(old) {
 			return
 		}
-		if holdsCredentials(updated) && updated.Spec.CredentialsRef.Name == old.Spec.CredentialsRef.Name {
+		if holdsCredentials(updated) && updated.CredentialsRef().Name == old.CredentialsRef().Name {
 			return
 		}
 		q.Add(credentialsSecretOf(old))
 	},
 	DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		if app := e.Object.(*v1alpha1.SpectrumApp); app.Spec.CredentialsRef != nil {
+		if app, ok := appcache.Of(e.Object); ok && app.CredentialsRef() != nil {
 			q.Add(credentialsSecretOf(app))
 		}
 	},
 }
 
-func credentialsSecretOf(app *v1alpha1.SpectrumApp) reconcile.Request {
-	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: app.Namespace, Name: app.Spec.CredentialsRef.Name}}
+func credentialsSecretOf(app *appcache.Record) reconcile.Request {
+	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: app.GetNamespace(), Name: app.CredentialsRef().Name}}
 }
 
 // setupCredentialsRelease watches the Secrets that carry the finalizer,
 // and the SpectrumApps that let go of them.
-func setupCredentialsRelease(mgr manager.Manager, writer metadataWriter) error {
+func setupCredentialsRelease(mgr manager.Manager, writer metadataWriter, byCredentials *appcache.Index) error {
 	carriesFinalizer := predicate.NewPredicateFuncs(func(obj client.Object) bool {
 		return slices.Contains(obj.GetFinalizers(), CredentialsInUseFinalizer)
 	})
@@ -161,5 +167,5 @@ func setupCredentialsRelease(mgr manager.Manager, writer metadataWriter) error {
 		Named("credentials-release").
 		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(carriesFinalizer)).
 		Watches(&v1alpha1.SpectrumApp{}, appsLettingGoOfCredentials).
-		Complete(&credentialsRelease{Client: mgr.GetClient(), writer: writer})
+		Complete(&credentialsRelease{Client: mgr.GetClient(), writer: writer, byCredentials: byCredentials})
 }

@@ -110,7 +110,8 @@ func (d *driftCheck) checkAll(ctx context.Context, notBefore time.Time) (postpon
 // a spec change, a retry, or a stall waiting for a person.
 func (d *driftCheck) inSyncApps(zoneID string) map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp {
 	groups := map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp{}
-	for _, app := range d.r.zoneApps.of(zoneID) {
+	for _, record := range d.r.zoneApps.of(zoneID) {
+		app := record.View()
 		if !inSync(app) {
 			continue
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
@@ -366,8 +365,8 @@ func (r *SpectrumAppReconciler) claimant(ctx context.Context, applicationID stri
 	// Kubernetes), so the zone's apps are scanned rather than every app
 	// paying for an index entry of its own ID (docs/benchmarks.md).
 	for _, owner := range r.zoneApps.of(app.CloudflareZoneID()) {
-		if owner.Status.ApplicationID == applicationID && owner.UID != app.UID {
-			return client.ObjectKeyFromObject(owner), nil
+		if owner.ApplicationID() == applicationID && owner.GetUID() != app.UID {
+			return owner.NamespacedName(), nil
 		}
 	}
 	return types.NamespacedName{}, nil

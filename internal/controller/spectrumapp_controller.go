@@ -30,6 +30,7 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
@@ -69,7 +70,9 @@ type SpectrumAppReconciler struct {
 	stubConnect func(ctx context.Context, app *v1alpha1.SpectrumApp) (external, error)
 	// zoneApps are the cached SpectrumApps by zone.
 	zoneApps *zoneApps
-	writer   metadataWriter
+	// byCredentials are the cached SpectrumApps by credentials Secret.
+	byCredentials *appcache.Index
+	writer        metadataWriter
 	// turnCame wakes an app whose turn in its token's line has come.
 	turnCame chan event.GenericEvent
 	traffic  *trafficWatch
@@ -494,9 +497,11 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// A forgotten token's zone listings go with it.
 	r.zones.held = r.Connector.Holds
 	r.secrets = newTokenCache()
-	if err := indexCredentials(context.Background(), mgr); err != nil {
+	byCredentials, err := indexCredentials(context.Background(), mgr)
+	if err != nil {
 		return err
 	}
+	r.byCredentials = byCredentials
 	r.zoneApps = newZoneApps()
 	apps, err := mgr.GetCache().GetInformer(context.Background(), &v1alpha1.SpectrumApp{})
 	if err != nil {
@@ -510,7 +515,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.writer = writer
-	if err := setupCredentialsRelease(mgr, writer); err != nil {
+	if err := setupCredentialsRelease(mgr, writer, byCredentials); err != nil {
 		return err
 	}
 	workers := r.MaxConcurrentReconciles

@@ -333,7 +333,8 @@ func (w *trafficWatch) secretVersion(ctx context.Context, secret types.Namespace
 // the skip policy, which makes no Cloudflare call.
 func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp, error) {
 	groups := map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp{}
-	for _, app := range w.r.zoneApps.of(zoneID) {
+	for _, record := range w.r.zoneApps.of(zoneID) {
+		app := record.View()
 		if app.Status.ApplicationID == "" || !app.DeletionTimestamp.IsZero() || app.Policy() == v1alpha1.ReconcilePolicySkip {
 			continue
 		}

@@ -6,7 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 
-	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 )
 
 // zoneApps indexes the cached SpectrumApps by zone (CloudflareZoneID), holding the
@@ -19,21 +19,21 @@ import (
 // cache a moment behind, as every reader of the cache does.
 type zoneApps struct {
 	mu    sync.RWMutex
-	zones map[string]map[types.NamespacedName]*v1alpha1.SpectrumApp
+	zones map[string]map[types.NamespacedName]*appcache.Record
 }
 
 var _ toolscache.ResourceEventHandler = (*zoneApps)(nil)
 
 func newZoneApps() *zoneApps {
-	return &zoneApps{zones: map[string]map[types.NamespacedName]*v1alpha1.SpectrumApp{}}
+	return &zoneApps{zones: map[string]map[types.NamespacedName]*appcache.Record{}}
 }
 
 // of returns the zone's apps; the objects are the cache's, not to be
 // modified.
-func (z *zoneApps) of(zoneID string) []*v1alpha1.SpectrumApp {
+func (z *zoneApps) of(zoneID string) []*appcache.Record {
 	z.mu.RLock()
 	defer z.mu.RUnlock()
-	apps := make([]*v1alpha1.SpectrumApp, 0, len(z.zones[zoneID]))
+	apps := make([]*appcache.Record, 0, len(z.zones[zoneID]))
 	for _, app := range z.zones[zoneID] {
 		apps = append(apps, app)
 	}
@@ -42,7 +42,7 @@ func (z *zoneApps) of(zoneID string) []*v1alpha1.SpectrumApp {
 
 // OnAdd implements toolscache.ResourceEventHandler.
 func (z *zoneApps) OnAdd(obj any, _ bool) {
-	if app, ok := obj.(*v1alpha1.SpectrumApp); ok {
+	if app, ok := appcache.Of(obj); ok {
 		z.put(app)
 	}
 }
@@ -50,8 +50,8 @@ func (z *zoneApps) OnAdd(obj any, _ bool) {
 // OnUpdate implements toolscache.ResourceEventHandler: an app whose zone
 // changed (its zoneName resolved) moves.
 func (z *zoneApps) OnUpdate(oldObj, newObj any) {
-	old, okOld := oldObj.(*v1alpha1.SpectrumApp)
-	app, ok := newObj.(*v1alpha1.SpectrumApp)
+	old, okOld := appcache.Of(oldObj)
+	app, ok := appcache.Of(newObj)
 	if !ok {
 		return
 	}
@@ -64,31 +64,28 @@ func (z *zoneApps) OnUpdate(oldObj, newObj any) {
 // OnDelete implements toolscache.ResourceEventHandler, for a deletion
 // seen or missed while the watch was down.
 func (z *zoneApps) OnDelete(obj any) {
-	if missed, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		obj = missed.Obj
-	}
-	if app, ok := obj.(*v1alpha1.SpectrumApp); ok {
+	if app, ok := appcache.Of(obj); ok {
 		z.remove(app)
 	}
 }
 
-func (z *zoneApps) put(app *v1alpha1.SpectrumApp) {
+func (z *zoneApps) put(app *appcache.Record) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	zone := app.CloudflareZoneID()
 	apps, ok := z.zones[zone]
 	if !ok {
-		apps = map[types.NamespacedName]*v1alpha1.SpectrumApp{}
+		apps = map[types.NamespacedName]*appcache.Record{}
 		z.zones[zone] = apps
 	}
-	apps[types.NamespacedName{Namespace: app.Namespace, Name: app.Name}] = app
+	apps[app.NamespacedName()] = app
 }
 
-func (z *zoneApps) remove(app *v1alpha1.SpectrumApp) {
+func (z *zoneApps) remove(app *appcache.Record) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	zone := app.CloudflareZoneID()
-	delete(z.zones[zone], types.NamespacedName{Namespace: app.Namespace, Name: app.Name})
+	delete(z.zones[zone], app.NamespacedName())
 	if len(z.zones[zone]) == 0 {
 		delete(z.zones, zone)
 	}

@@ -20,7 +20,7 @@ func TestZoneAppsFollowTheInformer(t *testing.T) {
 	names := func(zoneID string) map[string]string {
 		out := map[string]string{}
 		for _, app := range z.of(zoneID) {
-			out[app.Namespace+"/"+app.Name] = app.Status.ApplicationID
+			out[app.NamespacedName().String()] = app.ApplicationID()
 		}
 		return out
 	}

@@ -30,5 +30,11 @@ func (t *Table[K, V]) Share(key K, value V) V {
 	return value
 }
 
+// Get returns the table's value for key, if it holds one.
+func (t *Table[K, V]) Get(key K) (V, bool) {
+	value, ok := t.values[key]
+	return value, ok
+}
+
 // Len is how many values the table holds.
 func (t *Table[K, V]) Len() int { return len(t.values) }

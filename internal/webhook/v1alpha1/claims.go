@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 
@@ -10,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
+	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
 // claimRegistry knows which SpectrumApps stand for each Cloudflare
@@ -26,6 +29,10 @@ import (
 type claimRegistry struct {
 	mu      sync.RWMutex
 	holders map[string][]types.NamespacedName
+	// zones counts, for each zone an app names by zoneName (normalized),
+	// the apps the controller resolved it for, by zone ID: admission learns
+	// a zone's ID from them. (A zone deleted and added again has a new ID.)
+	zones map[string]map[string]int
 	// synced tells whether the informer has told of every app it listed
 	// when it started; the registry is not read before.
 	synced func() bool
@@ -34,7 +41,7 @@ type claimRegistry struct {
 var _ toolscache.ResourceEventHandler = (*claimRegistry)(nil)
 
 func newClaimRegistry() *claimRegistry {
-	return &claimRegistry{holders: map[string][]types.NamespacedName{}, synced: func() bool { return true }}
+	return &claimRegistry{holders: map[string][]types.NamespacedName{}, zones: map[string]map[string]int{}, synced: func() bool { return true }}
 }
 
 // registerClaims feeds a new registry from the SpectrumApp informer.
@@ -55,52 +62,91 @@ func registerClaims(ctx context.Context, informers cache.Informers) (*claimRegis
 // holdersOf returns the apps that claim key, once the registry knows every
 // app the cache does; it waits for that while the manager starts.
 func (r *claimRegistry) holdersOf(ctx context.Context, key string) ([]types.NamespacedName, error) {
-	if !r.synced() && !toolscache.WaitForCacheSync(ctx.Done(), r.synced) {
-		return nil, ctx.Err()
+	if err := r.waitForSync(ctx); err != nil {
+		return nil, err
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return slices.Clone(r.holders[key]), nil
 }
 
+// zoneIDNamed returns the ID the controller resolved the zone named
+// zoneName (normalized) to for some app; "" when it resolved it for none.
+// Of two IDs (the zone was deleted and added again), the lower.
+func (r *claimRegistry) zoneIDNamed(ctx context.Context, zoneName string) (string, error) {
+	if err := r.waitForSync(ctx); err != nil {
+		return "", err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ids := slices.Sorted(maps.Keys(r.zones[zoneName]))
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return ids[0], nil
+}
+
+func (r *claimRegistry) waitForSync(ctx context.Context) error {
+	if !r.synced() && !toolscache.WaitForCacheSync(ctx.Done(), r.synced) {
+		return ctx.Err()
+	}
+	return nil
+}
+
 func (r *claimRegistry) OnAdd(obj any, _ bool) {
-	if app, ok := obj.(*spectrumv1alpha1.SpectrumApp); ok {
-		r.move(nil, app)
+	if app, ok := appcache.Of(obj); ok {
+		r.move(nil, claimsOf(app))
 	}
 }
 
 func (r *claimRegistry) OnUpdate(oldObj, newObj any) {
-	old, okOld := oldObj.(*spectrumv1alpha1.SpectrumApp)
-	app, okNew := newObj.(*spectrumv1alpha1.SpectrumApp)
+	old, okOld := appcache.Of(oldObj)
+	app, okNew := appcache.Of(newObj)
 	if okOld && okNew {
-		r.move(old, app)
+		r.move(claimsOf(old), claimsOf(app))
 	}
 }
 
 func (r *claimRegistry) OnDelete(obj any) {
-	if tombstone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		obj = tombstone.Obj
+	if app, ok := appcache.Of(obj); ok {
+		r.move(claimsOf(app), nil)
 	}
-	if app, ok := obj.(*spectrumv1alpha1.SpectrumApp); ok {
-		r.move(app, nil)
+}
+
+// appClaims is what one app claims.
+type appClaims struct {
+	name types.NamespacedName
+	keys []string
+	// zoneName is the zone an app names by zoneName (normalized), and
+	// zoneID the ID the controller resolved it to; both empty otherwise.
+	zoneName, zoneID string
+}
+
+func claimsOf(app *appcache.Record) *appClaims {
+	spec := spectrumv1alpha1.SpectrumAppSpec{ZoneID: app.ZoneID(), ZoneName: app.ZoneName(), Protocol: app.Protocol(),
+		DNS: spectrumv1alpha1.DNS{Name: app.Hostname()}}
+	claims := &appClaims{name: app.NamespacedName(), keys: claimKeys(&spec, app.StatusZoneID())}
+	if spec.ZoneID == "" && spec.ZoneName != "" && app.StatusZoneID() != "" {
+		claims.zoneName, claims.zoneID = spectrum.NormalizeHostname(spec.ZoneName), app.StatusZoneID()
 	}
+	return claims
 }
 
 // move takes the claims of from (nil: none) away and gives those of to
 // (nil: none); both are versions of one app.
-func (r *claimRegistry) move(from, to *spectrumv1alpha1.SpectrumApp) {
+func (r *claimRegistry) move(from, to *appClaims) {
 	var gone, taken []string
 	var name types.NamespacedName
 	if from != nil {
-		gone = claimKeys(from)
-		name = types.NamespacedName{Namespace: from.Namespace, Name: from.Name}
+		gone, name = from.keys, from.name
 	}
 	if to != nil {
-		taken = claimKeys(to)
-		name = types.NamespacedName{Namespace: to.Namespace, Name: to.Name}
+		taken, name = to.keys, to.name
 	}
 	if slices.Equal(gone, taken) {
-		// Most events: status written, nothing claimed anew.
+		// Most events: status written, nothing claimed anew. (The keys
+		// name the zone both by name and by resolved ID: the same keys,
+		// the same zone resolved.)
 		return
 	}
 	r.mu.Lock()
@@ -114,6 +160,31 @@ func (r *claimRegistry) move(from, to *spectrumv1alpha1.SpectrumApp) {
 		if !slices.Contains(gone, key) {
 			r.claim(key, name)
 		}
+	}
+	if from != nil {
+		r.countZone(from, -1)
+	}
+	if to != nil {
+		r.countZone(to, 1)
+	}
+}
+
+// countZone counts the app's resolution of its zone's name in or out. The
+// caller holds mu.
+func (r *claimRegistry) countZone(app *appClaims, delta int) {
+	if app.zoneName == "" {
+		return
+	}
+	ids := r.zones[app.zoneName]
+	if ids == nil {
+		ids = map[string]int{}
+		r.zones[app.zoneName] = ids
+	}
+	if ids[app.zoneID] += delta; ids[app.zoneID] <= 0 {
+		delete(ids, app.zoneID)
+	}
+	if len(ids) == 0 {
+		delete(r.zones, app.zoneName)
 	}
 }
 

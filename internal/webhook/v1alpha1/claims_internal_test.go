@@ -35,7 +35,7 @@ func TestClaimRegistryFollowsTheApps(t *testing.T) {
 	ssh := claimingApp("team-a", "ssh", "ssh.example.com")
 	moved := claimingApp("team-a", "ssh", "bastion.example.com")
 	twin := claimingApp("team-b", "ssh-too", "SSH.example.com.")
-	sshKey, bastionKey := claimKeys(ssh)[0], claimKeys(moved)[0]
+	sshKey, bastionKey := claimKeys(&ssh.Spec, "")[0], claimKeys(&moved.Spec, "")[0]
 	byNameKey, byResolvedIDKey := claimKey(&byZoneName(ssh, "").Spec), claimKeyIn(claimZone, &ssh.Spec)
 	a := types.NamespacedName{Namespace: "team-a", Name: "ssh"}
 	b := types.NamespacedName{Namespace: "team-b", Name: "ssh-too"}
@@ -105,7 +105,42 @@ func TestClaimRegistryIsNotReadBeforeItKnowsEveryApp(t *testing.T) {
 	r.synced = func() bool { return false }
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if holders, err := r.holdersOf(ctx, claimKeys(claimingApp("team-a", "ssh", "ssh.example.com"))[0]); err == nil {
+	if holders, err := r.holdersOf(ctx, claimKeys(&claimingApp("team-a", "ssh", "ssh.example.com").Spec, "")[0]); err == nil {
 		t.Fatalf("read before it was synced: %v", holders)
+	}
+}
+
+// Admission learns a zone's ID from the apps the controller resolved its
+// name for, as long as one of them is there.
+func TestClaimRegistryLearnsResolvedZones(t *testing.T) {
+	ssh := byZoneName(claimingApp("team-a", "ssh", "ssh.example.com"), "")
+	rdp := byZoneName(claimingApp("team-b", "rdp", "rdp.example.com"), "")
+	r := newClaimRegistry()
+	zoneOf := func(name string) string {
+		t.Helper()
+		id, err := r.zoneIDNamed(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for _, step := range []struct {
+		name  string
+		event func()
+		want  string
+	}{
+		{"named, not resolved", func() { r.OnAdd(ssh, false) }, ""},
+		{"resolved", func() { r.OnUpdate(ssh, byZoneName(ssh, claimZone)) }, claimZone},
+		{"another app resolved it too", func() { r.OnAdd(byZoneName(rdp, claimZone), false) }, claimZone},
+		{"one of them deleted", func() { r.OnDelete(byZoneName(ssh, claimZone)) }, claimZone},
+		{"the last deleted", func() { r.OnDelete(byZoneName(rdp, claimZone)) }, ""},
+	} {
+		step.event()
+		if got := zoneOf("example.com"); got != step.want {
+			t.Fatalf("%s: zone example.com is %q, want %q", step.name, got, step.want)
+		}
+	}
+	if len(r.zones) != 0 {
+		t.Fatalf("the registry still counts zones: %v", r.zones)
 	}
 }

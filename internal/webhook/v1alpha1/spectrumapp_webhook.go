@@ -50,9 +50,6 @@ func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spectrumv1alpha1.SpectrumApp{}, zoneNameIndex, zoneNameKeys); err != nil {
-		return err
-	}
 	return ctrl.NewWebhookManagedBy(mgr, &spectrumv1alpha1.SpectrumApp{}).
 		WithValidator(&SpectrumAppCustomValidator{Client: mgr.GetClient(), DefaultPlan: opts.DefaultPlan, DefaultCredentials: opts.DefaultCredentials, claims: claims}).
 		Complete()
@@ -63,10 +60,10 @@ func SetupSpectrumAppWebhookWithManager(mgr ctrl.Manager, opts Options) error {
 // port). The zone as the spec names it and, for an app by zoneName, as
 // the ID the controller resolved it to (status.zoneID), so an app by
 // zoneID and one by zoneName of the same zone meet on one key.
-func claimKeys(app *spectrumv1alpha1.SpectrumApp) []string {
-	keys := []string{claimKey(&app.Spec)}
-	if app.Spec.ZoneID == "" && app.Status.ZoneID != "" {
-		keys = append(keys, claimKeyIn(app.Status.ZoneID, &app.Spec))
+func claimKeys(spec *spectrumv1alpha1.SpectrumAppSpec, resolvedZoneID string) []string {
+	keys := []string{claimKey(spec)}
+	if spec.ZoneID == "" && resolvedZoneID != "" {
+		keys = append(keys, claimKeyIn(resolvedZoneID, spec))
 	}
 	return keys
 }
@@ -84,39 +81,21 @@ func claimKeyIn(zone string, spec *spectrumv1alpha1.SpectrumAppSpec) string {
 	return zone + "/" + spectrum.NormalizeHostname(spec.DNS.Name) + "/" + rules.CanonicalProtocol(spec.Protocol)
 }
 
-// zoneNameIndex indexes SpectrumApps by spec.zoneName, so admission can
-// learn a zone's ID from an app the controller resolved it for.
-const zoneNameIndex = "spectrum.cloudflare-operator.io/zone-name"
-
-func zoneNameKeys(obj client.Object) []string {
-	if name := obj.(*spectrumv1alpha1.SpectrumApp).Spec.ZoneName; name != "" {
-		return []string{spectrum.NormalizeHostname(name)}
-	}
-	return nil
-}
-
 // claimKeysOf are the keys a new or moved app would take: the spec's, and
 // the zone's ID when an app by zoneName names a zone some SpectrumApp
 // already resolved. (A zoneName no app has resolved yet is matched only by
 // name; the controller's claim check, on the resolved ID, is the
 // backstop.)
 func (v *SpectrumAppCustomValidator) claimKeysOf(ctx context.Context, app *spectrumv1alpha1.SpectrumApp) ([]string, error) {
-	keys := claimKeys(app)
+	keys := claimKeys(&app.Spec, app.Status.ZoneID)
 	if app.Spec.ZoneName == "" || app.Status.ZoneID != "" {
 		return keys, nil
 	}
-	var named spectrumv1alpha1.SpectrumAppList
-	// Read-only: only the apps' status is looked at.
-	if err := v.Client.List(ctx, &named, client.MatchingFields{zoneNameIndex: spectrum.NormalizeHostname(app.Spec.ZoneName)},
-		client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
+	id, err := v.claims.zoneIDNamed(ctx, spectrum.NormalizeHostname(app.Spec.ZoneName))
+	if err != nil || id == "" {
+		return keys, err
 	}
-	for i := range named.Items {
-		if id := named.Items[i].Status.ZoneID; id != "" {
-			return append(keys, claimKeyIn(id, &app.Spec)), nil
-		}
-	}
-	return keys, nil
+	return append(keys, claimKeyIn(id, &app.Spec)), nil
 }
 
 // +kubebuilder:webhook:path=/validate-spectrum-cloudflare-operator-io-v1alpha1-spectrumapp,mutating=false,failurePolicy=fail,sideEffects=None,groups=spectrum.cloudflare-operator.io,resources=spectrumapps,verbs=create;update,versions=v1alpha1,name=vspectrumapp-v1alpha1.kb.io,admissionReviewVersions=v1

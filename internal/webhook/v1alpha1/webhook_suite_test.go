@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	spectrumv1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/controller"
 	"github.com/cloudflare-operator/spectrum-operator/internal/testenv"
 )
 
@@ -74,6 +76,8 @@ func runSuite(m *testing.M) int {
 		}),
 		Metrics:        metricsserver.Options{BindAddress: "0"},
 		LeaderElection: false,
+		// The manager's cache, whose SpectrumApps are Records.
+		Cache: cache.Options{DefaultTransform: controller.CacheTransform()},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: manager: %v\n", err)

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 )
 
 // cachedAppJSON is a Ready app as a watch event brings it.
@@ -45,10 +46,11 @@ func TestCachedAppsShareWhatTheyRepeat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equality.Semantic.DeepEqual(out, decoded) {
-			t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", out, decoded)
+		record := out.(*appcache.Record)
+		if got := record.DeepCopyObject(); !equality.Semantic.DeepEqual(got, decoded) {
+			t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", got, decoded)
 		}
-		cached = append(cached, out.(*v1alpha1.SpectrumApp))
+		cached = append(cached, record.View())
 	}
 	first, second := cached[0], cached[1]
 	for _, tc := range []struct {
@@ -148,10 +150,11 @@ func TestAppsSyncedTogetherShareTheirConditions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equality.Semantic.DeepEqual(out, want) {
-			t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", out, want)
+		record := out.(*appcache.Record)
+		if got := record.DeepCopyObject(); !equality.Semantic.DeepEqual(got, want) {
+			t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", got, want)
 		}
-		return out.(*v1alpha1.SpectrumApp)
+		return record.View()
 	}
 	synced := outcome{kind: kindSynced}
 	ssh := cache("ssh", "ea95132c15732412d22c1476fa83f270", synced, second)
@@ -166,24 +169,5 @@ func TestAppsSyncedTogetherShareTheirConditions(t *testing.T) {
 		if conditions(other) == conditions(ssh) {
 			t.Errorf("%s shares the conditions of an app in another state: %+v", other.Name, other.Status.Conditions)
 		}
-	}
-}
-
-// The table stays bounded however many different strings pass through,
-// and what repeats is shared again once it has started afresh.
-func TestSharedStringsStayBounded(t *testing.T) {
-	table := newSharedValues()
-	for i := range 3 * maxSharedValues {
-		message := fmt.Sprintf("Created Cloudflare Spectrum application %032x", i)
-		table.use(&message)
-		if table.strings.Len() > maxSharedValues {
-			t.Fatalf("%d strings held after %d, want at most %d", table.strings.Len(), i+1, maxSharedValues)
-		}
-	}
-	a, b := string([]byte("team-a")), string([]byte("team-a"))
-	table.use(&a)
-	table.use(&b)
-	if unsafe.StringData(a) != unsafe.StringData(b) {
-		t.Fatal("a repeated string is not shared after the table started afresh")
 	}
 }
