@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
@@ -34,6 +35,23 @@ func decodeCachedApp(t *testing.T, name, id string) *v1alpha1.SpectrumApp {
 	return app
 }
 
+// cachedView passes a decoded app through the cache's transform, checks the
+// cache's readers get it as decoded, and returns the view of its Record,
+// which shares what the Record holds.
+func cachedView(t *testing.T, transform toolscache.TransformFunc, decoded *v1alpha1.SpectrumApp) *v1alpha1.SpectrumApp {
+	t.Helper()
+	want := decoded.DeepCopy()
+	out, err := transform(decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := out.(*appcache.Record)
+	if got := record.DeepCopyObject(); !equality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", got, want)
+	}
+	return record.View()
+}
+
 // Two cached apps hold one copy of each value they repeat, and each reads
 // exactly as decoded.
 func TestCachedAppsShareWhatTheyRepeat(t *testing.T) {
@@ -41,16 +59,7 @@ func TestCachedAppsShareWhatTheyRepeat(t *testing.T) {
 	var cached []*v1alpha1.SpectrumApp
 	for i, name := range []string{"ssh", "rdp"} {
 		app := decodeCachedApp(t, name, fmt.Sprintf("ea95132c15732412d22c1476fa83f27%d", i))
-		decoded := app.DeepCopy()
-		out, err := transform(app)
-		if err != nil {
-			t.Fatal(err)
-		}
-		record := out.(*appcache.Record)
-		if got := record.DeepCopyObject(); !equality.Semantic.DeepEqual(got, decoded) {
-			t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", got, decoded)
-		}
-		cached = append(cached, record.View())
+		cached = append(cached, cachedView(t, transform, app))
 	}
 	first, second := cached[0], cached[1]
 	for _, tc := range []struct {
@@ -145,16 +154,7 @@ func TestAppsSyncedTogetherShareTheirConditions(t *testing.T) {
 		if err := json.Unmarshal(written, decoded); err != nil {
 			t.Fatal(err)
 		}
-		want := decoded.DeepCopy()
-		out, err := transform(decoded)
-		if err != nil {
-			t.Fatal(err)
-		}
-		record := out.(*appcache.Record)
-		if got := record.DeepCopyObject(); !equality.Semantic.DeepEqual(got, want) {
-			t.Fatalf("the cached app reads\n%+v\nit was decoded as\n%+v", got, want)
-		}
-		return record.View()
+		return cachedView(t, transform, decoded)
 	}
 	synced := outcome{kind: kindSynced}
 	ssh := cache("ssh", "ea95132c15732412d22c1476fa83f270", synced, second)

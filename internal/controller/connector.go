@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
@@ -12,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -215,49 +213,27 @@ func (e *CredentialsError) Classification() failure.Classification {
 	return failure.Explain(failure.NeedsHuman, e.Reason, resolution, e.Detail)
 }
 
-// credentialsIndex indexes SpectrumApps by the Secret they take their token
-// from, so a Secret change wakes exactly the apps that use it.
-const credentialsIndex = "spectrum.cloudflare-operator.io/credentials"
-
-// usesDefaultCredentials is the index key of apps without credentialsRef.
-const usesDefaultCredentials = "\x00default"
-
-// credentialsKey is the index key of the apps that use a Secret by
-// credentialsRef.
-func credentialsKey(secret types.NamespacedName) string {
-	return secret.Namespace + "/" + secret.Name
-}
-
-func indexCredentials(ctx context.Context, mgr ctrl.Manager) (*appcache.Index, error) {
-	return appcache.AddIndex(ctx, mgr.GetCache(), credentialsIndex, func(app *appcache.Record) []string {
-		ref := app.CredentialsRef()
-		if ref == nil {
-			return []string{usesDefaultCredentials}
-		}
-		return []string{credentialsKey(types.NamespacedName{Namespace: app.GetNamespace(), Name: ref.Name})}
-	})
-}
-
 // appsUsingSecret maps a Secret event to the SpectrumApps that use it:
-// with the default credentials, that is every app.
-func (r *SpectrumAppReconciler) appsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+// with the default credentials, that is every app. Secrets change seldom,
+// so the cached apps are scanned rather than each paying for an index
+// entry (docs/benchmarks.md): 20,000 apps take about a millisecond.
+func (r *SpectrumAppReconciler) appsUsingSecret(_ context.Context, secret client.Object) []reconcile.Request {
 	var requests []reconcile.Request
-	add := func(key string) {
-		apps, err := r.byCredentials.Get(key)
-		if err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Finding the SpectrumApps of a changed Secret", "secret", client.ObjectKeyFromObject(secret))
-			return
-		}
-		requests = slices.Grow(requests, len(apps))
-		for _, app := range apps {
+	r.zoneApps.each(func(app *appcache.Record) {
+		if usesSecret(app, client.ObjectKeyFromObject(secret), r.DefaultCredentials) {
 			requests = append(requests, reconcile.Request{NamespacedName: app.NamespacedName()})
 		}
-	}
-	add(credentialsKey(client.ObjectKeyFromObject(secret)))
-	if d := r.DefaultCredentials; d.Name == secret.GetName() && d.Namespace == secret.GetNamespace() {
-		add(usesDefaultCredentials)
-	}
+	})
 	return requests
+}
+
+// usesSecret tells whether the app takes its token from the Secret, by
+// credentialsRef or as the operator's default credentials.
+func usesSecret(app *appcache.Record, secret types.NamespacedName, defaults v1alpha1.SecretKey) bool {
+	if ref := app.CredentialsRef(); ref != nil {
+		return app.GetNamespace() == secret.Namespace && ref.Name == secret.Name
+	}
+	return defaults.NamespacedName == secret
 }
 
 // tokenCache remembers the token of each Secret (and key) at its current

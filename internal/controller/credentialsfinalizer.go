@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,9 +94,8 @@ func (w metadataWriter) patchFinalizers(ctx context.Context, resource schema.Gro
 // SpectrumApp that will delete its application uses it any more.
 type credentialsRelease struct {
 	client.Client
-	writer metadataWriter
-	// byCredentials are the cached apps by credentials Secret.
-	byCredentials *appcache.Index
+	writer  metadataWriter
+	holders *credentialsHolders
 }
 
 // Reconcile releases the Secret when it is no longer needed.
@@ -107,14 +107,8 @@ func (c *credentialsRelease) Reconcile(ctx context.Context, req reconcile.Reques
 	if !slices.Contains(secret.Finalizers, CredentialsInUseFinalizer) {
 		return reconcile.Result{}, nil
 	}
-	apps, err := c.byCredentials.Get(credentialsKey(req.NamespacedName))
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	for _, app := range apps {
-		if holdsCredentials(app) {
-			return reconcile.Result{}, nil
-		}
+	if c.holders.holding(req.NamespacedName) {
+		return reconcile.Result{}, nil
 	}
 	kept := slices.DeleteFunc(slices.Clone(secret.Finalizers), func(f string) bool { return f == CredentialsInUseFinalizer })
 	return reconcile.Result{}, client.IgnoreNotFound(c.writer.patchFinalizers(ctx, secretsResource, secret, kept))
@@ -128,44 +122,102 @@ func holdsCredentials(app *appcache.Record) bool {
 		(app.GetDeletionTimestamp().IsZero() || controllerutil.ContainsFinalizer(app, v1alpha1.Finalizer))
 }
 
-// appsLettingGoOfCredentials wakes the release of a Secret on the app
-// events after which the Secret may be free: an app that held it stops
-// (deleted, finalizer gone, another Secret, Orphan or a policy that deletes
-// nothing) or goes. Every other event (status writes above all, several
-// per app) cannot free a Secret, and waking on them listed every app of
-// the Secret on every write: most of the manager's CPU at 10,000 apps.
-var appsLettingGoOfCredentials handler.EventHandler = handler.TypedFuncs[client.Object, reconcile.Request]{
-	UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		old, okOld := appcache.Of(e.ObjectOld)
-		updated, okNew := appcache.Of(e.ObjectNew)
-		if !okOld || !okNew || !holdsCredentials(old) {
-			return
-		}
-		if holdsCredentials(updated) && updated.CredentialsRef().Name == old.CredentialsRef().Name {
-			return
-		}
-		q.Add(credentialsSecretOf(old))
-	},
-	DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		if app, ok := appcache.Of(e.Object); ok && app.CredentialsRef() != nil {
-			q.Add(credentialsSecretOf(app))
-		}
-	},
+// credentialsHolders counts, for each credentials Secret, the cached apps
+// that hold it (holdsCredentials), and wakes the release of a Secret when
+// an app lets go of it: stops holding it (finalizer gone, another Secret,
+// Orphan or a policy that deletes nothing) or goes. The count is changed
+// before the release is woken, in one handler of the SpectrumApp
+// informer, so a release never reads a count older than what woke it.
+// Every other event (status writes above all, several per app) cannot free
+// a Secret, and waking on them listed every app of the Secret on every
+// write: most of the manager's CPU at 10,000 apps.
+//
+// It is the release controller's source of app events: it counts on the
+// leader only, from the informer's replay of every cached app when the
+// controller starts, before its first reconcile.
+type credentialsHolders struct {
+	mu     sync.Mutex
+	counts map[types.NamespacedName]int
 }
 
-func credentialsSecretOf(app *appcache.Record) reconcile.Request {
-	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: app.GetNamespace(), Name: app.CredentialsRef().Name}}
+var _ handler.EventHandler = (*credentialsHolders)(nil)
+
+func newCredentialsHolders() *credentialsHolders {
+	return &credentialsHolders{counts: map[types.NamespacedName]int{}}
+}
+
+// holding tells whether some app holds the Secret.
+func (h *credentialsHolders) holding(secret types.NamespacedName) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.counts[secret] > 0
+}
+
+func (h *credentialsHolders) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if app, ok := appcache.Of(e.Object); ok {
+		h.move(nil, app, q)
+	}
+}
+
+func (h *credentialsHolders) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	old, okOld := appcache.Of(e.ObjectOld)
+	updated, okNew := appcache.Of(e.ObjectNew)
+	if okOld && okNew {
+		h.move(old, updated, q)
+	}
+}
+
+func (h *credentialsHolders) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if app, ok := appcache.Of(e.Object); ok {
+		h.move(app, nil, q)
+	}
+}
+
+func (h *credentialsHolders) Generic(context.Context, event.GenericEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+// move counts out the Secret that from holds and counts in the one that
+// to holds (either nil: none); both are versions of one app. A Secret let
+// go of is woken.
+func (h *credentialsHolders) move(from, to *appcache.Record, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	gone, hadOne := heldSecret(from)
+	taken, hasOne := heldSecret(to)
+	if hadOne == hasOne && gone == taken {
+		return
+	}
+	h.mu.Lock()
+	if hasOne {
+		h.counts[taken]++
+	}
+	if hadOne {
+		if h.counts[gone]--; h.counts[gone] <= 0 {
+			delete(h.counts, gone)
+		}
+	}
+	h.mu.Unlock()
+	if hadOne {
+		q.Add(reconcile.Request{NamespacedName: gone})
+	}
+}
+
+// heldSecret is the Secret the app holds, if it holds one.
+func heldSecret(app *appcache.Record) (types.NamespacedName, bool) {
+	if app == nil || !holdsCredentials(app) {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: app.GetNamespace(), Name: app.CredentialsRef().Name}, true
 }
 
 // setupCredentialsRelease watches the Secrets that carry the finalizer,
 // and the SpectrumApps that let go of them.
-func setupCredentialsRelease(mgr manager.Manager, writer metadataWriter, byCredentials *appcache.Index) error {
+func setupCredentialsRelease(mgr manager.Manager, writer metadataWriter) error {
+	holders := newCredentialsHolders()
 	carriesFinalizer := predicate.NewPredicateFuncs(func(obj client.Object) bool {
 		return slices.Contains(obj.GetFinalizers(), CredentialsInUseFinalizer)
 	})
 	return builder.ControllerManagedBy(mgr).
 		Named("credentials-release").
 		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(carriesFinalizer)).
-		Watches(&v1alpha1.SpectrumApp{}, appsLettingGoOfCredentials).
-		Complete(&credentialsRelease{Client: mgr.GetClient(), writer: writer, byCredentials: byCredentials})
+		Watches(&v1alpha1.SpectrumApp{}, holders).
+		Complete(&credentialsRelease{Client: mgr.GetClient(), writer: writer, holders: holders})
 }

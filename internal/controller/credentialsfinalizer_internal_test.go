@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -51,7 +52,12 @@ func TestOnlyAppsLettingGoWakeTheCredentialsRelease(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
 			defer q.ShutDown()
-			appsLettingGoOfCredentials.Update(context.Background(), event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}, q)
+			holders := newCredentialsHolders()
+			holders.Create(context.Background(), event.CreateEvent{Object: tc.old}, q)
+			if q.Len() != 0 {
+				t.Fatal("a new app woke the release")
+			}
+			holders.Update(context.Background(), event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}, q)
 			if woke := q.Len() == 1; woke != tc.wakes {
 				t.Errorf("woke the release: %t, want %t", woke, tc.wakes)
 			}
@@ -63,14 +69,24 @@ func TestOnlyAppsLettingGoWakeTheCredentialsRelease(t *testing.T) {
 		})
 	}
 
+	// Two apps hold the Secret: it is held until the last goes.
 	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
 	defer q.ShutDown()
-	appsLettingGoOfCredentials.Create(context.Background(), event.CreateEvent{Object: holding()}, q)
-	if q.Len() != 0 {
-		t.Errorf("a new app woke the release")
+	holders := newCredentialsHolders()
+	secret := types.NamespacedName{Namespace: "team", Name: "cloudflare"}
+	other := holding()
+	other.Name = "other"
+	holders.Create(context.Background(), event.CreateEvent{Object: holding()}, q)
+	holders.Create(context.Background(), event.CreateEvent{Object: other}, q)
+	if q.Len() != 0 || !holders.holding(secret) {
+		t.Fatalf("two new apps: woke %d, holding %t; want 0, true", q.Len(), holders.holding(secret))
 	}
-	appsLettingGoOfCredentials.Delete(context.Background(), event.DeleteEvent{Object: holding()}, q)
-	if q.Len() != 1 {
-		t.Errorf("a deleted app did not wake the release of its Secret")
+	holders.Delete(context.Background(), event.DeleteEvent{Object: holding()}, q)
+	if q.Len() != 1 || !holders.holding(secret) {
+		t.Errorf("one of two deleted: woke %d, holding %t; want 1, true", q.Len(), holders.holding(secret))
+	}
+	holders.Delete(context.Background(), event.DeleteEvent{Object: other}, q)
+	if holders.holding(secret) {
+		t.Error("the last app deleted, the Secret is still held")
 	}
 }

@@ -30,7 +30,6 @@ import (
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
 	"github.com/cloudflare-operator/spectrum-operator/api/v1alpha1/rules"
-	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/budget"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
@@ -70,9 +69,7 @@ type SpectrumAppReconciler struct {
 	stubConnect func(ctx context.Context, app *v1alpha1.SpectrumApp) (external, error)
 	// zoneApps are the cached SpectrumApps by zone.
 	zoneApps *zoneApps
-	// byCredentials are the cached SpectrumApps by credentials Secret.
-	byCredentials *appcache.Index
-	writer        metadataWriter
+	writer   metadataWriter
 	// turnCame wakes an app whose turn in its token's line has come.
 	turnCame chan event.GenericEvent
 	traffic  *trafficWatch
@@ -497,11 +494,6 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// A forgotten token's zone listings go with it.
 	r.zones.held = r.Connector.Holds
 	r.secrets = newTokenCache()
-	byCredentials, err := indexCredentials(context.Background(), mgr)
-	if err != nil {
-		return err
-	}
-	r.byCredentials = byCredentials
 	r.zoneApps = newZoneApps()
 	apps, err := mgr.GetCache().GetInformer(context.Background(), &v1alpha1.SpectrumApp{})
 	if err != nil {
@@ -515,7 +507,7 @@ func (r *SpectrumAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.writer = writer
-	if err := setupCredentialsRelease(mgr, writer, byCredentials); err != nil {
+	if err := setupCredentialsRelease(mgr, writer); err != nil {
 		return err
 	}
 	workers := r.MaxConcurrentReconciles

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 )
 
@@ -331,8 +332,8 @@ func (w *trafficWatch) secretVersion(ctx context.Context, secret types.Namespace
 // zoneApps groups by credentials the zone's apps whose traffic is read:
 // those with a Cloudflare application, not being deleted, and not under
 // the skip policy, which makes no Cloudflare call.
-func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp, error) {
-	groups := map[v1alpha1.SecretKey][]*v1alpha1.SpectrumApp{}
+func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*appcache.Record, error) {
+	groups := map[v1alpha1.SecretKey][]*appcache.Record{}
 	for _, record := range w.r.zoneApps.of(zoneID) {
 		app := record.View()
 		if app.Status.ApplicationID == "" || !app.DeletionTimestamp.IsZero() || app.Policy() == v1alpha1.ReconcilePolicySkip {
@@ -345,7 +346,7 @@ func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha
 		if app.UsesDefaultCredentials() && w.r.checkGrant(ctx, creds.NamespacedName, app) != nil {
 			continue // its reconcile says why
 		}
-		groups[creds] = append(groups[creds], app)
+		groups[creds] = append(groups[creds], record)
 	}
 	return groups, nil
 }
@@ -353,7 +354,7 @@ func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha
 // read reads one zone's traffic with one token, tells it to its apps, and
 // returns when the zone is next due, and whether Cloudflare refused the
 // token its analytics.
-func (w *trafficWatch) read(ctx context.Context, key trafficKey, apps []*v1alpha1.SpectrumApp) (time.Time, bool) {
+func (w *trafficWatch) read(ctx context.Context, key trafficKey, apps []*appcache.Record) (time.Time, bool) {
 	log := w.log.WithValues("zone", key.zoneID, "secret", key.creds.NamespacedName)
 	token, err := w.r.token(ctx, key.creds)
 	if err != nil {
@@ -366,7 +367,7 @@ func (w *trafficWatch) read(ctx context.Context, key trafficKey, apps []*v1alpha
 	interval := w.interval(key.creds, reader)
 	ids := make([]string, 0, len(apps))
 	for _, app := range apps {
-		ids = append(ids, app.Status.ApplicationID)
+		ids = append(ids, app.ApplicationID())
 	}
 	// A token whose budget is busy has no spare slot for a while: the zone
 	// is looked at again soon, without holding up other tokens' zones.
@@ -393,8 +394,8 @@ func (w *trafficWatch) read(ctx context.Context, key trafficKey, apps []*v1alpha
 		return time.Now().Add(interval), false
 	}
 	for _, app := range apps {
-		if observed, ok := observedTraffic(traffic, app.Status.ApplicationID); ok {
-			w.tell(ctx, app, observed)
+		if observed, ok := observedTraffic(traffic, app.ApplicationID()); ok {
+			w.tell(ctx, app.View(), observed)
 		}
 	}
 	return time.Now().Add(interval), false

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
+	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum"
 	"github.com/cloudflare-operator/spectrum-operator/internal/spectrum/failure"
 )
@@ -67,9 +68,10 @@ func (w *trafficWatch) tell(ctx context.Context, app *v1alpha1.SpectrumApp, traf
 }
 
 // tellDenied tells each app that its traffic cannot be read.
-func (w *trafficWatch) tellDenied(ctx context.Context, apps []*v1alpha1.SpectrumApp, failure failure.Classification) {
+func (w *trafficWatch) tellDenied(ctx context.Context, apps []*appcache.Record, failure failure.Classification) {
 	message := failure.Message + fmt.Sprintf(" The operator reads this zone's traffic with this token again in %s, or when the credentials Secret changes.", w.opts.DeniedBackoff)
-	for _, app := range apps {
+	for _, record := range apps {
+		app := record.View()
 		w.record(ctx, app, trafficState{
 			condition: w.condition(app, metav1.ConditionUnknown, v1alpha1.ReasonAnalyticsNotPermitted, message),
 		})

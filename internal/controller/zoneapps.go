@@ -9,11 +9,11 @@ import (
 	"github.com/cloudflare-operator/spectrum-operator/internal/appcache"
 )
 
-// zoneApps indexes the cached SpectrumApps by zone (CloudflareZoneID), holding the
-// cache's own objects, which its readers only read. The drift check reads
-// every zone's apps each period, and adoption's claim check a zone's apps:
-// through the cache's List, even without deep copies, each read copied
-// every app of the zone into a new list (about 1 KiB each), 8 % of what
+// zoneApps indexes the cached SpectrumApps by zone (CloudflareZoneID),
+// holding the cache's own Records, which its readers only read. The drift
+// check reads every zone's apps each period, adoption's claim check a
+// zone's apps, and a Secret's change all of them (each): through the
+// cache's List, each read copied every app into a new list, 8 % of what
 // the manager allocated to converge 10,000 apps, for objects only looked
 // at. It is fed by the SpectrumApp informer's events, so it follows the
 // cache a moment behind, as every reader of the cache does.
@@ -38,6 +38,18 @@ func (z *zoneApps) of(zoneID string) []*appcache.Record {
 		apps = append(apps, app)
 	}
 	return apps
+}
+
+// each calls fn with every cached app, the cache's own, not to be modified;
+// fn must not call back into z.
+func (z *zoneApps) each(fn func(*appcache.Record)) {
+	z.mu.RLock()
+	defer z.mu.RUnlock()
+	for _, apps := range z.zones {
+		for _, app := range apps {
+			fn(app)
+		}
+	}
 }
 
 // OnAdd implements toolscache.ResourceEventHandler.

@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"context"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	v1alpha1 "github.com/cloudflare-operator/spectrum-operator/api/v1alpha1"
@@ -61,4 +64,44 @@ func TestZoneAppsFollowTheInformer(t *testing.T) {
 	z.OnDelete(toolscache.DeletedFinalStateUnknown{Key: "team-b/web", Obj: b})
 	expect("z1", nil)
 	expect("z2", map[string]string{"team-a/ssh": ""})
+}
+
+// A Secret's change wakes the apps that take their token from it: by
+// credentialsRef in its namespace, or, for the operator's default
+// credentials, every app without one.
+func TestSecretChangeWakesTheAppsThatUseIt(t *testing.T) {
+	defaults := v1alpha1.SecretKey{NamespacedName: types.NamespacedName{Namespace: "operator", Name: "cloudflare"}}
+	r := &SpectrumAppReconciler{zoneApps: newZoneApps(), DefaultCredentials: defaults}
+	app := func(ns, name, secret string) *v1alpha1.SpectrumApp {
+		a := &v1alpha1.SpectrumApp{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.SpectrumAppSpec{ZoneID: "z1"}}
+		if secret != "" {
+			a.Spec.CredentialsRef = &v1alpha1.SecretKeyReference{Name: secret}
+		}
+		return a
+	}
+	for _, a := range []*v1alpha1.SpectrumApp{
+		app("team-a", "ssh", "token"), app("team-a", "rdp", "other"), app("team-b", "ssh", "token"),
+		app("team-a", "web", ""), app("team-b", "web", ""),
+	} {
+		r.zoneApps.OnAdd(a, false)
+	}
+	for _, tc := range []struct {
+		secret types.NamespacedName
+		want   []string
+	}{
+		{types.NamespacedName{Namespace: "team-a", Name: "token"}, []string{"team-a/ssh"}},
+		{types.NamespacedName{Namespace: "team-b", Name: "token"}, []string{"team-b/ssh"}},
+		{types.NamespacedName{Namespace: "team-c", Name: "token"}, nil},
+		{defaults.NamespacedName, []string{"team-a/web", "team-b/web"}},
+	} {
+		secret := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: tc.secret.Namespace, Name: tc.secret.Name}}
+		var got []string
+		for _, request := range r.appsUsingSecret(context.Background(), secret) {
+			got = append(got, request.String())
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Secret %s wakes %v, want %v", tc.secret, got, tc.want)
+		}
+	}
 }
