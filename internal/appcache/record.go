@@ -128,6 +128,13 @@ func (r *Record) View() *v1alpha1.SpectrumApp {
 	return app
 }
 
+// ViewInto makes app a View of the Record, for a caller that reads many
+// Records in turn and keeps none of them (app may then live on its stack).
+func (r *Record) ViewInto(app *v1alpha1.SpectrumApp) {
+	*app = v1alpha1.SpectrumApp{}
+	r.into(app)
+}
+
 // App returns the typed SpectrumApp the Record was made from, a copy of
 // its own.
 func (r *Record) App() *v1alpha1.SpectrumApp {

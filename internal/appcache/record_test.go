@@ -218,3 +218,18 @@ func TestAppsAlikeShareAShape(t *testing.T) {
 		t.Fatalf("the second app reads\n%+v\nit was\n%+v", got, alike)
 	}
 }
+
+// A View made into a caller's app reads as the Record, whatever that app
+// held before.
+func TestViewIntoReplacesWhatTheAppHeld(t *testing.T) {
+	recorder := NewRecorder()
+	var app v1alpha1.SpectrumApp
+	for seed := range int64(50) {
+		want := randomApp(seed)
+		record := recorder.Record(want.DeepCopy())
+		record.ViewInto(&app)
+		if !equality.Semantic.DeepEqual(&app, want) {
+			t.Fatalf("seed %d: the view reads\n%+v\nthe app was\n%+v", seed, &app, want)
+		}
+	}
+}

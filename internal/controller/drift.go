@@ -113,9 +113,10 @@ func (d *driftCheck) checkAll(ctx context.Context, notBefore time.Time) (postpon
 // were 704 bytes each more of the manager's heap while the check ran.
 func (d *driftCheck) inSyncApps(zoneID string) map[v1alpha1.SecretKey][]*appcache.Record {
 	groups := map[v1alpha1.SecretKey][]*appcache.Record{}
+	var app v1alpha1.SpectrumApp
 	for _, record := range d.r.zoneApps.of(zoneID) {
-		app := record.View()
-		if !inSync(app) {
+		record.ViewInto(&app)
+		if !inSync(&app) {
 			continue
 		}
 		creds := app.CredentialsSecret(d.r.DefaultCredentials)

@@ -334,8 +334,10 @@ func (w *trafficWatch) secretVersion(ctx context.Context, secret types.Namespace
 // the skip policy, which makes no Cloudflare call.
 func (w *trafficWatch) zoneApps(ctx context.Context, zoneID string) (map[v1alpha1.SecretKey][]*appcache.Record, error) {
 	groups := map[v1alpha1.SecretKey][]*appcache.Record{}
+	var view v1alpha1.SpectrumApp
 	for _, record := range w.r.zoneApps.of(zoneID) {
-		app := record.View()
+		record.ViewInto(&view)
+		app := &view
 		if app.Status.ApplicationID == "" || !app.DeletionTimestamp.IsZero() || app.Policy() == v1alpha1.ReconcilePolicySkip {
 			continue
 		}
