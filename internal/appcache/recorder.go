@@ -57,9 +57,6 @@ type conditionList struct {
 	conditions [maxSharedConditions]metav1.Condition
 }
 
-// The two values of a flag, which every app that sets one shares.
-var flagValues = [2]bool{false, true}
-
 // NewRecorder returns a Recorder that shares nothing yet.
 func NewRecorder() *Recorder { return newRecorder() }
 
@@ -153,12 +150,12 @@ func (t *Recorder) shapeOf(app *v1alpha1.SpectrumApp) *shape {
 		protocol:         t.use(spec.Protocol),
 		dnsType:          t.use(spec.DNS.Type),
 		originPort:       t.port(spec.OriginPort),
-		ipFirewall:       flag(spec.IPFirewall),
+		ipFirewall:       intern.Flag(spec.IPFirewall),
 		proxyProtocol:    t.use(spec.ProxyProtocol),
 		tls:              t.use(spec.TLS),
 		trafficType:      t.use(spec.TrafficType),
 		edgeIPs:          t.edge(spec.EdgeIPs),
-		argoSmartRouting: flag(spec.ArgoSmartRouting),
+		argoSmartRouting: intern.Flag(spec.ArgoSmartRouting),
 		virtualNetworkID: t.use(spec.VirtualNetworkID),
 		statusZoneID:     t.use(status.ZoneID),
 		reconcilePolicy:  t.use(status.ReconcilePolicy),
@@ -220,16 +217,6 @@ func (t *Recorder) edge(edge *v1alpha1.EdgeIPs) *v1alpha1.EdgeIPs {
 		return edge
 	}
 	return t.edges.Share(dynamicEdge{edge.Type, edge.Connectivity}, edge)
-}
-
-func flag(p *bool) *bool {
-	if p == nil {
-		return nil
-	}
-	if *p {
-		return &flagValues[1]
-	}
-	return &flagValues[0]
 }
 
 // shareConditions shares the conditions' strings, and the whole list when

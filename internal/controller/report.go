@@ -75,7 +75,7 @@ func readinessOf(o outcome) readiness {
 	}
 	// Nothing in it is the app's own (the ID is in status.applicationID):
 	// apps synced in the same second hold one list of conditions in the
-	// manager's cache (sharedValues).
+	// manager's cache (appcache.Recorder).
 	return readiness{metav1.ConditionTrue, v1alpha1.ReasonSynced, syncedMessage, nothingToDo}
 }
 

@@ -38,3 +38,20 @@ func (t *Table[K, V]) Get(key K) (V, bool) {
 
 // Len is how many values the table holds.
 func (t *Table[K, V]) Len() int { return len(t.values) }
+
+// flags are the two values of a flag, which every holder of one shares.
+var flags = [2]bool{false, true}
+
+// Flag returns the shared copy of *flag's value (nil for nil): a flag is
+// one byte, its pointer eight, and the allocation it points to sixteen.
+// The copies are shared by every caller, so what they point to is never
+// to be modified.
+func Flag(flag *bool) *bool {
+	if flag == nil {
+		return nil
+	}
+	if *flag {
+		return &flags[1]
+	}
+	return &flags[0]
+}

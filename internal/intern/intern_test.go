@@ -38,3 +38,17 @@ func TestTableStaysBounded(t *testing.T) {
 		t.Fatal("a repeated string is not shared after the table started afresh")
 	}
 }
+
+// Flags of one value share one copy, which holds that value.
+func TestFlagSharesEachValue(t *testing.T) {
+	yes, alsoYes, no := true, true, false
+	if Flag(nil) != nil {
+		t.Error("no flag became one")
+	}
+	if Flag(&yes) != Flag(&alsoYes) || !*Flag(&yes) {
+		t.Error("two true flags are not one shared true")
+	}
+	if Flag(&no) == Flag(&yes) || *Flag(&no) {
+		t.Error("a false flag is not the shared false")
+	}
+}

@@ -33,8 +33,6 @@ type repeatTable struct {
 // edgeKey is an edge without addresses of its own.
 type edgeKey struct{ kind, connectivity string }
 
-var sharedFlags = [2]bool{false, true}
-
 func newRepeatTable() *repeatTable {
 	return &repeatTable{
 		strings: intern.NewTable[string, string](maxRepeats),
@@ -67,8 +65,8 @@ func (t *repeatTable) share(app *App) {
 	if port := app.OriginPort; port != nil {
 		app.OriginPort = t.ports.Share(*port, port)
 	}
-	app.IPFirewall = sharedFlag(app.IPFirewall)
-	app.ArgoSmartRouting = sharedFlag(app.ArgoSmartRouting)
+	app.IPFirewall = intern.Flag(app.IPFirewall)
+	app.ArgoSmartRouting = intern.Flag(app.ArgoSmartRouting)
 	if app.CreatedOn != nil && app.ModifiedOn != nil && app.ModifiedOn.Equal(*app.CreatedOn) {
 		app.ModifiedOn = app.CreatedOn
 	}
@@ -80,14 +78,4 @@ func (t *repeatTable) use(s *string) {
 	if *s != "" {
 		*s = t.strings.Share(*s, *s)
 	}
-}
-
-func sharedFlag(flag *bool) *bool {
-	if flag == nil {
-		return nil
-	}
-	if *flag {
-		return &sharedFlags[1]
-	}
-	return &sharedFlags[0]
 }
